@@ -1,0 +1,90 @@
+# ksmbook: make lab | make test | make bench | make clean
+#
+# The virtualenv is built on first use with the system python3 and re-installed
+# only when pyproject.toml changes (stamp: .venv/.installed).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON   ?= python3
+VENV     := .venv
+VPY      := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+LAB_ARGS ?=
+# jupyter refuses to run as root without --allow-root (CI and dev machines are root).
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+NBVAL_ARGS := --nbval --nbval-current-env \
+              --nbval-kernel-startup-timeout=120 --nbval-cell-timeout=600 \
+              -p no:python
+
+.PHONY: setup .venv browser-deps lab test test-py test-notebooks execute-notebooks bench clean distclean
+
+# --- set-up -------------------------------------------------------------------
+
+setup .venv: $(STAMP) browser-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	$(VPY) -m pip install --quiet -e '.[lab,test,bench]'
+	@touch $(STAMP)
+
+# Debian's chromium for the browser tests. Installed only when missing and we
+# are root with apt-get; otherwise the browser tests skip with a loud reason.
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian chromium for the browser tests (log: build/apt-chromium.log)"; \
+	    mkdir -p build; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	      >build/apt-chromium.log 2>&1 \
+	      || echo "WARNING: could not install chromium (see build/apt-chromium.log); browser tests will be SKIPPED"; \
+	  else \
+	    echo "WARNING: $(CHROMIUM) is missing and cannot be installed here (not root or no apt-get); browser tests will be SKIPPED"; \
+	  fi; \
+	fi
+
+# --- the book -----------------------------------------------------------------
+
+lab: setup
+	$(VENV)/bin/jupyter lab $(ROOT_ARGS) notebooks/00_index.ipynb $(LAB_ARGS)
+
+# --- tests ----------------------------------------------------------------------
+# (a) unit, property, kernel-oracle and browser tests; pytest's exit code 5
+#     ("no tests collected") fails the build like any other non-zero code.
+# (b) every notebook, cell by cell, strictly against its stored outputs
+#     (widget/plotly/html outputs are excluded in notebooks/conftest.py).
+
+test: setup test-py test-notebooks
+
+test-py: setup
+	$(VPY) -m pytest tests
+
+test-notebooks: setup
+	$(VPY) -m pytest $(NBVAL_ARGS) notebooks/
+
+# Re-execute notebooks in place with the venv kernel so their stored outputs
+# (what nbval compares) come from a clean run:  make execute-notebooks [NB=notebooks/03_x.ipynb]
+NB ?= notebooks/[0-9]*.ipynb
+execute-notebooks: setup
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 $(NB)
+
+# --- benchmarks -------------------------------------------------------------------
+
+bench: setup
+	@shopt -s nullglob; found=0; \
+	for f in benchmarks/*.py; do \
+	  found=1; echo "== $$f"; $(VPY) "$$f"; \
+	done; \
+	[ $$found = 1 ] || echo "no benchmarks/*.py yet"
+
+# --- cleaning ---------------------------------------------------------------------
+
+clean:
+	rm -rf build dist .pytest_cache .hypothesis *.egg-info
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

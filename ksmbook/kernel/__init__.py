@@ -1,0 +1,5 @@
+"""The simulated kernel.  Nothing here imports a UI library."""
+from .errors import SegmentationFault
+from .machine import Machine
+
+__all__ = ["Machine", "SegmentationFault"]

@@ -1,0 +1,180 @@
+"""Page faults as Linux 6.x handles them: handle_mm_fault() and its helpers.
+
+A read of an untouched anonymous page maps the shared zero page read-only; a write
+allocates a zeroed frame; a write to a read-only present page goes to do_wp_page(),
+which reuses an exclusively owned anonymous page and otherwise copies (wp_page_copy).
+KSM pages are never reused (wp_can_reuse_anon_folio() refuses them), except in
+5.1-5.8 where reuse_ksm_page() let a single mapper keep its KSM page.
+"""
+from __future__ import annotations
+
+from .events import Fault
+from .memory import PG_anon, PG_anon_exclusive, PG_ksm
+from .mmu_notifier import (pte_notify_bracket, ptep_clear_flush, set_pte_at,
+                           set_pte_at_notify)
+from .pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW,
+                        mk_pte, pte_dirty, pte_pfn, pte_present, pte_special, pte_write)
+
+FAULT_FLAG_WRITE = 1 << 0
+FAULT_FLAG_REMOTE = 1 << 7
+FAULT_FLAG_UNSHARE = 1 << 10
+
+
+def is_ksm_zero_pte(pte: int) -> bool:
+    """is_ksm_zero_pte(): a zero-page PTE that KSM placed (it marks them dirty)."""
+    return pte_present(pte) and pte_special(pte) and pte_pfn(pte) == 0 and pte_dirty(pte)
+
+
+def _emit_fault(mm, address, access, handler):
+    m = mm.machine
+    if m.events.enabled:
+        m.events.emit(Fault(m.clock_ns, mm.owner_pid, address, access, handler))
+
+
+def handle_mm_fault(mm, vma, address: int, flags: int):
+    """handle_mm_fault() for one page; returns the Page mapped at ``address`` after it."""
+    address &= ~(mm.page_size - 1)
+    write = bool(flags & FAULT_FLAG_WRITE)
+    unshare = bool(flags & FAULT_FLAG_UNSHARE)
+    pte = mm.pagetables.get_pte(address)
+    mem = mm.machine.memory
+    if not pte_present(pte):
+        if vma.shmem is not None:
+            return shmem_fault(mm, vma, address, write)
+        return do_anonymous_page(mm, vma, address, write)
+    # a PROT_NONE pte only reaches here through a remote unshare (break_ksm)
+    if (write or unshare) and not pte_write(pte):
+        return do_wp_page(mm, vma, address, pte, unshare=unshare and not write)
+    # present and permitted: the hardware walk sets the accessed/dirty bits
+    bits = _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
+    if pte & bits != bits:
+        mm.pagetables.set_pte(address, pte | bits)
+    return mem.pfn_to_page(pte_pfn(pte))
+
+
+def do_anonymous_page(mm, vma, address: int, write: bool):
+    """do_anonymous_page(): zero page on read, a fresh zeroed anonymous page on write."""
+    mem = mm.machine.memory
+    if not write:
+        _emit_fault(mm, address, "read", "do_anonymous_page (zero page)")
+        set_pte_at(mm, address, mk_pte(0, False, special=True), "do_anonymous_page")
+        return mem.zero_page
+    anon_vma_prepare(vma)
+    page = new_anon_page(mm, vma)
+    _emit_fault(mm, address, "write", "do_anonymous_page")
+    page.mapcount = 1
+    set_pte_at(mm, address, mk_pte(page.pfn, True, dirty=True), "do_anonymous_page")
+    return page
+
+
+def shmem_fault(mm, vma, address: int, write: bool):
+    """shmem_fault() + finish_fault(): map the shared page of a MAP_SHARED mapping."""
+    page = vma.shmem.get_page(vma.pgoff + ((address - vma.start) >> mm.page_shift),
+                              mm.machine.memory, mm.node_for(vma))
+    page.mapcount += 1
+    page.refcount += 1
+    writable = bool(vma.flags & vma.VM_WRITE)
+    _emit_fault(mm, address, "write" if write else "read", "shmem_fault")
+    set_pte_at(mm, address, mk_pte(page.pfn, writable, dirty=write), "finish_fault")
+    return page
+
+
+def anon_vma_prepare(vma) -> None:
+    """anon_vma_prepare(): the first anonymous page of a VMA gives it an anon_vma."""
+    if vma.anon_vma is None:
+        vma.anon_vma = vma.mm.machine.new_anon_vma()
+
+
+def new_anon_page(mm, vma):
+    page = mm.machine.memory.alloc_page(mm.node_for(vma), purpose="anon")
+    page.flags |= PG_anon | PG_anon_exclusive
+    page.mapping = vma.anon_vma
+    return page
+
+
+def wp_can_reuse_anon_folio(page, prof) -> bool:
+    """wp_can_reuse_anon_folio() (6.x): only an anonymous, non-KSM page nobody else holds."""
+    if page.flags & PG_ksm:
+        return bool(prof.reuse_ksm_page and page.mapcount == 1 and page.refcount == 1)
+    return page.refcount == 1 and page.mapcount == 1
+
+
+def do_wp_page(mm, vma, address: int, pte: int, unshare: bool = False):
+    """do_wp_page(): a write (or FAULT_FLAG_UNSHARE) hit a read-only present PTE."""
+    mem = mm.machine.memory
+    page = None if pte_special(pte) else mem.pfn_to_page(pte_pfn(pte))
+    if vma.flags & vma.VM_SHARED:
+        # wp_page_shared(): the page cache page just becomes writable
+        _emit_fault(mm, address, "write", "wp_page_shared")
+        set_pte_at(mm, address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, "wp_page_shared")
+        return page
+    if page is not None and page.flags & PG_anon and (
+            page.flags & PG_anon_exclusive or wp_can_reuse_anon_folio(page, mm.machine.profile)):
+        if page.flags & PG_ksm:       # 5.1-5.8 reuse_ksm_page(): it stops being KSM
+            page.flags &= ~PG_ksm
+            page.mapping = vma.anon_vma
+        page.flags |= PG_anon_exclusive
+        if unshare:
+            return page
+        return wp_page_reuse(mm, address, pte, page)
+    return wp_page_copy(mm, vma, address, pte, page, unshare)
+
+
+def wp_page_reuse(mm, address, pte, page):
+    """wp_page_reuse(): make the PTE writable in place; no notifier (permission grows)."""
+    _emit_fault(mm, address, "write", "wp_page_reuse")
+    set_pte_at(mm, address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, "wp_page_reuse")
+    return page
+
+
+def wp_page_copy(mm, vma, address: int, orig_pte: int, old_page, unshare: bool):
+    """wp_page_copy(): copy-on-write, through the era's notifier sequence.
+
+    The seed era: ptep_clear_flush() then set_pte_at_notify(new, writable), which KVM
+    answers by zapping its spte.  From 3.6 the pair is bracketed by
+    invalidate_range_start/end; from 6.10 set_pte_at_notify is plain set_pte_at.
+    """
+    mem = mm.machine.memory
+    anon_vma_prepare(vma)
+    new = new_anon_page(mm, vma)
+    if old_page is not None:
+        new.data[:] = old_page.data
+    site = "wp_page_copy"
+    _emit_fault(mm, address, "unshare" if unshare else "write", site)
+    end = address + mm.page_size
+    with pte_notify_bracket(mm, address, end, site):
+        if is_ksm_zero_pte(orig_pte):
+            mm.machine.ksm.ksm_might_unmap_zero_page(mm, orig_pte)
+        entry = mk_pte(new.pfn, not unshare, dirty=not unshare)
+        if not vma.flags & (vma.VM_READ | vma.VM_WRITE):
+            entry = pte_mkprotnone(entry)       # mk_pte(new, vma->vm_page_prot) of PROT_NONE
+        new.mapcount = 1
+        ptep_clear_flush(mm, address, site)
+        set_pte_at_notify(mm, address, entry, site)
+        if old_page is not None:
+            old_page.mapcount -= 1
+            mem.put_page(old_page)
+    if old_page is not None and old_page.flags & PG_ksm:
+        mm.machine.vmstat["cow_ksm"] += 1
+    return new
+
+
+def zap_pte(mm, address: int, pte: int) -> None:
+    """zap_present_ptes() for one PTE: drop the mapping and the page reference."""
+    mem = mm.machine.memory
+    set_pte_at(mm, address, 0, "zap_pte_range")
+    if pte_special(pte):
+        if is_ksm_zero_pte(pte):
+            mm.machine.ksm.ksm_might_unmap_zero_page(mm, pte)
+        return
+    page = mem.pfn_to_page(pte_pfn(pte))
+    page.mapcount -= 1
+    mem.put_page(page)
+
+
+def pte_mkprotnone(pte: int) -> int:
+    return (pte & ~(_PAGE_PRESENT | _PAGE_RW)) | _PAGE_PROTNONE
+
+
+def pte_mkprotread(pte: int) -> int:
+    return (pte & ~_PAGE_PROTNONE & ~_PAGE_RW) | _PAGE_PRESENT

@@ -1,0 +1,160 @@
+"""KSM, kernel samepage merging, as mm/ksm.c of the modelled kernel does it.
+
+``Ksm`` holds ksm.c's file-static state (trees, cursor, counters, tunables); its
+methods carry the kernel's function names and live in one mixin per concern:
+scan.py (the cursor and cmp_and_merge_page), stable_tree.py, unstable_tree.py,
+merge.py (write_protect_page, replace_page, break_ksm) and control.py (madvise,
+prctl, fork, exit, run).  ``Ksmd`` (ksmd.py) drives it in time.
+"""
+from __future__ import annotations
+
+from ..events import KsmEvent
+from ..mm import MMF_VM_MERGE_ANY, MMF_VM_MERGEABLE
+from .advisor import AdvisorMixin
+from .control import ControlMixin
+from .merge import MergeMixin
+from .rbtree import RbRoot
+from .scan import ScanMixin
+from .stable_tree import StableTreeMixin
+from .structs import SIZEOF_KSM_RMAP_ITEM, STABLE_FLAG, UNSTABLE_FLAG, KsmMmSlot, KsmScan
+from .unstable_tree import UnstableTreeMixin
+
+DEFAULTS = dict(run=0, pages_to_scan=100, sleep_millisecs=20, merge_across_nodes=1,
+                use_zero_pages=0, max_page_sharing=256,
+                stable_node_chains_prune_millisecs=2000, smart_scan=1)
+
+
+class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixin,
+          AdvisorMixin):
+    """The state of mm/ksm.c."""
+    MMF_VM_MERGEABLE = MMF_VM_MERGEABLE
+    MMF_VM_MERGE_ANY = MMF_VM_MERGE_ANY
+
+    def __init__(self, machine):
+        self.machine = machine
+        self.memory = machine.memory
+        self.profile = machine.profile
+        self.page_size = machine.page_size
+        # tunables
+        self.run = DEFAULTS["run"]
+        self.pages_to_scan = DEFAULTS["pages_to_scan"]
+        self.sleep_millisecs = DEFAULTS["sleep_millisecs"]
+        self.merge_across_nodes = DEFAULTS["merge_across_nodes"]
+        self.use_zero_pages = DEFAULTS["use_zero_pages"]
+        self.max_page_sharing = DEFAULTS["max_page_sharing"] if \
+            self.profile.ksm_stable_node_chains else 1 << 62
+        self.stable_node_chains_prune_millisecs = DEFAULTS["stable_node_chains_prune_millisecs"]
+        self.smart_scan = DEFAULTS["smart_scan"] if self.profile.ksm_smart_scan else 0
+        # counters
+        self.ksm_pages_shared = 0
+        self.ksm_pages_sharing = 0
+        self.ksm_pages_unshared = 0
+        self.ksm_rmap_items = 0
+        self.stable_node_chains = 0
+        self.stable_node_dups = 0
+        self.ksm_pages_scanned = 0
+        self.ksm_pages_skipped = 0
+        self.ksm_zero_pages = 0
+        # trees, list, cursor
+        self.root_stable_tree = [RbRoot()]
+        self.root_unstable_tree = [RbRoot()]
+        self.ksm_mm_head = KsmMmSlot(None)
+        self.mm_slots: dict = {}
+        self.ksm_scan = KsmScan(self.ksm_mm_head)
+        self._stable_node_ids = 0
+        self.zero_checksum = self.calc_checksum(self.memory.zero_page)
+        self.init_advisor()
+
+    # --- helpers ---
+    def jiffies_ms(self) -> int:
+        return self.machine.clock_ns // 1_000_000
+
+    def get_kpfn_nid(self, kpfn: int) -> int:
+        return 0 if self.merge_across_nodes else self.memory.pfn_to_nid(kpfn)
+
+    def set_merge_across_nodes(self, value: int) -> None:
+        if value == self.merge_across_nodes:
+            return
+        self.check_empty_stable_tree("merge_across_nodes")
+        self.merge_across_nodes = value
+        n = 1 if value else self.machine.numa_nodes
+        self.root_stable_tree = [RbRoot() for _ in range(n)]
+        self.root_unstable_tree = [RbRoot() for _ in range(n)]
+
+    def set_max_page_sharing(self, value: int) -> None:
+        if value == self.max_page_sharing:
+            return
+        self.check_empty_stable_tree("max_page_sharing")
+        self.max_page_sharing = value
+
+    def _emit(self, action, page, address, pfn, detail) -> None:
+        ev = self.machine.events
+        if ev.enabled:
+            pid = 0
+            cur = self.ksm_scan.mm_slot
+            if cur.mm is not None:
+                pid = cur.mm.owner_pid
+            ev.emit(KsmEvent(self.machine.clock_ns, action, pid, address, pfn, detail))
+
+    # --- derived counters, as the sysfs show functions compute them ---
+    @property
+    def pages_volatile(self) -> int:
+        v = self.ksm_rmap_items - self.ksm_pages_shared - self.ksm_pages_sharing \
+            - self.ksm_pages_unshared
+        return max(v, 0)
+
+    @property
+    def general_profit(self) -> int:
+        zero = self.ksm_zero_pages if self.profile.ksm_zero_pages_counter else 0
+        return (self.ksm_pages_sharing + zero) * self.page_size - \
+            self.ksm_rmap_items * SIZEOF_KSM_RMAP_ITEM
+
+    def process_profit(self, mm) -> int:
+        return (mm.ksm_merging_pages + mm.ksm_zero_pages) * self.page_size - \
+            mm.ksm_rmap_items * SIZEOF_KSM_RMAP_ITEM
+
+    def stats(self) -> dict:
+        """Every counter of /sys/kernel/mm/ksm, as ints."""
+        return {
+            "full_scans": self.ksm_scan.seqnr,
+            "pages_scanned": self.ksm_pages_scanned,
+            "pages_shared": self.ksm_pages_shared,
+            "pages_sharing": self.ksm_pages_sharing,
+            "pages_unshared": self.ksm_pages_unshared,
+            "pages_volatile": self.pages_volatile,
+            "pages_skipped": self.ksm_pages_skipped,
+            "stable_node_chains": self.stable_node_chains,
+            "stable_node_dups": self.stable_node_dups,
+            "ksm_zero_pages": self.ksm_zero_pages,
+            "general_profit": self.general_profit,
+        }
+
+    # --- inspection (for the book and the tests) ---
+    def rmap_items(self):
+        for slot in self.slots():
+            yield from slot.items()
+
+    def stable_nodes(self):
+        """Every regular node and dup (not chains), in tree order."""
+        for root in self.root_stable_tree:
+            for node in root:
+                if node.is_chain:
+                    yield from node.hlist
+                else:
+                    yield node
+
+    def recount(self) -> dict:
+        """Counters recomputed from scratch over rmap_items and trees (test oracle)."""
+        items = list(self.rmap_items())
+        stable = [n for n in self.stable_nodes()]
+        chains = sum(1 for root in self.root_stable_tree for n in root if n.is_chain)
+        return {
+            "rmap_items": len(items),
+            "pages_shared": sum(1 for n in stable if n.hlist),
+            "pages_sharing": sum(len(n.hlist) - 1 for n in stable if n.hlist),
+            "pages_unshared": sum(1 for i in items if i.flags & UNSTABLE_FLAG),
+            "stable_items": sum(1 for i in items if i.flags & STABLE_FLAG),
+            "stable_node_chains": chains,
+            "stable_node_dups": sum(len(n.hlist) for root in self.root_stable_tree
+                                    for n in root if n.is_chain),
+        }

@@ -1,0 +1,89 @@
+"""ksmd in time: ksm_scan_thread()'s loop of batches and sleeps, plus stepping APIs.
+
+``scan()`` is one batch (what ksmd does per wake-up), ``run_full_scans(n)`` runs
+batches until full_scans has gone up by n, and ``Machine.advance(ms)`` lets ksmd
+wake every sleep_millisecs as the real thread does.  A batch costs simulated CPU
+time: SCAN_COST_NS per processed page, the rate measured for the real ksmd on the
+machines this book was built on (~180,000 pages/s with sleep_millisecs=0).
+"""
+from __future__ import annotations
+
+SCAN_COST_NS = 5_500
+
+
+class KsmdNotRunning(RuntimeError):
+    """ksmd only scans while /sys/kernel/mm/ksm/run is 1."""
+
+
+class Ksmd:
+
+    def __init__(self, machine, ksm):
+        self.machine = machine
+        self.ksm = ksm
+        self.next_wake_ns = 0
+        self.batches = 0
+
+    def should_run(self) -> bool:
+        """ksmd_should_run(): run has the MERGE bit and some mm is registered."""
+        k = self.ksm
+        return bool(k.run & 1) and k.ksm_mm_head.next is not k.ksm_mm_head
+
+    def _require_running(self):
+        if not self.ksm.run & 1:
+            raise KsmdNotRunning("ksmd is stopped: write 1 to /sys/kernel/mm/ksm/run first")
+
+    def _batch(self, pages: int) -> int:
+        done = self.ksm.ksm_do_scan(pages)
+        cost = max(done, 1) * SCAN_COST_NS
+        self.ksm.ksmd_cpu_ns += cost
+        self.machine.clock_ns += cost
+        self.batches += 1
+        return done
+
+    def scan(self, pages: int | None = None) -> list:
+        """One batch of up to ``pages`` (default pages_to_scan); returns its events."""
+        self._require_running()
+        if pages is None:
+            pages = self.ksm.pages_to_scan
+        if not isinstance(pages, int) or pages < 0:
+            raise ValueError(f"pages must be a non-negative int, not {pages!r}")
+        with self.machine.events.capture() as events:
+            if self.should_run():
+                self._batch(pages)
+        return events
+
+    def run_full_scans(self, n: int = 1, *, progress=None) -> int:
+        """Exactly ``n`` more full scans (full_scans goes up by n); returns full_scans.
+
+        With no mm registered ksmd would sleep forever: then nothing happens.
+        ``progress(done_scans, n)`` is called after each full scan, for long runs.
+        """
+        self._require_running()
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative int, not {n!r}")
+        k = self.ksm
+        target = k.ksm_scan.seqnr + n
+        batch = max(k.pages_to_scan, 1)
+        while k.ksm_scan.seqnr < target and self.should_run():
+            before = k.ksm_scan.seqnr
+            self._batch(batch)
+            if progress is not None and k.ksm_scan.seqnr != before:
+                progress(n - (target - k.ksm_scan.seqnr), n)
+        return k.ksm_scan.seqnr
+
+    def advance(self, ms: float) -> None:
+        """Let ``ms`` of simulated time pass with ksmd waking as ksm_scan_thread does."""
+        m = self.machine
+        end = m.clock_ns + int(ms * 1_000_000)
+        while True:
+            if not self.should_run():
+                m.clock_ns = max(m.clock_ns, end)
+                self.next_wake_ns = m.clock_ns
+                return
+            wake = max(self.next_wake_ns, m.clock_ns)
+            if wake > end:
+                m.clock_ns = end
+                return
+            m.clock_ns = wake
+            self._batch(self.ksm.pages_to_scan)
+            self.next_wake_ns = m.clock_ns + self.ksm.sleep_millisecs * 1_000_000

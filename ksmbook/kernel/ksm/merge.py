@@ -1,0 +1,183 @@
+"""Merging and unmerging: try_to_merge_*, write_protect_page, replace_page, break_ksm.
+
+These are the KSM call sites of the seed commit: write_protect_page() and
+replace_page() set their PTEs through set_pte_at_notify() until 6.10 and, from 3.6
+on, inside invalidate_range_start/end.
+"""
+from __future__ import annotations
+
+from ..fault import (FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, handle_mm_fault,
+                     is_ksm_zero_pte)
+from ..memory import PG_anon, PG_anon_exclusive, PG_ksm
+from ..mmu_notifier import pte_notify_bracket, ptep_clear_flush, set_pte_at, set_pte_at_notify
+from ..pagetable import (_PAGE_PROTNONE, mk_pte, pte_dirty, pte_mkclean, pte_pfn, pte_present,
+                         pte_special, pte_write, pte_wrprotect)
+
+
+class MergeMixin:
+
+    def find_mergeable_vma(self, mm, address):
+        """find_mergeable_vma(): a live VM_MERGEABLE VMA with an anon_vma, or None."""
+        if mm.mm_users == 0:
+            return None
+        vma = mm.find_vma(address)
+        if vma is None or not vma.flags & vma.VM_MERGEABLE or vma.anon_vma is None:
+            return None
+        return vma
+
+    def get_mergeable_page(self, item):
+        """get_mergeable_page(): the anonymous page still mapped at the item's address."""
+        mm = item.mm
+        if self.find_mergeable_vma(mm, item.address) is None:
+            return None
+        pte = mm.pagetables.get_pte(item.address)
+        if not pte_present(pte) or pte_special(pte):
+            return None
+        page = self.memory.pages.get(pte_pfn(pte))
+        if page is None or not page.flags & PG_anon:
+            return None
+        return page
+
+    def write_protect_page(self, vma, page, address):
+        """write_protect_page(): make the PTE read-only and clean; returns it, or None.
+
+        The refcount check (mapcount + our reference == refcount) refuses pages that
+        someone else holds, e.g. for O_DIRECT or a GUP pin.
+        """
+        mm = vma.mm
+        site = "write_protect_page"
+        with pte_notify_bracket(mm, address, address + mm.page_size, site):
+            entry = mm.pagetables.get_pte(address)
+            if not pte_present(entry) or pte_pfn(entry) != page.pfn:
+                return None
+            anon_exclusive = page.flags & PG_anon_exclusive
+            if pte_write(entry) or pte_dirty(entry) or anon_exclusive:
+                entry = ptep_clear_flush(mm, address, site)
+                if page.mapcount != page.refcount:
+                    set_pte_at(mm, address, entry, site)
+                    self._emit("merge_failed", page, address, page.pfn,
+                               f"refcount {page.refcount} != mapcount {page.mapcount}: pinned")
+                    return None
+                page.flags &= ~PG_anon_exclusive      # folio_try_share_anon_rmap_pte()
+                entry = pte_wrprotect(pte_mkclean(entry))
+                set_pte_at_notify(mm, address, entry, site)
+            return entry
+
+    def replace_page(self, vma, page, kpage, address, orig_pte) -> bool:
+        """replace_page(): point the PTE at ``kpage`` (or the zero page) and drop ``page``."""
+        mm = vma.mm
+        site = "replace_page"
+        with pte_notify_bracket(mm, address, address + mm.page_size, site):
+            if mm.pagetables.get_pte(address) != orig_pte:
+                return False
+            if not kpage.is_zero:
+                kpage.refcount += 1
+                kpage.mapcount += 1
+                newpte = mk_pte(kpage.pfn, False)
+            else:
+                # the dirty bit marks "placed by KSM" (is_ksm_zero_pte)
+                newpte = mk_pte(kpage.pfn, False, dirty=True, special=True)
+                self.ksm_map_zero_page(mm)
+            if orig_pte & _PAGE_PROTNONE:
+                newpte = (newpte & ~1) | _PAGE_PROTNONE
+            ptep_clear_flush(mm, address, site)
+            set_pte_at_notify(mm, address, newpte, site)
+            page.mapcount -= 1
+            self.memory.put_page(page)
+        return True
+
+    def try_to_merge_one_page(self, vma, page, kpage, address) -> bool:
+        """try_to_merge_one_page(): ``kpage`` None means 'make ``page`` itself KSM'."""
+        if page is kpage:                          # ksm page forked
+            return True
+        if not page.flags & PG_anon:
+            return False
+        orig_pte = self.write_protect_page(vma, page, address)
+        if orig_pte is None:
+            return False
+        if kpage is None:
+            page.flags |= PG_ksm                   # folio_set_stable_node(folio, NULL)
+            page.mapping = None
+            return True
+        if page.data == kpage.data:                # pages_identical()
+            return self.replace_page(vma, page, kpage, address, orig_pte)
+        return False
+
+    def try_to_merge_with_ksm_page(self, item, page, kpage) -> bool:
+        """try_to_merge_with_ksm_page(): merge the item's page into ``kpage``."""
+        vma = self.find_mergeable_vma(item.mm, item.address)
+        if vma is None:
+            return False
+        if not self.try_to_merge_one_page(vma, page, kpage, item.address):
+            return False
+        self.remove_rmap_item_from_tree(item)
+        item.anon_vma = vma.anon_vma
+        return True
+
+    def try_to_merge_two_pages(self, item, page, tree_item, tree_page):
+        """try_to_merge_two_pages(): the scanned page becomes the KSM page."""
+        if not self.try_to_merge_with_ksm_page(item, page, None):
+            return None
+        if not self.try_to_merge_with_ksm_page(tree_item, tree_page, page):
+            self.break_cow(item)
+            return None
+        return page
+
+    def try_to_merge_with_zero_page(self, item, page) -> int:
+        """try_to_merge_with_zero_page() (6.11; inline since 4.11): 0 when done."""
+        if not (self.use_zero_pages and item.oldchecksum == self.zero_checksum):
+            return -14                             # -EFAULT: carry on
+        vma = self.find_mergeable_vma(item.mm, item.address)
+        if vma is None:
+            return 0
+        if self.try_to_merge_one_page(vma, page, self.memory.zero_page, item.address):
+            self._emit("zero_merge", page, item.address, page.pfn,
+                       "use_zero_pages: PTE now maps the zero page (counted in ksm_zero_pages)")
+            return 0
+        return -14
+
+    def ksm_map_zero_page(self, mm) -> None:
+        self.ksm_zero_pages += 1
+        mm.ksm_zero_pages += 1
+
+    def ksm_might_unmap_zero_page(self, mm, pte) -> None:
+        """ksm_might_unmap_zero_page(): a KSM-placed zero PTE went away."""
+        if is_ksm_zero_pte(pte) and self.profile.ksm_zero_pages_counter:
+            self.ksm_zero_pages -= 1
+            mm.ksm_zero_pages -= 1
+
+    def break_cow(self, item) -> None:
+        """break_cow(): undo a merge of the item's page (used on failure paths)."""
+        item.anon_vma = None
+        vma = self.find_mergeable_vma(item.mm, item.address)
+        if vma is not None:
+            self.break_ksm(vma, item.address)
+
+    def break_ksm(self, vma, address) -> None:
+        """break_ksm(): unshare a KSM page or KSM zero page at ``address``.
+
+        6.2+ uses FAULT_FLAG_UNSHARE (a private copy, not yet writable); earlier
+        kernels took a write fault.  Before 6.6 KSM zero pages were left alone.
+        """
+        mm = vma.mm
+        pte = mm.pagetables.get_pte(address)
+        if not pte_present(pte):
+            return
+        if pte_special(pte):
+            if not (is_ksm_zero_pte(pte) and self.profile.ksm_zero_pages_counter):
+                return
+        else:
+            page = self.memory.pages.get(pte_pfn(pte))
+            if page is None or not page.flags & PG_ksm:
+                return
+        flags = (FAULT_FLAG_UNSHARE if self.profile.ksm_break_with_unshare else 1) | \
+            FAULT_FLAG_REMOTE
+        self._emit("break_ksm", None, address, pte_pfn(pte), f"pid {mm.owner_pid}: unshare")
+        handle_mm_fault(mm, vma, address, flags)
+
+    def unmerge_ksm_pages(self, vma, start, end) -> None:
+        """unmerge_ksm_pages(): break_ksm() on every page; counters wait for ksmd."""
+        for addr, _pte in list(vma.mm.pagetables.present(start, end)):
+            if vma.mm.mm_users == 0:
+                break
+            self.break_ksm(vma, addr)

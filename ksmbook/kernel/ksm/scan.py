@@ -1,0 +1,241 @@
+"""The scanner: scan_get_next_rmap_item(), cmp_and_merge_page(), ksm_do_scan().
+
+One cursor walks every registered mm, every VM_MERGEABLE VMA with an anon_vma,
+every present anonymous page, in address order.  The unstable tree is emptied at
+the start of each full scan and ``full_scans`` (seqnr) counts up at its end; a batch
+never crosses that boundary.
+"""
+from __future__ import annotations
+
+from ..memory import PG_anon, PG_ksm
+from ..pagetable import pte_pfn, pte_present, pte_special
+from .checksum import jhash2, xxhash_u32
+from .rbtree import RbRoot
+
+
+def skip_age(age: int) -> int:
+    """skip_age(): how many scans smart scan may skip after an unsuccessful visit."""
+    if age <= 3:
+        return 1
+    if age <= 5:
+        return 2
+    if age <= 8:
+        return 4
+    return 8
+
+
+class ScanMixin:
+
+    def calc_checksum(self, page) -> int:
+        if self.profile.ksm_xxhash_checksum:
+            return xxhash_u32(page.data)
+        return jhash2(page.data)
+
+    # --- rmap_item lists ---
+    def get_next_rmap_item(self, slot, link, address):
+        """get_next_rmap_item(): reuse the item at ``address`` or allocate a zeroed one.
+
+        Items passed over (their pages vanished) are removed and freed on the way.
+        """
+        while link.rmap_list is not None:
+            item = link.rmap_list
+            if item.address == address:
+                return item
+            if item.address > address:
+                break
+            link.rmap_list = item.rmap_list
+            self.remove_rmap_item_from_tree(item)
+            self.free_rmap_item(item)
+        item = self.new_rmap_item(slot.mm, address)
+        item.rmap_list = link.rmap_list
+        link.rmap_list = item
+        return item
+
+    def new_rmap_item(self, mm, address):
+        from .structs import KsmRmapItem
+        self.ksm_rmap_items += 1
+        mm.ksm_rmap_items += 1
+        return KsmRmapItem(mm, address)
+
+    def free_rmap_item(self, item) -> None:
+        self.ksm_rmap_items -= 1
+        item.mm.ksm_rmap_items -= 1
+
+    def remove_trailing_rmap_items(self, link) -> None:
+        """remove_trailing_rmap_items(): free every item after the cursor's link."""
+        while link.rmap_list is not None:
+            item = link.rmap_list
+            link.rmap_list = item.rmap_list
+            self.remove_rmap_item_from_tree(item)
+            self.free_rmap_item(item)
+
+    # --- smart scan (6.7+) ---
+    def should_skip_rmap_item(self, page, item) -> bool:
+        """should_skip_rmap_item(): skip pages that keep failing to merge, 1-2-4-8 scans."""
+        if not self.smart_scan or page.flags & PG_ksm:
+            return False
+        age = item.age
+        if age != 255:
+            item.age = age + 1
+        if age < 3:
+            return False
+        if not item.remaining_skips:
+            item.remaining_skips = skip_age(age)
+            return False
+        self.ksm_pages_skipped += 1
+        item.remaining_skips -= 1
+        self.remove_rmap_item_from_tree(item)
+        self._emit("skip", page, item.address, page.pfn,
+                   f"smart scan: age {item.age}, {item.remaining_skips} more skips")
+        return True
+
+    # --- the cursor ---
+    def scan_get_next_rmap_item(self):
+        """scan_get_next_rmap_item(): (item, page) of the next page to look at, or None.
+
+        None ends the batch; when it ends a full scan, seqnr (full_scans) goes up.
+        """
+        head = self.ksm_mm_head
+        if head.next is head:
+            return None
+        scan = self.ksm_scan
+        slot = scan.mm_slot
+        if slot is head:
+            self.advisor_start_scan()
+            for nid in range(len(self.root_unstable_tree)):
+                self.root_unstable_tree[nid] = RbRoot()
+            self._emit("scan_start", None, 0, 0, f"full scan #{scan.seqnr}: unstable tree reset")
+            slot = head.next
+            scan.mm_slot = slot
+            if slot is head:
+                return None
+            scan.address = 0
+            scan.rmap_list = slot
+        page_size = self.page_size
+        pages = self.memory.pages
+        while True:
+            mm = slot.mm
+            if mm.mm_users == 0:
+                scan.address = 0
+                scan.rmap_list = slot
+            else:
+                pt = mm.pagetables
+                for vma in mm.vmas:
+                    if vma.end <= scan.address or not vma.flags & vma.VM_MERGEABLE:
+                        continue
+                    if scan.address < vma.start:
+                        scan.address = vma.start
+                    if vma.anon_vma is None:
+                        scan.address = vma.end
+                    while scan.address < vma.end:
+                        address = scan.address
+                        pte = pt.get_pte(address)
+                        page = None
+                        if pte_present(pte) and not pte_special(pte):
+                            page = pages.get(pte_pfn(pte))
+                        if page is not None and page.flags & PG_anon:
+                            item = self.get_next_rmap_item(slot, scan.rmap_list, address)
+                            scan.rmap_list = item
+                            scan.address = address + page_size
+                            if self.should_skip_rmap_item(page, item):
+                                continue
+                            return item, page
+                        scan.address = address + page_size
+            self.remove_trailing_rmap_items(scan.rmap_list)
+            nxt = slot.next
+            scan.mm_slot = nxt
+            if scan.address == 0:
+                # no VM_MERGEABLE VMA left (or the mm exited): drop the mm
+                self._unlink_slot(slot)
+                mm.flags &= ~self.MMF_VM_MERGEABLE
+                if not self.profile.ksm_fork_resets_counters:
+                    mm.flags &= ~self.MMF_VM_MERGE_ANY
+            slot = nxt
+            if slot is head:
+                break
+            scan.address = 0
+            scan.rmap_list = slot
+        self.advisor_stop_scan()
+        scan.seqnr += 1
+        self._emit("scan_end", None, 0, 0, f"full scan done: full_scans={scan.seqnr}")
+        return None
+
+    # --- the decision ---
+    def cmp_and_merge_page(self, page, item) -> None:
+        """cmp_and_merge_page(): stable tree, checksum, zero page, unstable tree, merge.
+
+        6.11+ (d58a361b0350) tests the checksum before searching the stable tree;
+        older kernels search the stable tree first, so a page identical to an
+        existing KSM page merges on its very first visit.
+        """
+        bypass = False
+        stable_node = page.mapping if page.flags & PG_ksm else None
+        if stable_node is not None:
+            if item.head is stable_node:
+                return
+            if not self.is_page_sharing_candidate(stable_node):
+                bypass = True          # a KSM fork may go past max_page_sharing
+        elif self.profile.ksm_checksum_before_stable_search:
+            self.remove_rmap_item_from_tree(item)
+            if not self._checksum_unchanged(page, item):
+                return
+            if self.try_to_merge_with_zero_page(item, page) == 0:
+                return
+
+        kfolio = self.stable_tree_search(page)
+        if kfolio is page and item.head is stable_node:
+            return
+        self.remove_rmap_item_from_tree(item)
+        if kfolio is not None:
+            if self.try_to_merge_with_ksm_page(item, page, kfolio):
+                self.stable_tree_append(item, kfolio.mapping, bypass)
+                self._emit("stable_hit", page, item.address, kfolio.pfn,
+                           f"merged into KSM page {kfolio.pfn:#x} "
+                           f"(stable_node#{kfolio.mapping.id}, {kfolio.mapping.rmap_hlist_len} "
+                           f"sharers)")
+            return
+
+        if not self.profile.ksm_checksum_before_stable_search:
+            if not self._checksum_unchanged(page, item):
+                return
+            if self.try_to_merge_with_zero_page(item, page) == 0:
+                return
+
+        tree_item, tree_page = self.unstable_tree_search_insert(item, page)
+        if tree_item is None:
+            return
+        kpage = self.try_to_merge_two_pages(item, page, tree_item, tree_page)
+        if kpage is None:
+            return
+        node = self.stable_tree_insert(kpage)
+        self.stable_tree_append(tree_item, node, False)
+        self.stable_tree_append(item, node, False)
+        self._emit("merge", page, item.address, kpage.pfn,
+                   f"two-page merge: this page becomes KSM page {kpage.pfn:#x}; "
+                   f"pid {tree_item.mm.owner_pid} {tree_item.address:#x} now maps it, its old "
+                   f"page {tree_page.pfn:#x} is freed")
+
+    def _checksum_unchanged(self, page, item) -> bool:
+        checksum = self.calc_checksum(page)
+        if item.oldchecksum != checksum:
+            first = item.oldchecksum == 0
+            item.oldchecksum = checksum
+            self._emit("checksum", page, item.address, page.pfn,
+                       f"{'first visit' if first else 'changed'}: checksum {checksum:#010x} "
+                       f"recorded, page is volatile")
+            return False
+        return True
+
+    def ksm_do_scan(self, scan_npages: int) -> int:
+        """ksm_do_scan(): up to ``scan_npages`` cmp_and_merge_page() calls; returns how many."""
+        done = 0
+        while done < scan_npages:
+            got = self.scan_get_next_rmap_item()
+            if got is None:
+                break
+            item, page = got
+            self.cmp_and_merge_page(page, item)
+            done += 1
+            if self.profile.ksm_pages_scanned:
+                self.ksm_pages_scanned += 1
+        return done

@@ -1,0 +1,259 @@
+"""The stable tree: KSM pages keyed by content, with chains of dups (4.13+).
+
+Mirrors ksm_get_folio, remove_node_from_stable_tree, stable_node_dup,
+__stable_node_chain, stable_tree_search, stable_tree_insert and stable_tree_append
+of mm/ksm.c (6.11+ text).  Nodes hold no page reference: ksm_get_folio() peeps at
+the page's ``mapping`` to see whether it still points back at the node, and a
+stale node is removed on the spot.
+"""
+from __future__ import annotations
+
+from ..memory import PG_ksm
+from .rbtree import rb_erase, rb_insert_color, rb_link_node, rb_replace_node
+from .structs import (STABLE_FLAG, STABLE_NODE_CHAIN, STABLE_NODE_DUP_HEAD,
+                      KsmStableNode)
+
+EBUSY = object()    # ERR_PTR(-EBUSY) stand-in (a folio being migrated; never in ksmbook)
+
+
+class StableTreeMixin:
+
+    # --- node life cycle ---
+    def alloc_stable_node(self) -> KsmStableNode:
+        self._stable_node_ids += 1
+        return KsmStableNode(self._stable_node_ids)
+
+    def is_page_sharing_candidate(self, node, offset: int = 0) -> bool:
+        """__is_page_sharing_candidate(): has a mapping left and room for one more."""
+        return node.rmap_hlist_len != 0 and node.rmap_hlist_len + offset < self.max_page_sharing
+
+    def stable_node_chain_add_dup(self, dup, chain) -> None:
+        dup.head = STABLE_NODE_DUP_HEAD
+        dup.chain = chain
+        chain.hlist.insert(0, dup)
+        self.stable_node_dups += 1
+        self._emit("dup_created", None, 0, dup.kpfn or 0,
+                   f"stable_node#{dup.id} joins chain#{chain.id} ({len(chain.hlist)} dups)")
+
+    def __stable_node_dup_del(self, dup) -> None:
+        dup.chain.hlist.remove(dup)
+        dup.chain = None
+        self.stable_node_dups -= 1
+
+    def stable_node_dup_del(self, dup) -> None:
+        """Unlink a regular node or a dup from wherever it hangs."""
+        if dup.is_dup:
+            self.__stable_node_dup_del(dup)
+        else:
+            rb_erase(dup, self.root_stable_tree[dup.nid])
+        dup.head = None
+
+    def alloc_stable_node_chain(self, dup, root) -> KsmStableNode:
+        """Put a chain where ``dup`` was in the rbtree; ``dup`` becomes its first dup."""
+        chain = self.alloc_stable_node()
+        chain.chain_prune_time = self.jiffies_ms()
+        chain.rmap_hlist_len = STABLE_NODE_CHAIN
+        chain.nid = dup.nid
+        self.stable_node_chains += 1
+        rb_replace_node(dup, chain, root)
+        self._emit("chain_created", None, 0, dup.kpfn or 0,
+                   f"chain#{chain.id} replaces stable_node#{dup.id} (max_page_sharing="
+                   f"{self.max_page_sharing})")
+        self.stable_node_chain_add_dup(dup, chain)
+        return chain
+
+    def free_stable_node_chain(self, chain, root) -> None:
+        rb_erase(chain, root)
+        self.stable_node_chains -= 1
+
+    def remove_node_from_stable_tree(self, node) -> None:
+        """A stale node goes: every item on it turns volatile, counters fall at once."""
+        n = len(node.hlist)
+        for i, item in enumerate(node.hlist):
+            if i < n - 1:           # hlist.next != NULL
+                self.ksm_pages_sharing -= 1
+            else:
+                self.ksm_pages_shared -= 1
+            item.mm.ksm_merging_pages -= 1
+            node.rmap_hlist_len -= 1
+            item.anon_vma = None
+            item.head = None
+            item.flags = 0
+        node.hlist = []
+        self.stable_node_dup_del(node)
+        self._emit("stale_pruned", None, 0, node.kpfn or 0,
+                   f"stable_node#{node.id}: its page is gone (keyhole check failed), "
+                   f"{n} rmap_items turn volatile")
+
+    def ksm_get_folio(self, node):
+        """ksm_get_folio(): the KSM page if it still holds the key, else prune the node."""
+        page = self.memory.pages.get(node.kpfn)
+        if page is not None and page.mapping is node and page.flags & PG_ksm:
+            return page
+        self.remove_node_from_stable_tree(node)
+        return None
+
+    # --- chains ---
+    def stable_node_dup(self, chain, root, prune: bool):
+        """stable_node_dup(): pick the best dup of a chain, pruning and collapsing.
+
+        Returns (folio, found_dup, node) where ``node`` is the chain, or the dup that
+        replaced it when the chain collapsed to a single entry.
+        """
+        now = self.jiffies_ms()
+        if not prune or now < chain.chain_prune_time + self.stable_node_chains_prune_millisecs:
+            prune = False
+        else:
+            chain.chain_prune_time = now
+        found = tree_folio = None
+        found_len = 0
+        for dup in list(chain.hlist):
+            folio = self.ksm_get_folio(dup)
+            if folio is None:
+                continue
+            if found is None or (self.is_page_sharing_candidate(dup) and (
+                    not self.is_page_sharing_candidate(found) or dup.rmap_hlist_len > found_len)):
+                found, found_len, tree_folio = dup, dup.rmap_hlist_len, folio
+                if not prune and self.is_page_sharing_candidate(found):
+                    break
+        if found is not None:
+            if len(chain.hlist) == 1:
+                # the last dup standing replaces the chain in the rbtree
+                chain.hlist.clear()
+                found.chain = None
+                found.head = None
+                rb_replace_node(chain, found, root)
+                self.stable_node_chains -= 1
+                self.stable_node_dups -= 1
+                self._emit("chain_collapsed", None, 0, found.kpfn,
+                           f"chain#{chain.id} had one dup left: stable_node#{found.id} "
+                           f"takes its place")
+                return tree_folio, found, found
+            if chain.hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
+                chain.hlist.remove(found)
+                chain.hlist.insert(0, found)
+        else:
+            self.free_stable_node_chain(chain, root)
+        return tree_folio, found, chain
+
+    def __stable_node_chain(self, node, root, prune: bool):
+        if not node.is_chain:
+            return self.ksm_get_folio(node), node, node
+        return self.stable_node_dup(node, root, prune)
+
+    # --- search / insert / append ---
+    def stable_tree_search(self, page):
+        """stable_tree_search(): a KSM page with the same content that can take one more."""
+        page_node = page.mapping if page.flags & PG_ksm else None
+        if page_node is not None:
+            return page                  # ksm page forked (no migrate_nodes in ksmbook)
+        nid = self.get_kpfn_nid(page.pfn)
+        root = self.root_stable_tree[nid]
+        data = page.data
+        while True:                      # again:
+            new = root.rb_node
+            restart = False
+            while new is not None:
+                tree_folio, dup, node = self.__stable_node_chain(new, root, True)
+                if tree_folio is None:
+                    restart = True       # walked over a stale node: the tree may have changed
+                    break
+                tdata = tree_folio.data
+                if data < tdata:
+                    new = node.rb_left
+                elif data > tdata:
+                    new = node.rb_right
+                else:
+                    if not self.is_page_sharing_candidate(dup):
+                        self._emit("stable_full", page, 0, tree_folio.pfn,
+                                   f"content matches stable_node#{dup.id} but every copy has "
+                                   f"max_page_sharing={self.max_page_sharing} sharers")
+                        return None
+                    tree_folio = self.ksm_get_folio(dup)
+                    if tree_folio is None:
+                        restart = True
+                        break
+                    return tree_folio
+            if not restart:
+                return None
+
+    def stable_tree_insert(self, kfolio):
+        """stable_tree_insert(): a node for a new KSM page; a chain if the content exists."""
+        nid = self.get_kpfn_nid(kfolio.pfn)
+        root = self.root_stable_tree[nid]
+        data = kfolio.data
+        while True:
+            parent, left, new, need_chain, restart = None, False, root.rb_node, False, False
+            while new is not None:
+                tree_folio, dup, node = self.__stable_node_chain(new, root, False)
+                if tree_folio is None:
+                    restart = True
+                    break
+                tdata = tree_folio.data
+                parent = node
+                if data < tdata:
+                    new, left = node.rb_left, True
+                elif data > tdata:
+                    new, left = node.rb_right, False
+                else:
+                    need_chain = True
+                    break
+            if not restart:
+                break
+        dup = self.alloc_stable_node()
+        dup.kpfn = kfolio.pfn
+        dup.nid = nid
+        if not need_chain:
+            rb_link_node(dup, parent, left, root)
+            rb_insert_color(dup, root)
+        else:
+            chain = node if node.is_chain else self.alloc_stable_node_chain(node, root)
+            self.stable_node_chain_add_dup(dup, chain)
+        kfolio.mapping = dup             # folio_set_stable_node()
+        return dup
+
+    def stable_tree_append(self, item, node, bypass: bool) -> None:
+        """stable_tree_append(): the first item on a node is 'shared', later ones 'sharing'."""
+        node.rmap_hlist_len += 1
+        item.head = node
+        item.flags |= STABLE_FLAG
+        node.hlist.insert(0, item)
+        if len(node.hlist) > 1:
+            self.ksm_pages_sharing += 1
+        else:
+            self.ksm_pages_shared += 1
+        item.mm.ksm_merging_pages += 1
+        if bypass and node.rmap_hlist_len > self.max_page_sharing:
+            self._emit("sharing_bypass", None, item.address, node.kpfn,
+                       "forked KSM mapping: allowed past max_page_sharing")
+
+    # --- teardown (run=2, knob changes) ---
+    def remove_stable_node(self, node) -> bool:
+        """True (EBUSY) if the node's page is still mapped."""
+        folio = self.ksm_get_folio(node)
+        if folio is None:
+            return False
+        if folio.mapcount == 0:
+            folio.mapping = None
+            self.remove_node_from_stable_tree(node)
+            return False
+        return True
+
+    def remove_stable_node_chain(self, node, root) -> bool:
+        if not node.is_chain:
+            return self.remove_stable_node(node)
+        for dup in list(node.hlist):
+            if self.remove_stable_node(dup):
+                return True
+        self.free_stable_node_chain(node, root)
+        return False
+
+    def remove_all_stable_nodes(self) -> bool:
+        """remove_all_stable_nodes(): True (EBUSY) if some KSM page is still mapped."""
+        busy = False
+        for root in self.root_stable_tree:
+            while root.rb_node is not None:
+                if self.remove_stable_node_chain(root.rb_node, root):
+                    busy = True
+                    break
+        return busy

@@ -1,0 +1,161 @@
+"""The simulated computer: clock, physical memory, processes, ksmd, KVM, sysfs, procfs.
+
+``Machine()`` boots with the defaults of Linux 6.18 and 4 KiB pages;
+``Machine(kernel="2.6.32")`` boots the seed's kernel.  Everything is deterministic:
+the same calls give the same pfns, events and counters.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from .events import EventLog
+from .ksm import Ksm
+from .ksm.ksmd import Ksmd
+from .memory import PhysicalMemory
+from .mm import MM, AnonVma, Process, dup_mmap
+from .pagetable import pte_present
+from .sysfs import ProcFs, SysFs
+from .versions import profile as kernel_profile
+
+
+class Machine:
+    """One Linux box: ``spawn`` processes, drive ``ksmd``, read ``sysfs``/``procfs``."""
+
+    def __init__(self, kernel: str = "6.18", *, page_size: int = 4096, numa_nodes: int = 1,
+                 pages_per_node: int | None = None, events: bool = True):
+        if not isinstance(page_size, int) or page_size < 64 or page_size & (page_size - 1):
+            raise ValueError(f"page_size must be a power of two >= 64, not {page_size!r}")
+        if not isinstance(numa_nodes, int) or not 1 <= numa_nodes <= 64:
+            raise ValueError(f"numa_nodes must be 1..64, not {numa_nodes!r}")
+        self.profile = kernel_profile(kernel)
+        self.kernel = self.profile.version
+        self.page_size = page_size
+        self.page_shift = page_size.bit_length() - 1
+        self.numa_nodes = numa_nodes
+        self.task_size = 1 << (self.page_shift + 36 - 1)     # user half of the address space
+        self.mmap_base = self.task_size - (self.task_size >> 8)
+        self.clock_ns = 0
+        self.tlb_flushes = 0
+        self.vmstat = Counter(cow_ksm=0, ksm_swpin_copy=0)
+        self.events = EventLog(enabled=events)
+        self.memory = PhysicalMemory(self, page_size, numa_nodes, pages_per_node)
+        self.processes: dict[int, Process] = {}
+        self._next_pid = 1000
+        self._anon_vma_ids = 0
+        self.ksm = Ksm(self)
+        self.ksmd = Ksmd(self, self.ksm)
+        self.sysfs = SysFs(self)
+        self.procfs = ProcFs(self)
+        self._kvm = None
+
+    def __repr__(self):
+        live = sum(p.alive for p in self.processes.values())
+        return (f"Machine(kernel={self.kernel!r}, page_size={self.page_size}, "
+                f"processes={live}, frames={len(self.memory.pages)})")
+
+    @property
+    def kvm(self):
+        """The KVM module (a secondary MMU), loaded on first use."""
+        if self._kvm is None:
+            from .kvm import Kvm
+            self._kvm = Kvm(self)
+        return self._kvm
+
+    # --- processes ---
+    def spawn(self, name: str = "proc", *, node: int = 0) -> Process:
+        """A new process with an empty address space, allocating from NUMA ``node``."""
+        if not 0 <= node < self.numa_nodes:
+            raise ValueError(f"no NUMA node {node}")
+        pid = self._next_pid
+        self._next_pid += 1
+        mm = MM(self, pid)
+        mm.nid = node
+        proc = Process(self, pid, str(name), mm)
+        self.processes[pid] = proc
+        return proc
+
+    def live_processes(self) -> list[Process]:
+        return [p for p in self.processes.values() if p.alive]
+
+    def process(self, name_or_pid) -> Process:
+        for p in self.processes.values():
+            if p.alive and (p.pid == name_or_pid or p.name == name_or_pid):
+                return p
+        raise KeyError(f"no live process {name_or_pid!r}")
+
+    def new_anon_vma(self) -> AnonVma:
+        self._anon_vma_ids += 1
+        return AnonVma(self._anon_vma_ids)
+
+    def get_unmapped_area(self, mm: MM, length: int) -> int:
+        """Top-down search below mmap_base, as x86-64's default layout does."""
+        top = self.mmap_base
+        for v in sorted(mm.vmas, key=lambda v: v.start, reverse=True):
+            if v.start >= top:
+                top = min(top, v.start)
+                continue
+            if v.end <= top - length:
+                return top - length
+            top = min(top, v.start)
+        if top - length < self.page_size:
+            from .errors import enomem
+            raise enomem("mmap: address space exhausted")
+        return top - length
+
+    def _fork(self, parent: Process, name: str | None) -> Process:
+        child = self.spawn(name or f"{parent.name}-child", node=parent.mm.nid)
+        dup_mmap(parent.mm, child.mm)
+        child.mm.flags = 0
+        self.ksm.ksm_fork(child.mm, parent.mm)
+        return child
+
+    def _exit(self, proc: Process) -> None:
+        """mmput(): ksm_exit, then exit_mmap (notifier release, unmap, free tables)."""
+        mm = proc.mm
+        proc.alive = False
+        mm.mm_users = 0
+        self.ksm.ksm_exit(mm)
+        mm.notifiers.release()
+        for v in list(mm.vmas):
+            mm.zap_range(v.start, v.end, "exit_mmap")
+        for v in mm.vmas:
+            if v.shmem is not None:
+                v.shmem.put(self.memory)
+        mm.vmas.clear()
+        mm.pagetables.free_all()
+
+    # --- time ---
+    def advance(self, ms: float) -> None:
+        """Let ``ms`` milliseconds of simulated time pass; ksmd runs if run=1."""
+        if ms < 0:
+            raise ValueError("time only moves forward")
+        self.ksmd.advance(ms)
+
+    # --- checks used by tests and the book ---
+    def recount_page_counts(self) -> dict[int, tuple[int, int]]:
+        """(refcount, mapcount) of every frame recomputed from the page tables."""
+        maps = Counter()
+        shmem_refs = Counter()
+        tables = Counter()
+        for p in self.processes.values():
+            if not p.alive:
+                continue
+            mm = p.mm
+            for v in mm.vmas:
+                for _addr, pte in mm.pagetables.present(v.start, v.end):
+                    pfn = (pte >> 12) & ((1 << 40) - 1)
+                    if pte_present(pte) and pfn:
+                        maps[pfn] += 1
+            stack = [mm.pagetables.pgd]
+            while stack:
+                t = stack.pop()
+                tables[t.page.pfn] += 1
+                stack.extend(c for c in (t.children or ()) if c is not None)
+            for v in mm.vmas:
+                if v.shmem is not None:
+                    for page in v.shmem.pages.values():
+                        shmem_refs[page.pfn] = 1
+        out = {}
+        for pfn in set(maps) | set(shmem_refs) | set(tables):
+            out[pfn] = (maps[pfn] + shmem_refs[pfn] + tables[pfn], maps[pfn])
+        return out

@@ -1,0 +1,425 @@
+"""Address spaces: mm_struct, VMAs, and the system calls that change them.
+
+mmap/munmap/mprotect/madvise/prctl, read/write through the fault path, fork with
+copy-on-write, and exit.  Every call checks its arguments completely before it
+changes anything, so a failing call leaves the machine exactly as it was (the kernel
+can half-apply a madvise or a partial write; the book prefers clean errors).
+"""
+from __future__ import annotations
+
+import bisect
+import errno
+
+from .errors import SegmentationFault, einval, kernel_error
+from .fault import (FAULT_FLAG_WRITE, handle_mm_fault, pte_mkprotnone, pte_mkprotread,
+                    zap_pte)
+from .memory import PG_anon_exclusive, PG_shmem
+from .mmu_notifier import MmuNotifierSubscriptions, set_pte_at
+from .pagetable import (PageTables, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, pte_pfn, pte_present,
+                        pte_special, pte_write, pte_wrprotect)
+
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+MAP_SHARED, MAP_PRIVATE = 0x01, 0x02
+MADV_DONTNEED = 4
+MADV_MERGEABLE = 12
+MADV_UNMERGEABLE = 13
+PR_SET_MEMORY_MERGE = 67
+PR_GET_MEMORY_MERGE = 68
+
+# mm->flags
+MMF_VM_MERGEABLE = 1 << 16
+MMF_VM_MERGE_ANY = 1 << 30
+
+
+class AnonVma:
+    """struct anon_vma: shared by a VMA and its forked copies."""
+    __slots__ = ("id",)
+
+    def __init__(self, ident: int):
+        self.id = ident
+
+    def __repr__(self):
+        return f"anon_vma#{self.id}"
+
+
+class ShmemObject:
+    """The shmem file behind a MAP_SHARED|MAP_ANONYMOUS mapping: one page per offset."""
+
+    def __init__(self):
+        self.pages: dict = {}
+        self.users = 0          # VMAs referring to it
+
+    def get_page(self, pgoff: int, memory, nid: int):
+        page = self.pages.get(pgoff)
+        if page is None:
+            page = memory.alloc_page(nid, purpose="shmem")   # the page cache's reference
+            page.flags |= PG_shmem
+            self.pages[pgoff] = page
+        return page
+
+    def put(self, memory) -> None:
+        self.users -= 1
+        if self.users == 0:
+            for page in self.pages.values():
+                memory.put_page(page)
+            self.pages.clear()
+
+
+class VMA:
+    """vm_area_struct: [start, end) with flags, an anon_vma once faulted, or shmem."""
+    __slots__ = ("mm", "start", "end", "flags", "anon_vma", "shmem", "pgoff", "nid")
+    VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
+    VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE = 0x10, 0x20, 0x40, 0x80
+    VM_PFNMAP, VM_IO, VM_DONTEXPAND, VM_HUGETLB = 0x400, 0x4000, 0x40000, 0x400000
+    VM_MIXEDMAP, VM_MERGEABLE = 0x10000000, 0x80000000
+
+    def __init__(self, mm, start, end, flags, *, shmem=None, pgoff=0, nid=None):
+        self.mm, self.start, self.end, self.flags = mm, start, end, flags
+        self.anon_vma = None
+        self.shmem = shmem
+        self.pgoff = pgoff
+        self.nid = nid
+
+    def copy(self, mm=None) -> "VMA":
+        v = VMA(mm or self.mm, self.start, self.end, self.flags, shmem=self.shmem,
+                pgoff=self.pgoff, nid=self.nid)
+        v.anon_vma = self.anon_vma
+        if v.shmem is not None:
+            v.shmem.users += 1
+        return v
+
+    def prot_text(self) -> str:
+        f = self.flags
+        return ("r" if f & self.VM_READ else "-") + ("w" if f & self.VM_WRITE else "-") + \
+               ("x" if f & self.VM_EXEC else "-") + ("s" if f & self.VM_SHARED else "p")
+
+    def __repr__(self):
+        return f"VMA({self.start:#x}-{self.end:#x} {self.prot_text()})"
+
+
+def prot_to_vm_flags(prot: int) -> int:
+    f = VMA.VM_MAYREAD | VMA.VM_MAYWRITE | VMA.VM_MAYEXEC
+    if prot & PROT_READ:
+        f |= VMA.VM_READ
+    if prot & PROT_WRITE:
+        f |= VMA.VM_WRITE | VMA.VM_READ
+    if prot & PROT_EXEC:
+        f |= VMA.VM_EXEC
+    return f
+
+
+class MM:
+    """mm_struct: page tables, the VMA list, KSM flags and per-mm KSM counters."""
+
+    def __init__(self, machine, owner_pid: int):
+        self.machine = machine
+        self.owner_pid = owner_pid
+        self.page_size = machine.page_size
+        self.page_shift = machine.page_shift
+        self.pagetables = PageTables(machine.memory, self.page_shift)
+        self.vmas: list[VMA] = []           # sorted by start
+        self.flags = 0                      # MMF_*
+        self.mm_users = 1
+        self.ksm_merging_pages = 0
+        self.ksm_rmap_items = 0
+        self.ksm_zero_pages = 0
+        self.nid = 0                        # the node this process allocates from
+        self.notifiers = MmuNotifierSubscriptions(self)
+
+    # --- VMA lookup ---
+    def find_vma(self, address: int) -> VMA | None:
+        """The VMA that contains ``address``, or None."""
+        i = bisect.bisect_right(self._starts(), address) - 1
+        if i >= 0 and self.vmas[i].end > address:
+            return self.vmas[i]
+        return None
+
+    def _starts(self):
+        return [v.start for v in self.vmas]
+
+    def vmas_in(self, start: int, end: int) -> list[VMA]:
+        return [v for v in self.vmas if v.start < end and v.end > start]
+
+    def covered(self, start: int, end: int) -> bool:
+        """Is every byte of [start, end) inside some VMA?"""
+        pos = start
+        for v in self.vmas_in(start, end):
+            if v.start > pos:
+                return False
+            pos = max(pos, v.end)
+        return pos >= end
+
+    def insert_vma(self, vma: VMA) -> None:
+        bisect.insort(self.vmas, vma, key=lambda v: v.start)
+
+    def split_vma(self, vma: VMA, address: int) -> VMA:
+        """__split_vma(): cut ``vma`` at ``address``; returns the upper half."""
+        upper = vma.copy()
+        upper.start = address
+        if vma.shmem is not None:
+            upper.pgoff = vma.pgoff + ((address - vma.start) >> self.page_shift)
+        vma.end = address
+        self.insert_vma(upper)
+        return upper
+
+    def isolate(self, start: int, end: int) -> list[VMA]:
+        """Split VMAs so that [start, end) is covered by whole VMAs; return those."""
+        for v in self.vmas_in(start, end):
+            if v.start < start:
+                self.split_vma(v, start)
+        for v in self.vmas_in(start, end):
+            if v.end > end:
+                self.split_vma(v, end)
+        return self.vmas_in(start, end)
+
+    def node_for(self, vma: VMA) -> int:
+        return self.nid if vma.nid is None else vma.nid
+
+    # --- zapping and unmapping ---
+    def zap_range(self, start: int, end: int, site: str) -> None:
+        """zap_page_range_single(): drop every PTE in the range, notifiers around it."""
+        mapped = list(self.pagetables.present(start, end))
+        if not mapped:
+            return
+        self.notifiers.invalidate_range_start(start, end, site, "unmap",
+                                              "zap: invalidate_range_start/end (all eras)")
+        for addr, pte in mapped:
+            zap_pte(self, addr, pte)
+        self.machine.tlb_flushes += 1
+        self.notifiers.invalidate_range_end(start, end, site, "unmap",
+                                            "zap: invalidate_range_start/end (all eras)")
+
+    def remove_vmas(self, start: int, end: int, site: str) -> None:
+        self.zap_range(start, end, site)
+        for v in self.isolate(start, end):
+            self.vmas.remove(v)
+            if v.shmem is not None:
+                v.shmem.put(self.machine.memory)
+        self.pagetables.free_empty_tables(lambda s, e: bool(self.vmas_in(s, e)))
+
+
+class Process:
+    """A user process: the public face of an mm (ksmbook's ``p``)."""
+
+    def __init__(self, machine, pid: int, name: str, mm: MM):
+        self.machine = machine
+        self.pid = pid
+        self.name = name
+        self.mm = mm
+        self.alive = True
+
+    def __repr__(self):
+        return f"Process(pid={self.pid}, name={self.name!r}{'' if self.alive else ', exited'})"
+
+    # --- argument checks, shared by the syscalls ---
+    def _check_alive(self):
+        if not self.alive:
+            raise kernel_error(errno.ESRCH, f"process {self.pid} has exited")
+
+    def _page_range(self, addr: int, length: int, what: str) -> tuple[int, int]:
+        """Validate addr/length as the kernel does: aligned start, length rounded up."""
+        self._check_alive()
+        ps = self.machine.page_size
+        if not isinstance(addr, int) or not isinstance(length, int):
+            raise einval(f"{what}: address and length must be integers")
+        if addr % ps or length <= 0 or addr < 0:
+            raise einval(f"{what}: address {addr:#x} not page-aligned or length {length} <= 0")
+        end = addr + ((length + ps - 1) // ps) * ps
+        if end > self.machine.task_size:
+            raise einval(f"{what}: range beyond TASK_SIZE")
+        return addr, end
+
+    # --- system calls ---
+    def mmap(self, length: int, prot: int = PROT_READ | PROT_WRITE, *, shared: bool = False,
+             node: int | None = None) -> int:
+        """mmap(NULL, length, prot, MAP_ANONYMOUS|MAP_PRIVATE or MAP_SHARED, -1, 0)."""
+        self._check_alive()
+        if not isinstance(length, int) or length <= 0:
+            raise einval(f"mmap: length {length!r}")
+        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
+            raise einval(f"mmap: prot {prot:#x}")
+        if node is not None and not 0 <= node < self.machine.numa_nodes:
+            raise einval(f"mmap: no NUMA node {node}")
+        ps = self.machine.page_size
+        length = ((length + ps - 1) // ps) * ps
+        start = self.machine.get_unmapped_area(self.mm, length)
+        flags = prot_to_vm_flags(prot)
+        shmem = None
+        if shared:
+            flags |= VMA.VM_SHARED | VMA.VM_MAYSHARE
+            shmem = ShmemObject()
+            shmem.users = 1
+        vma = VMA(self.mm, start, start + length, flags, shmem=shmem, nid=node)
+        self.mm.insert_vma(vma)
+        self.machine.ksm.ksm_add_vma(vma)       # prctl mode: mergeable at creation
+        return start
+
+    def munmap(self, addr: int, length: int) -> None:
+        start, end = self._page_range(addr, length, "munmap")
+        self.mm.remove_vmas(start, end, "unmap_region")
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        """mprotect(): PROT_NONE, PROT_READ or PROT_READ|PROT_WRITE on whole pages."""
+        start, end = self._page_range(addr, length, "mprotect")
+        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
+            raise einval(f"mprotect: prot {prot:#x}")
+        if not self.mm.covered(start, end):
+            raise kernel_error(errno.ENOMEM, "mprotect: range not fully mapped")
+        newbits = prot_to_vm_flags(prot) & (VMA.VM_READ | VMA.VM_WRITE | VMA.VM_EXEC)
+        mm = self.mm
+        changed = [(a, pte) for a, pte in mm.pagetables.present(start, end)]
+        if changed:
+            mm.notifiers.invalidate_range_start(start, end, "change_protection", "protection_vma",
+                                                "mprotect: invalidate_range_start/end")
+        for v in mm.isolate(start, end):
+            v.flags = (v.flags & ~(VMA.VM_READ | VMA.VM_WRITE | VMA.VM_EXEC)) | newbits
+        for a, pte in changed:
+            if pte_special(pte) or not (self._vma_shared(a)):
+                # private pages lose write permission; a later write faults and reuses
+                # or copies, so COW stays intact
+                new = pte_mkprotnone(pte) if prot == PROT_NONE else pte_mkprotread(pte)
+            else:
+                new = pte_mkprotnone(pte) if prot == PROT_NONE else (
+                    pte_mkprotread(pte) | (_PAGE_RW if prot & PROT_WRITE else 0))
+            if new != pte:
+                set_pte_at(mm, a, new, "change_pte_range")
+        if changed:
+            self.machine.tlb_flushes += 1
+            mm.notifiers.invalidate_range_end(start, end, "change_protection", "protection_vma",
+                                              "mprotect: invalidate_range_start/end")
+
+    def _vma_shared(self, addr: int) -> bool:
+        v = self.mm.find_vma(addr)
+        return bool(v and v.flags & VMA.VM_SHARED)
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        """madvise(): MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE."""
+        start, end = self._page_range(addr, length, "madvise")
+        if advice not in (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE):
+            raise einval(f"madvise: advice {advice}")
+        if not self.mm.covered(start, end):
+            raise kernel_error(errno.ENOMEM, "madvise: range not fully mapped")
+        if advice == MADV_DONTNEED:
+            self.mm.zap_range(start, end, "madvise_dontneed")
+            return
+        self.machine.ksm.ksm_madvise(self.mm, start, end, advice)
+
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
+              arg5: int = 0) -> int:
+        """prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE) — 6.4+."""
+        self._check_alive()
+        if option not in (PR_SET_MEMORY_MERGE, PR_GET_MEMORY_MERGE) or \
+                not self.machine.profile.prctl_memory_merge:
+            raise einval(f"prctl: option {option}")
+        if option == PR_SET_MEMORY_MERGE:
+            if arg3 or arg4 or arg5:
+                raise einval("prctl: PR_SET_MEMORY_MERGE takes no arg3..arg5")
+            if arg2:
+                self.machine.ksm.ksm_enable_merge_any(self.mm)
+            else:
+                self.machine.ksm.ksm_disable_merge_any(self.mm)
+            return 0
+        if arg2 or arg3 or arg4 or arg5:
+            raise einval("prctl: PR_GET_MEMORY_MERGE takes no arguments")
+        return 1 if self.mm.flags & MMF_VM_MERGE_ANY else 0
+
+    # --- memory access ---
+    def _check_access(self, addr: int, n: int, write: bool) -> None:
+        self._check_alive()
+        if not isinstance(addr, int) or addr < 0:
+            raise einval(f"bad address {addr!r}")
+        access = "write" if write else "read"
+        need = VMA.VM_WRITE if write else VMA.VM_READ
+        pos, end = addr, addr + n
+        while pos < end:
+            vma = self.mm.find_vma(pos)
+            if vma is None:
+                raise SegmentationFault(pos, access, "no mapping")
+            if not vma.flags & need:
+                raise SegmentationFault(pos, access, f"mapping is {vma.prot_text()}")
+            pos = vma.end
+
+    def read(self, addr: int, n: int) -> bytes:
+        """Read ``n`` bytes; untouched pages read as zeros through the zero page."""
+        if not isinstance(n, int) or n < 0:
+            raise einval(f"read length {n!r}")
+        self._check_access(addr, n, write=False)
+        out = bytearray()
+        ps = self.machine.page_size
+        pos, end = addr, addr + n
+        while pos < end:
+            base = pos - pos % ps
+            chunk = min(end, base + ps) - pos
+            page = self._touch(base, write=False)
+            out += page.data[pos - base:pos - base + chunk]
+            pos += chunk
+        return bytes(out)
+
+    def write(self, addr: int, data) -> None:
+        """Write ``data`` at ``addr``; faults (COW, allocation) happen page by page."""
+        data = bytes(data)
+        self._check_access(addr, len(data), write=True)
+        ps = self.machine.page_size
+        pos, end, off = addr, addr + len(data), 0
+        while pos < end:
+            base = pos - pos % ps
+            chunk = min(end, base + ps) - pos
+            page = self._touch(base, write=True)
+            page.data[pos - base:pos - base + chunk] = data[off:off + chunk]
+            pos += chunk
+            off += chunk
+
+    def _touch(self, base: int, write: bool):
+        """The MMU: a TLB-hit access or a fault, returning the frame now mapped."""
+        mm = self.mm
+        pte = mm.pagetables.get_pte(base)
+        if pte_present(pte) and (pte_write(pte) or not write) and pte & _PAGE_ACCESSED:
+            if not write or pte & _PAGE_DIRTY:
+                return self.machine.memory.pfn_to_page(pte_pfn(pte))
+        return handle_mm_fault(mm, mm.find_vma(base), base, FAULT_FLAG_WRITE if write else 0)
+
+    # --- fork and exit ---
+    def fork(self, name: str | None = None) -> "Process":
+        """fork(): dup_mmap() with copy-on-write, then ksm_fork()."""
+        self._check_alive()
+        return self.machine._fork(self, name)
+
+    def exit(self) -> None:
+        """exit(): exit_mmap() frees everything; ksm_exit() lets ksmd clean up."""
+        self._check_alive()
+        self.machine._exit(self)
+
+    def maps(self) -> str:
+        """/proc/<pid>/maps."""
+        return self.machine.procfs.read(f"/proc/{self.pid}/maps")
+
+
+def dup_mmap(parent: MM, child: MM) -> None:
+    """dup_mmap() + copy_page_range(): share every page, write-protect private ones."""
+    memory = parent.machine.memory
+    for v in parent.vmas:
+        cv = v.copy(child)
+        child.vmas.append(cv)
+        ptes = list(parent.pagetables.present(v.start, v.end))
+        if not ptes:
+            continue
+        cow = not (v.flags & VMA.VM_SHARED)
+        if cow:
+            parent.notifiers.invalidate_range_start(
+                v.start, v.end, "copy_page_range", "protection_page",
+                "fork: copy_page_range write-protects the parent (all eras)")
+        for addr, pte in ptes:
+            if not pte_special(pte):
+                page = memory.pfn_to_page(pte_pfn(pte))
+                page.mapcount += 1
+                page.refcount += 1
+                page.flags &= ~PG_anon_exclusive     # folio_try_dup_anon_rmap_pte()
+            if cow and pte_write(pte):
+                pte = pte_wrprotect(pte)
+                set_pte_at(parent, addr, pte, "copy_present_pte")
+            child.pagetables.set_pte(addr, pte & ~_PAGE_ACCESSED if cow else pte)
+        if cow:
+            parent.machine.tlb_flushes += 1
+            parent.notifiers.invalidate_range_end(
+                v.start, v.end, "copy_page_range", "protection_page",
+                "fork: copy_page_range write-protects the parent (all eras)")

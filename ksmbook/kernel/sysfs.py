@@ -1,0 +1,288 @@
+"""/sys/kernel/mm/ksm/* and /proc/<pid>/{ksm_stat,ksm_merging_pages,maps} as text.
+
+Each KSM attribute has the kernel's show format and store parser (kstrtouint,
+kstrtobool, ...), its errors (EINVAL, EBUSY) and its version window: a file the
+modelled kernel did not have yet is absent (ENOENT).
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import einval, kernel_error
+
+KSM_DIR = "/sys/kernel/mm/ksm"
+UINT_MAX = (1 << 32) - 1
+ULONG_MAX = (1 << 64) - 1
+INT_MAX = (1 << 31) - 1
+
+
+def _strip_newline(text: str) -> str:
+    if not isinstance(text, str):
+        raise einval("sysfs writes take text")
+    return text[:-1] if text.endswith("\n") else text
+
+
+def kstrtoull(text: str, limit: int) -> int:
+    """lib/kstrtox.c: decimal, an optional '+', one optional trailing newline."""
+    s = _strip_newline(text)
+    if s.startswith("+"):
+        s = s[1:]
+    if not s or not s.isdigit() or not s.isascii():
+        raise einval(f"not a number: {text!r}")
+    value = int(s)
+    if value > limit:
+        raise kernel_error(errno.ERANGE, f"{text!r} out of range")
+    return value
+
+
+def kstrtouint(text: str) -> int:
+    return kstrtoull(text, UINT_MAX)
+
+
+def kstrtoul(text: str) -> int:
+    return kstrtoull(text, ULONG_MAX)
+
+
+def kstrtoint(text: str) -> int:
+    s = _strip_newline(text)
+    neg = s.startswith("-")
+    value = kstrtoull(s[1:] if neg else s, INT_MAX + (1 if neg else 0))
+    return -value if neg else value
+
+
+def kstrtobool(text: str) -> bool:
+    """kstrtobool(): only the first one or two characters matter."""
+    s = text if isinstance(text, str) else ""
+    if s[:1] in ("y", "Y", "t", "T", "1", "e", "E"):
+        return True
+    if s[:1] in ("n", "N", "f", "F", "0", "d", "D"):
+        return False
+    if s[:1] in ("o", "O") and s[1:2] in ("n", "N"):
+        return True
+    if s[:1] in ("o", "O") and s[1:2] in ("f", "F"):
+        return False
+    raise einval(f"not a boolean: {text!r}")
+
+
+def _as_einval(parse):
+    """Most KSM stores turn any parse error into -EINVAL."""
+    def wrapped(text):
+        try:
+            return parse(text)
+        except OSError:
+            raise einval(f"bad value {text!r}") from None
+    return wrapped
+
+
+@dataclass
+class Attr:
+    name: str
+    show: Callable[[], str]
+    store: Callable[[str], None] | None = None
+    feature: str | None = None          # profile field that must be true
+
+
+def ksm_attributes(machine) -> list[Attr]:
+    """Every file of /sys/kernel/mm/ksm with the kernel's show/store semantics."""
+    k = machine.ksm
+
+    def num(getter):
+        return lambda: f"{getter()}\n"
+
+    def store_run(text):
+        value = _as_einval(kstrtouint)(text)
+        if value > 2:
+            raise einval("run: 0, 1 or 2")
+        k.set_run(value)
+
+    def store_pages_to_scan(text):
+        if k.advisor_mode != "none":
+            raise einval("pages_to_scan is set by the advisor")
+        k.pages_to_scan = _as_einval(kstrtouint)(text)
+
+    def store_sleep(text):
+        value = _as_einval(kstrtouint)(text)
+        if value > 60_000:
+            raise einval("sleep_millisecs: at most 60000")
+        k.sleep_millisecs = value
+        machine.ksmd.next_wake_ns = machine.clock_ns     # the store wakes ksmd
+
+    def store_merge_across_nodes(text):
+        value = _as_einval(kstrtoul)(text)
+        if value > 1:
+            raise einval("merge_across_nodes: 0 or 1")
+        k.set_merge_across_nodes(value)
+
+    def store_use_zero_pages(text):
+        k.use_zero_pages = int(kstrtobool(text))
+
+    def store_max_page_sharing(text):
+        value = _as_einval(kstrtoint)(text)
+        if value < 2:
+            raise einval("max_page_sharing: at least 2")
+        k.set_max_page_sharing(value)
+
+    def store_prune(text):
+        k.stable_node_chains_prune_millisecs = _as_einval(kstrtouint)(text)
+
+    def store_smart_scan(text):
+        k.smart_scan = int(kstrtobool(text))
+
+    def show_advisor():
+        return "[none] scan-time\n" if k.advisor_mode == "none" else "none [scan-time]\n"
+
+    def store_advisor(text):
+        s = _strip_newline(text)
+        if s not in ("none", "scan-time"):
+            raise einval("advisor_mode: none or scan-time")
+        if s != k.advisor_mode:
+            k.advisor_mode = s
+            k.set_advisor_defaults()
+
+    def ulong_store(field, minimum=0):
+        def store(text):
+            value = _as_einval(kstrtoul)(text)
+            if value < minimum:
+                raise einval(f"{field}: at least {minimum}")
+            setattr(k, field, value)
+        return store
+
+    s = k.stats
+    return [
+        Attr("run", num(lambda: k.run), store_run),
+        Attr("pages_to_scan", num(lambda: k.pages_to_scan), store_pages_to_scan),
+        Attr("sleep_millisecs", num(lambda: k.sleep_millisecs), store_sleep),
+        Attr("max_kernel_pages", num(lambda: 0), None, "ksm_max_kernel_pages"),
+        Attr("merge_across_nodes", num(lambda: k.merge_across_nodes), store_merge_across_nodes,
+             "ksm_merge_across_nodes"),
+        Attr("use_zero_pages", num(lambda: k.use_zero_pages), store_use_zero_pages,
+             "ksm_use_zero_pages"),
+        Attr("max_page_sharing", num(lambda: k.max_page_sharing), store_max_page_sharing,
+             "ksm_stable_node_chains"),
+        Attr("stable_node_chains_prune_millisecs",
+             num(lambda: k.stable_node_chains_prune_millisecs), store_prune,
+             "ksm_stable_node_chains"),
+        Attr("smart_scan", num(lambda: k.smart_scan), store_smart_scan, "ksm_smart_scan"),
+        Attr("advisor_mode", show_advisor, store_advisor, "ksm_advisor"),
+        Attr("advisor_max_cpu", num(lambda: k.advisor_max_cpu), ulong_store("advisor_max_cpu"),
+             "ksm_advisor"),
+        Attr("advisor_min_pages_to_scan", num(lambda: k.advisor_min_pages_to_scan),
+             ulong_store("advisor_min_pages_to_scan"), "ksm_advisor"),
+        Attr("advisor_max_pages_to_scan", num(lambda: k.advisor_max_pages_to_scan),
+             ulong_store("advisor_max_pages_to_scan"), "ksm_advisor"),
+        Attr("advisor_target_scan_time", num(lambda: k.advisor_target_scan_time),
+             ulong_store("advisor_target_scan_time", 1), "ksm_advisor"),
+        Attr("full_scans", num(lambda: k.ksm_scan.seqnr)),
+        Attr("pages_scanned", num(lambda: k.ksm_pages_scanned), None, "ksm_pages_scanned"),
+        Attr("pages_shared", num(lambda: k.ksm_pages_shared)),
+        Attr("pages_sharing", num(lambda: k.ksm_pages_sharing)),
+        Attr("pages_unshared", num(lambda: k.ksm_pages_unshared)),
+        Attr("pages_volatile", num(lambda: k.pages_volatile)),
+        Attr("pages_skipped", num(lambda: k.ksm_pages_skipped), None, "ksm_smart_scan"),
+        Attr("stable_node_chains", num(lambda: k.stable_node_chains), None,
+             "ksm_stable_node_chains"),
+        Attr("stable_node_dups", num(lambda: k.stable_node_dups), None, "ksm_stable_node_chains"),
+        Attr("ksm_zero_pages", num(lambda: k.ksm_zero_pages), None, "ksm_zero_pages_counter"),
+        Attr("general_profit", num(lambda: k.general_profit), None, "ksm_general_profit"),
+    ]
+
+
+class SysFs:
+    """sysfs by path: ``read(path) -> str`` and ``write(path, text)``."""
+
+    def __init__(self, machine):
+        self.machine = machine
+        prof = machine.profile
+        self.files = {f"{KSM_DIR}/{a.name}": a for a in ksm_attributes(machine)
+                      if a.feature is None or getattr(prof, a.feature)}
+
+    def listdir(self, path: str = KSM_DIR) -> list[str]:
+        if path.rstrip("/") != KSM_DIR:
+            raise kernel_error(errno.ENOENT, path)
+        return sorted(p.rsplit("/", 1)[1] for p in self.files)
+
+    def _attr(self, path: str) -> Attr:
+        attr = self.files.get(path)
+        if attr is None:
+            raise kernel_error(errno.ENOENT, f"{path} (not in kernel {self.machine.profile.version})")
+        return attr
+
+    def read(self, path: str) -> str:
+        return self._attr(path).show()
+
+    def read_int(self, path: str) -> int:
+        return int(self.read(path).split()[0])
+
+    def write(self, path: str, text) -> None:
+        attr = self._attr(path)
+        if attr.store is None:
+            raise kernel_error(errno.EACCES, f"{path} is read-only")
+        attr.store(str(text))
+
+    def snapshot(self) -> dict[str, str]:
+        return {p.rsplit("/", 1)[1]: a.show().strip() for p, a in self.files.items()}
+
+
+class ProcFs:
+    """/proc/<pid>/{ksm_stat,ksm_merging_pages,maps} and /proc/vmstat."""
+
+    def __init__(self, machine):
+        self.machine = machine
+
+    def read(self, path: str) -> str:
+        parts = path.strip("/").split("/")
+        if parts == ["proc", "vmstat"]:
+            return "".join(f"{k} {v}\n" for k, v in self.machine.vmstat.items())
+        if len(parts) != 3 or parts[0] != "proc":
+            raise kernel_error(errno.ENOENT, path)
+        pid_text, name = parts[1], parts[2]
+        proc = self.machine.processes.get(int(pid_text)) if pid_text.isdigit() else None
+        if proc is None or not proc.alive:
+            raise kernel_error(errno.ENOENT, path)
+        reader = getattr(self, f"_{name}", None)
+        prof = self.machine.profile
+        present = {"ksm_stat": prof.ksm_stat_file, "ksm_merging_pages": prof.ksm_merging_pages_file,
+                   "maps": True}
+        if reader is None or not present.get(name):
+            raise kernel_error(errno.ENOENT, path)
+        return reader(proc)
+
+    def _ksm_merging_pages(self, proc) -> str:
+        return f"{proc.mm.ksm_merging_pages}\n"
+
+    def _ksm_stat(self, proc) -> str:
+        """proc_pid_ksm_stat() in fs/proc/base.c, line by line per version."""
+        mm, k, prof = proc.mm, self.machine.ksm, self.machine.profile
+        lines = [f"ksm_rmap_items {mm.ksm_rmap_items}"]
+        if prof.ksm_zero_pages_counter:
+            lines.append(f"ksm_zero_pages {mm.ksm_zero_pages}")
+        if prof.ksm_general_profit:
+            lines.append(f"ksm_merging_pages {mm.ksm_merging_pages}")
+            lines.append(f"ksm_process_profit {k.process_profit(mm)}")
+        if prof.ksm_stat_merge_flags:
+            any_ = "yes" if mm.flags & k.MMF_VM_MERGE_ANY else "no"
+            mergeable = "yes" if any(v.flags & v.VM_MERGEABLE for v in mm.vmas) else "no"
+            lines.append(f"ksm_merge_any: {any_}")
+            lines.append(f"ksm_mergeable: {mergeable}")
+        return "\n".join(lines) + "\n"
+
+    def _maps(self, proc) -> str:
+        out = []
+        for v in proc.mm.vmas:
+            name = "/dev/zero (deleted)" if v.shmem is not None else ""
+            off = (v.pgoff << proc.mm.page_shift) if v.shmem is not None else 0
+            line = f"{v.start:08x}-{v.end:08x} {v.prot_text()} {off:08x} 00:00 0"
+            out.append(f"{line:<73}{name}".rstrip())
+        return "\n".join(out) + ("\n" if out else "")
+
+
+def parse_ksm_stat(text: str) -> dict:
+    """'ksm_rmap_items 3\\nksm_merge_any: no' -> {'ksm_rmap_items': 3, 'ksm_merge_any': 'no'}."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.replace(":", " ").partition(" ")
+        value = value.strip()
+        out[key] = int(value) if value.lstrip("-").isdigit() else value
+    return out

@@ -1,0 +1,138 @@
+"""Kernel-version profiles: every behaviour that differs between releases lives here.
+
+A profile is computed from a version number and a table of feature lifetimes, so
+``Machine(kernel="5.4")`` works as well as the named eras.  Code elsewhere never
+compares version numbers; it reads a field of the profile.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+#: (introduced, removed) per feature; ``None`` means "still present in 6.18".
+#: Each entry cites the commit or release that changed it (see research notes).
+FEATURE_LIFETIMES: dict[str, tuple[str, str | None]] = {
+    # --- mmu notifiers (include/linux/mmu_notifier.h, mm/mmu_notifier.c) ---
+    # 828502d30073 "ksm: add mmu_notifier set_pte_at_notify()" (2.6.32) .. 997308f9ae72 (6.10)
+    "change_pte": ("2.6.32", "6.10"),
+    # the seed set the PTE first and notified second; later set_pte_at_notify()
+    # notifies first (the header comment explains the COW race); reversed by 3.6
+    "set_pte_first_then_notify": ("2.6.32", "3.6"),
+    # __mmu_notifier_change_pte() fell back to invalidate_page until 6bdb913f0a70 (3.6)
+    "change_pte_falls_back_to_invalidate_page": ("2.6.32", "3.6"),
+    # 6bdb913f0a70 wrapped every set_pte_at_notify() site in invalidate_range_start/end
+    "bracket_set_pte_at_notify": ("3.6", None),
+    # "mm/mmu_notifier: kill invalidate_page" (4.13)
+    "invalidate_page": ("2.6.27", "4.13"),
+    # do_wp_page notified invalidate_page for the old page after COW before 3.6
+    "cow_invalidate_page_after_copy": ("2.6.27", "3.6"),
+    # Joerg Roedel's invalidate_range (3.19), renamed arch_invalidate_secondary_tlbs (6.6)
+    "invalidate_range": ("3.19", "6.6"),
+    "arch_invalidate_secondary_tlbs": ("6.6", None),
+    "clear_young": ("4.3", None),
+    "test_young": ("2.6.38", None),
+    # --- KVM ---
+    # before ~2.6.37 hva_to_pfn() always asked get_user_pages for a writable page
+    "kvm_read_fault_maps_readonly": ("2.6.37", None),
+    # --- KSM core (mm/ksm.c) ---
+    "ksm_merge_across_nodes": ("3.9", None),
+    "ksm_use_zero_pages": ("4.11", None),
+    "ksm_stable_node_chains": ("4.13", None),
+    "ksm_xxhash_checksum": ("5.0", None),          # jhash2 before
+    "ksm_merging_pages_file": ("5.19", None),
+    "ksm_stat_file": ("6.1", None),
+    "ksm_break_with_unshare": ("6.2", None),        # FAULT_FLAG_UNSHARE in break_ksm
+    "prctl_memory_merge": ("6.4", None),
+    "ksm_general_profit": ("6.4", None),
+    "ksm_zero_pages_counter": ("6.6", None),        # global + per-mm, unshare zero pages
+    "ksm_pages_scanned": ("6.6", None),
+    "ksm_smart_scan": ("6.7", None),
+    "prctl_inherited_by_exec": ("6.7", None),
+    "ksm_advisor": ("6.8", None),
+    # d58a361b0350: checksum before stable_tree_search (6.11)
+    "ksm_checksum_before_stable_search": ("6.11", None),
+    "ksm_stat_merge_flags": ("6.12", None),          # ksm_merge_any:/ksm_mergeable: lines
+    # "ksm: fix exec/fork inheritance" + fork counter reset (late 2025, in 6.18)
+    "ksm_fork_resets_counters": ("6.18", None),
+    # 2.6.32 only: max_kernel_pages sysfs file (removed in 2.6.33)
+    "ksm_max_kernel_pages": ("2.6.32", "2.6.33"),
+    # KSM pages reused by do_wp_page when mapped once (reuse_ksm_page): 5.1..5.9
+    "reuse_ksm_page": ("5.1", "5.9"),
+}
+
+KNOWN_ERAS = ("2.6.32", "2.6.37", "3.6", "3.9", "4.11", "4.13", "4.15", "5.0", "5.4",
+              "5.19", "6.1", "6.4", "6.6", "6.7", "6.8", "6.10", "6.11", "6.12", "6.18")
+OLDEST, NEWEST = "2.6.32", "6.18"
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'6.10' -> (6, 10); raises ValueError on anything that is not a kernel version."""
+    try:
+        parts = tuple(int(p) for p in str(text).strip().split("."))
+    except ValueError:
+        raise ValueError(f"not a kernel version: {text!r}") from None
+    if not 2 <= len(parts) <= 3:
+        raise ValueError(f"not a kernel version: {text!r}")
+    return parts
+
+
+@dataclass(frozen=True)
+class KernelProfile:
+    """Every behaviour difference between the kernel versions ksmbook models."""
+    version: str
+    change_pte: bool
+    set_pte_first_then_notify: bool
+    change_pte_falls_back_to_invalidate_page: bool
+    bracket_set_pte_at_notify: bool
+    invalidate_page: bool
+    cow_invalidate_page_after_copy: bool
+    invalidate_range: bool
+    arch_invalidate_secondary_tlbs: bool
+    clear_young: bool
+    test_young: bool
+    kvm_read_fault_maps_readonly: bool
+    ksm_merge_across_nodes: bool
+    ksm_use_zero_pages: bool
+    ksm_stable_node_chains: bool
+    ksm_xxhash_checksum: bool
+    ksm_merging_pages_file: bool
+    ksm_stat_file: bool
+    ksm_break_with_unshare: bool
+    prctl_memory_merge: bool
+    ksm_general_profit: bool
+    ksm_zero_pages_counter: bool
+    ksm_pages_scanned: bool
+    ksm_smart_scan: bool
+    prctl_inherited_by_exec: bool
+    ksm_advisor: bool
+    ksm_checksum_before_stable_search: bool
+    ksm_stat_merge_flags: bool
+    ksm_fork_resets_counters: bool
+    ksm_max_kernel_pages: bool
+    reuse_ksm_page: bool
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return parse_version(self.version)
+
+    @property
+    def era(self) -> str:
+        """The notifier era the book talks about: 'seed', 'bracketed' or 'no change_pte'."""
+        if not self.change_pte:
+            return "6.10+: change_pte removed"
+        if self.bracket_set_pte_at_notify:
+            return "3.6-6.9: change_pte bracketed by invalidate_range_start/end"
+        return "2.6.32-3.5: change_pte unbracketed (the seed)"
+
+
+def profile(version: str = NEWEST) -> KernelProfile:
+    """The profile of ``version`` ("2.6.32" .. "6.18"); ValueError outside that range."""
+    v = parse_version(version)
+    if not parse_version(OLDEST) <= v <= parse_version(NEWEST):
+        raise ValueError(f"kernel {version} is outside the modelled range {OLDEST}..{NEWEST}")
+    values = {}
+    for f in fields(KernelProfile):
+        if f.name == "version":
+            continue
+        start, end = FEATURE_LIFETIMES[f.name]
+        values[f.name] = parse_version(start) <= v and (end is None or v < parse_version(end))
+    return KernelProfile(version=str(version), **values)

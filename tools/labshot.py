@@ -1,0 +1,335 @@
+"""Look at the book the way a reader does: JupyterLab in headless Chromium.
+
+Used by the browser tests (tests/browser/) and by tools/screenshot.py.
+
+- `jupyter_lab(root_dir)` starts a throw-away JupyterLab server (fresh
+  temporary Jupyter config/data/runtime/settings/workspace dirs, no token,
+  notebook windowing off, autosave off so the repository's notebooks are never
+  rewritten) and yields a `LabServer` once it answers.
+- `screenshot_notebook(lab, name, out_png)` opens one notebook in headless
+  Chromium via Playwright, optionally clears and runs all cells, waits until
+  the kernel is idle, saves a full-height screenshot and returns a
+  `NotebookReport` (title, visible text, error outputs, browser errors).
+
+Chromium is Debian's /usr/bin/chromium (override with KSMBOOK_CHROMIUM);
+Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = os.environ.get("KSMBOOK_CHROMIUM", "/usr/bin/chromium")
+# Playwright adds --headless itself (headless=True) and gives every launch a
+# fresh temporary --user-data-dir, which it does not let callers pass.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# JupyterLab user settings for a quiet, deterministic, read-only session.
+LAB_SETTINGS = {
+    # Render every cell: JupyterLab 4 virtualises long notebooks otherwise.
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "windowingMode": "none",
+        "scrollPastEnd": False,   # no viewport-high blank space after the last cell
+    },
+    # Never write the notebook back: the stored outputs are what nbval compares.
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    # No "get Jupyter news?" toast over the screenshot, no update checks.
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+STDERR_MIME = "application/vnd.jupyter.stderr"
+
+
+class BrowserUnavailable(RuntimeError):
+    """Chromium or Playwright is missing: browser checks cannot run here."""
+
+
+def browser_problem() -> str | None:
+    """Why headless-browser checks cannot run here, or None if they can."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return (f"{CHROMIUM} not found: install Debian's chromium "
+                "(`apt-get install -y chromium`, which `make setup` does as root)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        return f"the playwright Python package is not importable ({exc}); install ksmbook[test]"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclasses.dataclass
+class LabServer:
+    url: str
+    root_dir: Path
+    log_path: Path
+    process: subprocess.Popen
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+@contextlib.contextmanager
+def jupyter_lab(root_dir: str | os.PathLike, *, python: str | None = None,
+                port: int | None = None, startup_timeout: float = 120.0):
+    """Run a JupyterLab server on 127.0.0.1 rooted at `root_dir`; yield a LabServer."""
+    root_dir = Path(root_dir).resolve()
+    python = python or sys.executable
+    port = port or free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="ksmbook-lab-"))
+    dirs = {name: tmp / name for name in
+            ("config", "data", "runtime", "settings", "workspaces", "ipython", "checkpoints")}
+    for d in dirs.values():
+        d.mkdir()
+    for rel, value in LAB_SETTINGS.items():
+        f = dirs["settings"] / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(value))
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+        "JUPYTER_DATA_DIR": str(dirs["data"]),
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+        "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+        "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+        "IPYTHONDIR": str(dirs["ipython"]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    cmd = [
+        python, "-m", "jupyter", "lab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        f"--ServerApp.root_dir={root_dir}",
+        "--LabApp.expose_app_in_browser=True",   # window.jupyterapp, for commands
+        f"--LabApp.user_settings_dir={dirs['settings']}",
+        f"--LabApp.workspaces_dir={dirs['workspaces']}",
+        "--LabApp.extension_manager=readonly",  # no package-index queries
+        # Checkpoints go to the temporary dir, not notebooks/.ipynb_checkpoints.
+        f"--FileCheckpoints.checkpoint_dir={dirs['checkpoints']}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log_path = tmp / "jupyter-lab.log"
+    log = open(log_path, "wb")
+    # Own process group, so the server and the kernels it started end together.
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    server = LabServer(f"http://127.0.0.1:{port}", root_dir, log_path, proc)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/api/status", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jupyter lab did not answer in {startup_timeout:.0f} s:\n"
+                                   f"{server.log_tail()}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        _stop(proc)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM the server's own process group, then SIGKILL what is left."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@dataclasses.dataclass
+class NotebookReport:
+    name: str
+    png: Path
+    title: str                  # first <h1> of the rendered notebook
+    text: str                   # visible text of the notebook area
+    error_outputs: list[str]    # "ename: evalue" of every error output in the model
+    stderr_tracebacks: list[str]  # stderr outputs in the DOM that show a Traceback
+    page_errors: list[str]      # uncaught JavaScript exceptions
+    console_errors: list[str]   # console.error messages (informational)
+    run_all_result: str         # "ok", "failed" (a cell raised), "not run", or "error: ..."
+
+    @property
+    def ok(self) -> bool:
+        return (not self.error_outputs and not self.stderr_tracebacks and not self.page_errors
+                and self.run_all_result in ("ok", "not run"))
+
+
+_JS_PANEL = "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+
+_JS_READY = """() => {
+  const app = window.jupyterapp;
+  const w = app && app.shell.currentWidget;
+  if (!w || !w.sessionContext || !w.context || !w.context.isReady) return false;
+  const k = w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === 'idle' && w.content.widgets.length > 0;
+}"""
+
+_JS_RUN_ALL = """async () => {
+  const app = window.jupyterapp;
+  await app.commands.execute('notebook:clear-all-cell-outputs');
+  window.__ksmbookRunAll = 'running';
+  app.commands.execute('notebook:run-all-cells').then(
+    r => { window.__ksmbookRunAll = (r === false) ? 'failed' : 'ok'; },
+    e => { window.__ksmbookRunAll = 'error: ' + e; });
+}"""
+
+_JS_RUN_DONE = """() => {
+  if (window.__ksmbookRunAll === 'running') return false;
+  const w = window.jupyterapp.shell.currentWidget;
+  const k = w.sessionContext.session && w.sessionContext.session.kernel;
+  if (!k || k.status !== 'idle') return false;
+  return ![...w.node.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('*'));
+}"""
+
+_JS_EXTRA_HEIGHT = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  let extra = 0;
+  for (const el of [w.node, ...w.node.querySelectorAll('*')]) {
+    const s = getComputedStyle(el);
+    if (['auto', 'scroll', 'overlay'].includes(s.overflowY))
+      extra = Math.max(extra, el.scrollHeight - el.clientHeight);
+  }
+  return extra;
+}"""
+
+_JS_REPORT = """(stderrMime) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const h1 = w.node.querySelector('.jp-RenderedMarkdown h1');
+  const errors = [];
+  const cells = w.content.model.cells;
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type !== 'code') continue;
+    const outs = c.outputs;
+    for (let j = 0; j < outs.length; j++) {
+      const o = outs.get(j).toJSON();
+      if (o.output_type === 'error') errors.push(`cell ${i}: ${o.ename}: ${o.evalue}`);
+    }
+  }
+  const tracebacks = [...w.node.querySelectorAll(
+      `.jp-OutputArea-output[data-mime-type="${stderrMime}"]`)]
+    .map(e => e.innerText).filter(t => t.includes('Traceback'));
+  return {title: h1 ? h1.textContent.replace(/\\u00b6$/, '').trim() : '',
+          text: w.node.innerText, errors, tracebacks};
+}"""
+
+
+def screenshot_notebook(lab: LabServer, name: str, out_png: str | os.PathLike,
+                        run_all: bool = True, *, browser=None, width: int = 1280,
+                        timeout_s: float = 600.0, settle_ms: int = 1500,
+                        max_height: int = 16000) -> NotebookReport:
+    """Open `name` (relative to the server's root_dir), run it, screenshot it.
+
+    `browser` is a Playwright Browser to reuse; without one a headless
+    Chromium is launched (and closed) for this call.
+    """
+    problem = browser_problem()
+    if problem:
+        raise BrowserUnavailable(problem)
+    from playwright.sync_api import sync_playwright
+
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if browser is None:
+            pw = stack.enter_context(sync_playwright())
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=CHROMIUM_ARGS)
+            stack.callback(browser.close)
+        context = browser.new_context(viewport={"width": width, "height": 900},
+                                      device_scale_factor=1)
+        stack.callback(context.close)
+        page = context.new_page()
+        page_errors: list[str] = []
+        console_errors: list[str] = []
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+
+        ms = int(timeout_s * 1000)
+        page.goto(f"{lab.url}/lab/tree/{name}", wait_until="domcontentloaded", timeout=ms)
+        page.wait_for_function(_JS_PANEL, timeout=ms)
+        page.wait_for_function(_JS_READY, timeout=ms)
+        # Give the notebook the whole window: no file browser, no right panel.
+        page.evaluate("() => { const s = window.jupyterapp.shell;"
+                      " s.collapseLeft(); s.collapseRight(); }")
+
+        result = "not run"
+        if run_all:
+            page.evaluate(_JS_RUN_ALL)
+            page.wait_for_function(_JS_RUN_DONE, timeout=ms, polling=250)
+            result = page.evaluate("() => window.__ksmbookRunAll")
+        page.wait_for_timeout(settle_ms)  # widget views and plotly render asynchronously
+        # Back to the top, first cell active, nothing focused: a reader's first view.
+        page.evaluate("() => { const nb = window.jupyterapp.shell.currentWidget.content;"
+                      " nb.mode = 'command'; nb.activeCellIndex = 0; nb.deselectAll();"
+                      " if (document.activeElement) document.activeElement.blur(); }")
+
+        # Full height: grow the viewport until nothing inside the notebook scrolls.
+        height = 900
+        for _ in range(4):
+            extra = page.evaluate(_JS_EXTRA_HEIGHT)
+            if extra <= 1 or height >= max_height:
+                break
+            height = min(max_height, height + extra + 8)
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(400)
+        page.evaluate("() => document.querySelectorAll('*').forEach("
+                      "e => { if (e.scrollTop) e.scrollTop = 0; })")
+        page.screenshot(path=str(out_png), full_page=True)
+
+        info = page.evaluate(_JS_REPORT, STDERR_MIME)
+        return NotebookReport(
+            name=name, png=out_png, title=info["title"], text=info["text"],
+            error_outputs=info["errors"], stderr_tracebacks=info["tracebacks"],
+            page_errors=page_errors, console_errors=console_errors, run_all_result=result)
