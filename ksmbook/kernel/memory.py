@@ -133,6 +133,10 @@ class PhysicalMemory:
         if ev.enabled:
             ev.emit(PageFree(self.machine.clock_ns, page.pfn))
 
+    def free_pfns(self) -> list[int]:
+        """Frames handed out once and freed since (read-only, for the book's frame map)."""
+        return sorted(pfn for free in self._free for pfn in free)
+
     def nr_allocated(self, purpose_flag: int | None = None) -> int:
         if purpose_flag is None:
             return len(self.pages)

@@ -53,6 +53,9 @@ FEATURE_LIFETIMES: dict[str, tuple[str, str | None]] = {
     "ksm_stat_merge_flags": ("6.12", None),          # ksm_merge_any:/ksm_mergeable: lines
     # "ksm: fix exec/fork inheritance" + fork counter reset (late 2025, in 6.18)
     "ksm_fork_resets_counters": ("6.18", None),
+    # same series: the scanner stops clearing MMF_VM_MERGE_ANY when it drops an mm, and
+    # ksm_vma_flags() re-enters a MERGE_ANY mm that lost its slot
+    "ksm_scanner_keeps_merge_any": ("6.18", None),
     # 2.6.32 only: max_kernel_pages sysfs file (removed in 2.6.33)
     "ksm_max_kernel_pages": ("2.6.32", "2.6.33"),
     # KSM pages reused by do_wp_page when mapped once (reuse_ksm_page): 5.1..5.9
@@ -107,6 +110,7 @@ class KernelProfile:
     ksm_checksum_before_stable_search: bool
     ksm_stat_merge_flags: bool
     ksm_fork_resets_counters: bool
+    ksm_scanner_keeps_merge_any: bool
     ksm_max_kernel_pages: bool
     reuse_ksm_page: bool
 

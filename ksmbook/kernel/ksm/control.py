@@ -88,7 +88,10 @@ class ControlMixin:
 
     def ksm_add_vma(self, vma) -> None:
         """ksm_add_vma()/ksm_vma_flags(): prctl mode makes new VMAs mergeable."""
-        if vma.mm.flags & self.MMF_VM_MERGE_ANY and self.vma_ksm_compatible(vma):
+        mm = vma.mm
+        if mm.flags & self.MMF_VM_MERGE_ANY and self.vma_ksm_compatible(vma):
+            if not mm.flags & self.MMF_VM_MERGEABLE:
+                self.__ksm_enter(mm)        # the scanner dropped the slot, MERGE_ANY stayed
             vma.flags |= vma.VM_MERGEABLE
 
     def ksm_madvise(self, mm, start, end, advice) -> None:

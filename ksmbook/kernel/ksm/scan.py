@@ -148,7 +148,7 @@ class ScanMixin:
                 # no VM_MERGEABLE VMA left (or the mm exited): drop the mm
                 self._unlink_slot(slot)
                 mm.flags &= ~self.MMF_VM_MERGEABLE
-                if not self.profile.ksm_fork_resets_counters:
+                if not self.profile.ksm_scanner_keeps_merge_any:
                     mm.flags &= ~self.MMF_VM_MERGE_ANY
             slot = nxt
             if slot is head:
@@ -224,6 +224,9 @@ class ScanMixin:
                        f"{'first visit' if first else 'changed'}: checksum {checksum:#010x} "
                        f"recorded, page is volatile")
             return False
+        if self.machine.events.enabled:
+            self._emit("checksum", page, item.address, page.pfn,
+                       f"checksum {checksum:#010x} unchanged since the last visit: a candidate")
         return True
 
     def ksm_do_scan(self, scan_npages: int) -> int:

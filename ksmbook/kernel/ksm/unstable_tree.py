@@ -70,6 +70,17 @@ class UnstableTreeMixin:
             if age > 1:
                 raise AssertionError(f"unstable item {item!r} survived {age} scans")
             if age == 0:
-                rb_erase(item, self.root_unstable_tree[item.nid])
+                root = self.root_unstable_tree[item.nid] if item.nid < len(
+                    self.root_unstable_tree) else None
+                # a merge_across_nodes switch replaces the roots: erase only from the
+                # tree the item is really in
+                if root is not None and _in_tree(item, root):
+                    rb_erase(item, root)
             self.ksm_pages_unshared -= 1
             item.flags = 0
+
+
+def _in_tree(node, root) -> bool:
+    while node.rb_parent is not None:
+        node = node.rb_parent
+    return root.rb_node is node

@@ -1,0 +1,747 @@
+"""Scenarios: one script of process and KSM actions, run on two kernels.
+
+A :class:`Scenario` is a list of small, frozen steps (``spawn``, ``mmap``,
+``fill``, ``madvise``, ``scans`` ...).  The same scenario runs
+
+* in the simulator, with :func:`run_in_simulator` (pure Python, no root), and
+* on the real Linux kernel, with :func:`ksmbook.live.run_live` (root + KSM),
+
+and both return the same thing: one :data:`Snapshot` after every step, holding
+the global ``/sys/kernel/mm/ksm`` counters and every live process's
+``/proc/<pid>/ksm_stat``.  :func:`diff_snapshots` and :func:`diff_traces` list
+every field on which two runs disagree: that list is the fidelity measure of
+the whole project.
+
+This module imports nothing from the simulator at module level, so the live
+runner and the scenario tooling work even while the simulator is broken.
+
+Step names and arguments are a contract shared with the tests and notebooks:
+
+=================================================  ==============================================
+``spawn(proc)``                                    a new, independent process (not a fork)
+``mmap(proc, region, pages, shared=False)``        anonymous mapping, MAP_PRIVATE or MAP_SHARED
+``fill(proc, region, page, count, byte)``          memset pages [page, page+count) to ``byte``
+``unique(proc, region, page, count, tag)``         distinct content per page (see :class:`Unique`)
+``poke(proc, region, page, offset, byte)``         write one byte
+``touch_read(proc, region, page, count)``          read one byte per page (maps the zero page)
+``madvise(proc, region, page, count, advice)``     MADV_MERGEABLE / MADV_UNMERGEABLE / MADV_DONTNEED
+``mprotect(proc, region, page, count, prot)``      "none", "r" or "rw"
+``munmap(proc, region, page, count)``              unmap pages
+``prctl_merge(proc, value)``                       prctl(PR_SET_MEMORY_MERGE, value)
+``fork(proc, child)``                              fork; the child inherits the regions by name
+``exit(proc)``                                     the process exits
+``knob(name, value)``                              write /sys/kernel/mm/ksm/<name>
+``scans(n)``                                       exactly n more full scans, then ksmd stopped
+``run(value)``                                     write ``run`` (0, or 2 = unmerge all, full_scans=0)
+=================================================  ==============================================
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import errno as _errno
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, NamedTuple, TypedDict
+
+__all__ = [
+    "Step", "Spawn", "Mmap", "Fill", "Unique", "Poke", "TouchRead", "Madvise",
+    "Mprotect", "Munmap", "PrctlMerge", "Fork", "Exit", "Knob", "Scans", "Run",
+    "spawn", "mmap", "fill", "unique", "poke", "touch_read", "madvise",
+    "mprotect", "munmap", "prctl_merge", "fork", "exit", "knob", "scans", "run",
+    "Scenario", "ScenarioError", "Snapshot", "FieldDiff", "SCENARIOS", "register",
+    "COUNTERS", "DELTA_COUNTERS", "KSM_STAT_FIELDS", "WRITABLE_KNOBS",
+    "parse_ksm_stat", "make_snapshot", "diff_snapshots", "diff_traces",
+    "run_in_simulator", "unique_page_bytes",
+]
+
+KSM_SYSFS = "/sys/kernel/mm/ksm"
+
+#: Global counters recorded in every snapshot, in /sys/kernel/mm/ksm order.
+COUNTERS = (
+    "full_scans", "pages_scanned", "pages_shared", "pages_sharing",
+    "pages_unshared", "pages_volatile", "pages_skipped", "stable_node_chains",
+    "stable_node_dups", "ksm_zero_pages", "general_profit",
+)
+#: Counters the kernel never resets (not even run=2): snapshots hold them as
+#: deltas since the scenario started, so two runs can be compared.
+DELTA_COUNTERS = ("pages_scanned", "pages_skipped")
+
+#: Fields of /proc/<pid>/ksm_stat on 6.12+ (6.18 prints all of them), plus the
+#: separate file /proc/<pid>/ksm_merging_pages stored as ``merging_pages_file``.
+KSM_STAT_FIELDS = (
+    "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages",
+    "ksm_process_profit", "ksm_merge_any", "ksm_mergeable",
+)
+
+#: Tunables a ``knob`` step may write (``run`` has its own steps).
+WRITABLE_KNOBS = (
+    "pages_to_scan", "sleep_millisecs", "merge_across_nodes", "use_zero_pages",
+    "max_page_sharing", "stable_node_chains_prune_millisecs", "smart_scan",
+    "advisor_mode", "advisor_max_cpu", "advisor_min_pages_to_scan",
+    "advisor_max_pages_to_scan", "advisor_target_scan_time",
+)
+
+ADVICES = ("MADV_MERGEABLE", "MADV_UNMERGEABLE", "MADV_DONTNEED")
+PROTS = ("none", "r", "rw")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run as written (unknown process, page out of range...)."""
+
+
+# --------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action of a scenario.  Subclasses set ``op`` to their contract name."""
+
+    op: ClassVar[str] = ""
+
+    def describe(self) -> str:
+        """A one-line call-like text, e.g. ``fill('vm1', 'buf', 0, 2, 42)``.
+
+        Both runners put it in the snapshot's ``op`` field, so traces from
+        the simulator and the kernel line up step by step.
+        """
+        args = ", ".join(_fmt(getattr(self, f.name)) for f in dataclasses.fields(self))
+        return f"{self.op}({args})"
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, **dataclasses.asdict(self)}
+
+    def _check_byte(self, value: int, what: str = "byte") -> None:
+        if not (isinstance(value, int) and 0 <= value <= 255):
+            raise ScenarioError(f"{self.describe()}: {what} must be an int 0..255")
+
+    def _check_range(self) -> None:
+        page, count = getattr(self, "page"), getattr(self, "count")
+        if page < 0 or count < 1:
+            raise ScenarioError(f"{self.describe()}: need page >= 0 and count >= 1")
+
+
+@dataclass(frozen=True)
+class Spawn(Step):
+    """A new, independent process with an empty address space (for KSM)."""
+    op: ClassVar[str] = "spawn"
+    proc: str
+
+
+@dataclass(frozen=True)
+class Mmap(Step):
+    """``mmap(NULL, pages*PAGE_SIZE, RW, MAP_ANONYMOUS|MAP_PRIVATE or MAP_SHARED)``."""
+    op: ClassVar[str] = "mmap"
+    proc: str
+    region: str
+    pages: int
+    shared: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pages < 1:
+            raise ScenarioError(f"{self.describe()}: pages must be >= 1")
+
+
+@dataclass(frozen=True)
+class Fill(Step):
+    """memset pages [page, page+count) of the region to ``byte``."""
+    op: ClassVar[str] = "fill"
+    proc: str
+    region: str
+    page: int
+    count: int
+    byte: int
+
+    def __post_init__(self) -> None:
+        self._check_range()
+        self._check_byte(self.byte)
+
+
+@dataclass(frozen=True)
+class Unique(Step):
+    """Give every page distinct content: memset 0, then the 8-byte little-endian
+    value ``tag << 32 | page_index`` at offset 0 (``page_index`` counts from the
+    region's start).  ``tag`` must be >= 1: with tag 0, page 0 would be an
+    all-zero page and would merge with every other zero page."""
+    op: ClassVar[str] = "unique"
+    proc: str
+    region: str
+    page: int
+    count: int
+    tag: int
+
+    def __post_init__(self) -> None:
+        self._check_range()
+        if not (isinstance(self.tag, int) and 1 <= self.tag < 2**32):
+            raise ScenarioError(f"{self.describe()}: tag must be an int in 1..2**32-1")
+
+
+@dataclass(frozen=True)
+class Poke(Step):
+    """Write one byte at ``offset`` inside one page."""
+    op: ClassVar[str] = "poke"
+    proc: str
+    region: str
+    page: int
+    offset: int
+    byte: int
+
+    def __post_init__(self) -> None:
+        self._check_byte(self.byte)
+        if self.page < 0 or self.offset < 0:
+            raise ScenarioError(f"{self.describe()}: page and offset must be >= 0")
+
+
+@dataclass(frozen=True)
+class TouchRead(Step):
+    """Read one byte of each page: a read fault maps the shared zero page."""
+    op: ClassVar[str] = "touch_read"
+    proc: str
+    region: str
+    page: int
+    count: int
+
+    def __post_init__(self) -> None:
+        self._check_range()
+
+
+@dataclass(frozen=True)
+class Madvise(Step):
+    """madvise() with one of MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_DONTNEED."""
+    op: ClassVar[str] = "madvise"
+    proc: str
+    region: str
+    page: int
+    count: int
+    advice: str
+
+    def __post_init__(self) -> None:
+        self._check_range()
+        if self.advice not in ADVICES:
+            raise ScenarioError(f"{self.describe()}: advice must be one of {ADVICES}")
+
+
+@dataclass(frozen=True)
+class Mprotect(Step):
+    """mprotect() to "none", "r" or "rw"."""
+    op: ClassVar[str] = "mprotect"
+    proc: str
+    region: str
+    page: int
+    count: int
+    prot: str
+
+    def __post_init__(self) -> None:
+        self._check_range()
+        if self.prot not in PROTS:
+            raise ScenarioError(f"{self.describe()}: prot must be one of {PROTS}")
+
+
+@dataclass(frozen=True)
+class Munmap(Step):
+    """munmap() pages of a region (the rest of the region stays mapped)."""
+    op: ClassVar[str] = "munmap"
+    proc: str
+    region: str
+    page: int
+    count: int
+
+    def __post_init__(self) -> None:
+        self._check_range()
+
+
+@dataclass(frozen=True)
+class PrctlMerge(Step):
+    """prctl(PR_SET_MEMORY_MERGE, value): 1 makes every compatible VMA mergeable."""
+    op: ClassVar[str] = "prctl_merge"
+    proc: str
+    value: int
+
+
+@dataclass(frozen=True)
+class Fork(Step):
+    """fork(): ``child`` inherits ``proc``'s regions (by name) and their pages."""
+    op: ClassVar[str] = "fork"
+    proc: str
+    child: str
+
+
+@dataclass(frozen=True)
+class Exit(Step):
+    """The process exits; its address space is torn down at once."""
+    op: ClassVar[str] = "exit"
+    proc: str
+
+
+@dataclass(frozen=True)
+class Knob(Step):
+    """Write ``value`` to /sys/kernel/mm/ksm/<name>."""
+    op: ClassVar[str] = "knob"
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", str(self.value))
+        if self.name not in WRITABLE_KNOBS:
+            hint = " (use run() or scans())" if self.name == "run" else ""
+            raise ScenarioError(f"{self.describe()}: not a writable tunable{hint}")
+
+
+@dataclass(frozen=True)
+class Scans(Step):
+    """Exactly ``n`` more full scans of ksmd, then ksmd stopped (run=0) at a
+    full-scan boundary.  If ksmd's mm list becomes empty it cannot scan and
+    fewer scans happen, as on the kernel (``full_scans`` shows it)."""
+    op: ClassVar[str] = "scans"
+    n: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n, int) and self.n >= 1):
+            raise ScenarioError(f"{self.describe()}: n must be an int >= 1")
+
+
+@dataclass(frozen=True)
+class Run(Step):
+    """Write ``run``: 0 stops ksmd, 2 stops it and unmerges everything (and
+    resets full_scans to 0).  ``run=1`` is not a step: ksmd runs only inside
+    ``scans(n)``, so that counters are always read at full-scan boundaries."""
+    op: ClassVar[str] = "run"
+    value: int
+
+    def __post_init__(self) -> None:
+        if self.value not in (0, 2):
+            raise ScenarioError(f"{self.describe()}: value must be 0 or 2 (use scans(n) to run ksmd)")
+
+
+# The contract names: lower-case constructors, e.g. ``fill("vm1", "buf", 0, 2, 0x2a)``.
+spawn = Spawn
+mmap = Mmap
+fill = Fill
+unique = Unique
+poke = Poke
+touch_read = TouchRead
+madvise = Madvise
+mprotect = Mprotect
+munmap = Munmap
+prctl_merge = PrctlMerge
+fork = Fork
+exit = Exit  # noqa: A001 - the contract name
+knob = Knob
+scans = Scans
+run = Run
+
+STEP_TYPES: dict[str, type[Step]] = {
+    cls.op: cls for cls in (Spawn, Mmap, Fill, Unique, Poke, TouchRead, Madvise,
+                            Mprotect, Munmap, PrctlMerge, Fork, Exit, Knob, Scans, Run)
+}
+
+
+def step_from_dict(d: dict) -> Step:
+    d = dict(d)
+    return STEP_TYPES[d.pop("op")](**d)
+
+
+def unique_page_bytes(tag: int, index: int, page_size: int = 4096) -> bytes:
+    """The content :class:`Unique` writes into page ``index``."""
+    return ((tag << 32) | index).to_bytes(8, "little") + bytes(page_size - 8)
+
+
+# --------------------------------------------------------------------------
+# Scenario and its static check
+# --------------------------------------------------------------------------
+
+@dataclass
+class _RegionModel:
+    """What the static check knows about one region: per-page mapped/prot."""
+    pages: int
+    shared: bool
+    prot: list = field(default_factory=list)   # None = unmapped, else "none"/"r"/"rw"
+
+
+class _Checker:
+    """Walks the steps with a tiny model of processes and regions, so that a
+    mistyped name or an out-of-range page fails before anything runs, and
+    neither runner ever half-applies a step that would SIGSEGV."""
+
+    def __init__(self, scenario: Scenario):
+        self.sc = scenario
+        self.alive: dict[str, dict[str, _RegionModel]] = {}
+        self.used_names: set[str] = set()
+        self.max_present = 0
+
+    def fail(self, i: int, step: Step, msg: str) -> None:
+        raise ScenarioError(f"{self.sc.name}: step {i} {step.describe()}: {msg}")
+
+    def proc(self, i, step, name) -> dict[str, _RegionModel]:
+        if name not in self.alive:
+            self.fail(i, step, f"no live process {name!r}")
+        return self.alive[name]
+
+    def region(self, i, step) -> _RegionModel:
+        regions = self.proc(i, step, step.proc)
+        if step.region not in regions:
+            self.fail(i, step, f"process {step.proc!r} has no region {step.region!r}")
+        r = regions[step.region]
+        last = step.page + getattr(step, "count", 1)
+        if last > r.pages:
+            self.fail(i, step, f"pages up to {last - 1} are outside the {r.pages}-page region")
+        return r
+
+    def need_prot(self, i, step, r: _RegionModel, allowed: tuple, what: str) -> None:
+        for pg in range(step.page, step.page + getattr(step, "count", 1)):
+            if r.prot[pg] is None:
+                self.fail(i, step, f"page {pg} is not mapped")
+            if r.prot[pg] not in allowed:
+                self.fail(i, step, f"page {pg} is PROT {r.prot[pg]!r}: {what} would SIGSEGV")
+
+    def new_name(self, i, step, name) -> None:
+        if name in self.used_names:
+            self.fail(i, step, f"process name {name!r} is already used")
+        self.used_names.add(name)
+
+    def check(self) -> None:
+        for i, step in enumerate(self.sc.steps):
+            getattr(self, "on_" + step.op)(i, step)
+            present = sum(r.pages for regs in self.alive.values() for r in regs.values())
+            self.max_present = max(self.max_present, present)
+
+    # one handler per op
+    def on_spawn(self, i, s):
+        self.new_name(i, s, s.proc)
+        self.alive[s.proc] = {}
+
+    def on_mmap(self, i, s):
+        regions = self.proc(i, s, s.proc)
+        if s.region in regions:
+            self.fail(i, s, f"region {s.region!r} already exists in {s.proc!r}")
+        regions[s.region] = _RegionModel(s.pages, s.shared, ["rw"] * s.pages)
+
+    def on_fill(self, i, s):
+        self.need_prot(i, s, self.region(i, s), ("rw",), "a write")
+
+    on_unique = on_fill
+
+    def on_poke(self, i, s):
+        if s.offset >= self.sc.page_size:
+            self.fail(i, s, "offset is beyond the page")
+        self.need_prot(i, s, self.region(i, s), ("rw",), "a write")
+
+    def on_touch_read(self, i, s):
+        self.need_prot(i, s, self.region(i, s), ("r", "rw"), "a read")
+
+    def on_madvise(self, i, s):
+        self.need_prot(i, s, self.region(i, s), PROTS, "")
+
+    def on_mprotect(self, i, s):
+        r = self.region(i, s)
+        self.need_prot(i, s, r, PROTS, "")
+        for pg in range(s.page, s.page + s.count):
+            r.prot[pg] = s.prot
+
+    def on_munmap(self, i, s):
+        r = self.region(i, s)
+        for pg in range(s.page, s.page + s.count):
+            r.prot[pg] = None
+
+    def on_prctl_merge(self, i, s):
+        self.proc(i, s, s.proc)
+
+    def on_fork(self, i, s):
+        parent = self.proc(i, s, s.proc)
+        self.new_name(i, s, s.child)
+        self.alive[s.child] = copy.deepcopy(parent)
+
+    def on_exit(self, i, s):
+        self.proc(i, s, s.proc)
+        del self.alive[s.proc]
+
+    def on_knob(self, i, s):
+        pass
+
+    def on_scans(self, i, s):
+        pass
+
+    def on_run(self, i, s):
+        pass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named, checked sequence of steps; ``page_size`` must match the kernel's."""
+
+    name: str
+    description: str
+    steps: tuple
+    page_size: int = 4096
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))
+        for s in self.steps:
+            if not isinstance(s, Step):
+                raise ScenarioError(f"{self.name}: {s!r} is not a Step")
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`ScenarioError` if any step cannot run as written."""
+        _Checker(self).check()
+
+    @property
+    def max_pages(self) -> int:
+        """An upper bound on the pages mapped at one time by all processes;
+        the live runner sizes ``pages_to_scan`` from it."""
+        c = _Checker(self)
+        c.check()
+        return c.max_present
+
+    def processes(self) -> list[str]:
+        """Every process name, in order of appearance."""
+        names = []
+        for s in self.steps:
+            for n in (getattr(s, "proc", None), getattr(s, "child", None)):
+                if n and n not in names:
+                    names.append(n)
+        return names
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description,
+                "page_size": self.page_size, "steps": [s.to_dict() for s in self.steps]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Scenario:
+        return cls(d["name"], d["description"], tuple(step_from_dict(s) for s in d["steps"]),
+                   d.get("page_size", 4096))
+
+
+#: Built-in scenarios by name; ksmbook.workloads fills it (see :func:`register`).
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def register(scenario: Scenario) -> Scenario:
+    """Add a scenario to :data:`SCENARIOS` (the name must be new)."""
+    if scenario.name in SCENARIOS and SCENARIOS[scenario.name] is not scenario:
+        raise ValueError(f"scenario {scenario.name!r} is already registered")
+    SCENARIOS[scenario.name] = scenario
+    return scenario
+
+
+# --------------------------------------------------------------------------
+# Snapshots
+# --------------------------------------------------------------------------
+
+class Snapshot(TypedDict):
+    """The observable state after one step (the same shape for both runners).
+
+    ``error`` is None, an errno name such as ``"EBUSY"`` when the step's
+    syscall or sysfs write failed as the kernel fails it, or ``"SIGSEGV"``.
+    """
+    step: int
+    op: str
+    error: str | None
+    counters: dict[str, int]
+    ksm_stat: dict[str, dict[str, int | str]]
+
+
+def parse_ksm_stat(text: str) -> dict[str, int | str]:
+    """Parse /proc/<pid>/ksm_stat: ``name value`` or ``name: value`` lines.
+
+    Numbers become ints; ``yes``/``no`` stay strings, as the kernel prints them.
+    """
+    out: dict[str, int | str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, _, value = line.partition(" ")
+        name, value = name.rstrip(":"), value.strip()
+        try:
+            out[name] = int(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+def error_name(exc: BaseException) -> str:
+    """``"EBUSY"`` for an OSError, ``"SIGSEGV"`` for a segmentation fault."""
+    if isinstance(exc, OSError) and exc.errno:
+        return _errno.errorcode.get(exc.errno, str(exc.errno))
+    if type(exc).__name__ == "SegmentationFault":
+        return "SIGSEGV"
+    raise exc
+
+
+def make_snapshot(index: int, step: Step, error: str | None,
+                  read_sysfs: Callable[[str], str],
+                  read_proc: Callable[[int, str], str],
+                  procs: Iterable[tuple[str, int]],
+                  baseline: dict[str, int]) -> Snapshot:
+    """Build a :data:`Snapshot` from readers shared by both runners.
+
+    ``read_sysfs(name)`` returns the text of /sys/kernel/mm/ksm/<name>,
+    ``read_proc(pid, file)`` that of /proc/<pid>/<file>; ``procs`` lists the
+    live (name, pid) pairs; ``baseline`` holds the :data:`DELTA_COUNTERS`
+    values read when the scenario started.
+    """
+    counters = {}
+    for name in COUNTERS:
+        counters[name] = int(read_sysfs(name).strip()) - baseline.get(name, 0)
+    stats = {}
+    for name, pid in procs:
+        st = parse_ksm_stat(read_proc(pid, "ksm_stat"))
+        st["merging_pages_file"] = int(read_proc(pid, "ksm_merging_pages").strip())
+        stats[name] = st
+    return Snapshot(step=index, op=step.describe(), error=error,
+                    counters=counters, ksm_stat=stats)
+
+
+class FieldDiff(NamedTuple):
+    """One field on which two snapshots disagree; ``path`` is dotted,
+    e.g. ``counters.pages_sharing`` or ``ksm_stat.vm1.ksm_rmap_items``."""
+    path: str
+    a: Any
+    b: Any
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.a!r} != {self.b!r}"
+
+
+_ABSENT = "<absent>"
+
+
+def _diff_dicts(prefix: str, a: dict, b: dict, out: list) -> None:
+    for key in list(a) + [k for k in b if k not in a]:
+        va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            _diff_dicts(f"{prefix}{key}.", va, vb, out)
+        elif va != vb:
+            out.append(FieldDiff(f"{prefix}{key}", va, vb))
+
+
+def diff_snapshots(a: Snapshot, b: Snapshot) -> list[FieldDiff]:
+    """Every field that differs between two snapshots (empty list: equal)."""
+    out: list[FieldDiff] = []
+    _diff_dicts("", dict(a), dict(b), out)
+    return out
+
+
+def diff_traces(a: list[Snapshot], b: list[Snapshot]) -> list[FieldDiff]:
+    """:func:`diff_snapshots` over two whole runs, paths prefixed ``[i]``."""
+    out: list[FieldDiff] = []
+    if len(a) != len(b):
+        out.append(FieldDiff("len", len(a), len(b)))
+    for i, (sa, sb) in enumerate(zip(a, b)):
+        out.extend(FieldDiff(f"[{i}].{d.path}", d.a, d.b) for d in diff_snapshots(sa, sb))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Running in the simulator
+# --------------------------------------------------------------------------
+
+class _SimRunner:
+    """Applies steps to a ``ksmbook.Machine`` through its public API only."""
+
+    def __init__(self, scenario: Scenario, kernel: str):
+        import ksmbook  # late: the simulator is optional for this module
+        self.k = ksmbook
+        self.sc = scenario
+        self.m = ksmbook.Machine(kernel=kernel, page_size=scenario.page_size)
+        self.procs: dict[str, Any] = {}                     # name -> process
+        self.regions: dict[tuple[str, str], int] = {}       # (proc, region) -> address
+        self.baseline = {n: int(self.read_sysfs(n)) for n in DELTA_COUNTERS}
+
+    # readers for make_snapshot
+    def read_sysfs(self, name: str) -> str:
+        return self.m.sysfs.read(f"{KSM_SYSFS}/{name}")
+
+    def read_proc(self, pid: int, file: str) -> str:
+        return self.m.procfs.read(f"/proc/{pid}/{file}")
+
+    def addr(self, s: Step, page: int = None) -> int:
+        return self.regions[(s.proc, s.region)] + (s.page if page is None else page) * self.sc.page_size
+
+    def length(self, s: Step) -> int:
+        return s.count * self.sc.page_size
+
+    def write_sysfs(self, name: str, value) -> None:
+        self.m.sysfs.write(f"{KSM_SYSFS}/{name}", str(value))
+
+    # one method per op
+    def do_spawn(self, s):
+        self.procs[s.proc] = self.m.spawn(s.proc)
+
+    def do_mmap(self, s):
+        p = self.procs[s.proc]
+        self.regions[(s.proc, s.region)] = p.mmap(s.pages * self.sc.page_size, shared=s.shared)
+
+    def do_fill(self, s):
+        self.procs[s.proc].write(self.addr(s), bytes([s.byte]) * self.length(s))
+
+    def do_unique(self, s):
+        data = b"".join(unique_page_bytes(s.tag, pg, self.sc.page_size)
+                        for pg in range(s.page, s.page + s.count))
+        self.procs[s.proc].write(self.addr(s), data)
+
+    def do_poke(self, s):
+        self.procs[s.proc].write(self.addr(s) + s.offset, bytes([s.byte]))
+
+    def do_touch_read(self, s):
+        p = self.procs[s.proc]
+        for pg in range(s.page, s.page + s.count):
+            p.read(self.addr(s, pg), 1)
+
+    def do_madvise(self, s):
+        self.procs[s.proc].madvise(self.addr(s), self.length(s), getattr(self.k, s.advice))
+
+    def do_mprotect(self, s):
+        k = self.k
+        prot = {"none": k.PROT_NONE, "r": k.PROT_READ, "rw": k.PROT_READ | k.PROT_WRITE}[s.prot]
+        self.procs[s.proc].mprotect(self.addr(s), self.length(s), prot)
+
+    def do_munmap(self, s):
+        self.procs[s.proc].munmap(self.addr(s), self.length(s))
+
+    def do_prctl_merge(self, s):
+        self.procs[s.proc].prctl(self.k.PR_SET_MEMORY_MERGE, s.value)
+
+    def do_fork(self, s):
+        self.procs[s.child] = self.procs[s.proc].fork(s.child)
+        for (proc, region), addr in list(self.regions.items()):
+            if proc == s.proc:
+                self.regions[(s.child, region)] = addr
+
+    def do_exit(self, s):
+        self.procs.pop(s.proc).exit()
+
+    def do_knob(self, s):
+        self.write_sysfs(s.name, s.value)
+
+    def do_scans(self, s):
+        self.write_sysfs("run", 1)
+        try:
+            self.m.ksmd.run_full_scans(s.n)
+        finally:
+            self.write_sysfs("run", 0)
+
+    def do_run(self, s):
+        self.write_sysfs("run", s.value)
+
+    def run(self) -> list[Snapshot]:
+        snaps = []
+        for i, step in enumerate(self.sc.steps):
+            error = None
+            try:
+                getattr(self, "do_" + step.op)(step)
+            except Exception as exc:  # kernel-shaped failures only
+                error = error_name(exc)
+            live = [(name, p.pid) for name, p in self.procs.items()]
+            snaps.append(make_snapshot(i, step, error, self.read_sysfs, self.read_proc,
+                                       live, self.baseline))
+        return snaps
+
+
+def run_in_simulator(scenario: Scenario, kernel: str = "6.18") -> list[Snapshot]:
+    """Run ``scenario`` on a fresh simulated machine; one snapshot per step."""
+    return _SimRunner(scenario, kernel).run()
