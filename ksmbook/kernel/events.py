@@ -79,10 +79,11 @@ class NotifierCall(Event):
 @dataclass(frozen=True, slots=True)
 class KvmEvent(Event):
     vm: int
-    action: str          # "exit", "spte_install", "spte_zap", "spte_remap", "retry", "tlb_flush", ...
-    gfn: int
-    pfn: int
-    detail: str
+    action: str          # exit, retry, spte_install, spte_zap, spte_remap, tlb_flush,
+    #                      invalidate_begin, invalidate_end, change_pte_miss, change_pte_skip
+    gfn: int             # -1 when the action is not about one guest frame
+    pfn: int             # -1 when there is no frame (yet)
+    detail: str          # what KVM did and why, in the book's words
 
 
 # --- KSM ---

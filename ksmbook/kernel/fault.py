@@ -52,6 +52,24 @@ def handle_mm_fault(mm, vma, address: int, flags: int):
     return mem.pfn_to_page(pte_pfn(pte))
 
 
+def fault_allocates(mm, vma, address: int, write: bool) -> bool:
+    """Would handle_mm_fault() allocate a data frame here?  The same decisions as the
+    handlers below, without acting: a multi-page access checks memory before it starts."""
+    pte = mm.pagetables.get_pte(address)
+    if not pte_present(pte):
+        if vma.shmem is not None:
+            pgoff = vma.pgoff + ((address - vma.start) >> mm.page_shift)
+            return pgoff not in vma.shmem.pages
+        return write
+    if not write or pte_write(pte) or vma.flags & vma.VM_SHARED:
+        return False
+    if pte_special(pte):
+        return True
+    page = mm.machine.memory.pfn_to_page(pte_pfn(pte))
+    return not (page.flags & PG_anon and (page.flags & PG_anon_exclusive or
+                                          wp_can_reuse_anon_folio(page, mm.machine.profile)))
+
+
 def do_anonymous_page(mm, vma, address: int, write: bool):
     """do_anonymous_page(): zero page on read, a fresh zeroed anonymous page on write."""
     mem = mm.machine.memory
@@ -128,13 +146,20 @@ def wp_page_reuse(mm, address, pte, page):
 
 
 def wp_page_copy(mm, vma, address: int, orig_pte: int, old_page, unshare: bool):
-    """wp_page_copy(): copy-on-write, through the era's notifier sequence.
+    """wp_page_copy() (do_wp_page's copy branch before 4.0): copy-on-write, through
+    the era's notifier sequence.
 
-    The seed era: ptep_clear_flush() then set_pte_at_notify(new, writable), which KVM
-    answers by zapping its spte.  From 3.6 the pair is bracketed by
-    invalidate_range_start/end; from 6.10 set_pte_at_notify is plain set_pte_at.
+    The seed era: ptep_clear_flush() with no notifier, then set_pte_at_notify(new,
+    writable), which KVM answers by zapping its spte and bumping its sequence count;
+    no other notifier names the old page (2.6.32's do_wp_page has no invalidate_page
+    after the copy).  From 3.7 the pair is bracketed by invalidate_range_start/end
+    (6bdb913f0a70); from 6.10 set_pte_at_notify is plain set_pte_at.
     """
     mem = mm.machine.memory
+    if old_page is not None and old_page.flags & PG_ksm:
+        # do_wp_page() counts COW_KSM before wp_page_copy(), while the page is still
+        # KSM (putting the last mapping frees it and clears its flags)
+        mm.machine.vmstat["cow_ksm"] += 1
     anon_vma_prepare(vma)
     new = new_anon_page(mm, vma)
     if old_page is not None:
@@ -154,8 +179,6 @@ def wp_page_copy(mm, vma, address: int, orig_pte: int, old_page, unshare: bool):
         if old_page is not None:
             old_page.mapcount -= 1
             mem.put_page(old_page)
-    if old_page is not None and old_page.flags & PG_ksm:
-        mm.machine.vmstat["cow_ksm"] += 1
     return new
 
 

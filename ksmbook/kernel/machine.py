@@ -36,6 +36,10 @@ class Machine:
         self.mmap_base = self.task_size - (self.task_size >> 8)
         self.clock_ns = 0
         self.tlb_flushes = 0
+        # Bumped by every change that can alter what a user address maps to (a PTE
+        # write, a VMA losing VM_MERGEABLE, an exit).  KSM's unstable tree uses it to
+        # know that the pages it remembered for its nodes are still the mapped ones.
+        self.mapping_seq = 0
         self.vmstat = Counter(cow_ksm=0, ksm_swpin_copy=0)
         self.events = EventLog(enabled=events)
         self.memory = PhysicalMemory(self, page_size, numa_nodes, pages_per_node)
@@ -103,6 +107,10 @@ class Machine:
         return top - length
 
     def _fork(self, parent: Process, name: str | None) -> Process:
+        # dup_mmap() fails with ENOMEM before the child exists if its tables cannot fit
+        pt = parent.mm.pagetables
+        mapped = [a for v in parent.mm.vmas for a, _ in pt.present(v.start, v.end)]
+        self.memory.reserve({0: 1 + pt.tables_needed(mapped, empty=True)}, "fork")
         child = self.spawn(name or f"{parent.name}-child", node=parent.mm.nid)
         dup_mmap(parent.mm, child.mm)
         child.mm.flags = 0
@@ -114,6 +122,7 @@ class Machine:
         mm = proc.mm
         proc.alive = False
         mm.mm_users = 0
+        self.mapping_seq += 1
         self.ksm.ksm_exit(mm)
         mm.notifiers.release()
         for v in list(mm.vmas):

@@ -32,7 +32,9 @@ class Page:
 
     def __init__(self, pfn: int, nid: int, data):
         self.pfn = pfn
-        self.data = data            # bytearray(page_size); None for page-table pages
+        # bytearray(page_size); None for page-table pages.  Code that writes the bytes
+        # of a page that may be mapped calls machine.ksm.page_write_barrier() first.
+        self.data = data
         self.refcount = 0           # folio_ref_count()
         self.mapcount = 0           # folio_mapcount(): PTEs that map it
         self.flags = 0
@@ -129,6 +131,7 @@ class PhysicalMemory:
         # KSM finds out lazily (ksm_get_folio), exactly like the keyhole reference.
         page.flags = 0
         page.mapping = None
+        self.machine.mapping_seq += 1       # what KSM remembered about this frame is void
         ev = self.machine.events
         if ev.enabled:
             ev.emit(PageFree(self.machine.clock_ns, page.pfn))
@@ -136,6 +139,24 @@ class PhysicalMemory:
     def free_pfns(self) -> list[int]:
         """Frames handed out once and freed since (read-only, for the book's frame map)."""
         return sorted(pfn for free in self._free for pfn in free)
+
+    def nr_free(self, nid: int) -> int | None:
+        """Frames still allocatable on ``nid``; None when memory is unlimited."""
+        if self.pages_per_node is None:
+            return None
+        used = self._next[nid] - nid * NODE_PFN_SPAN
+        return len(self._free[nid]) + self.pages_per_node - used
+
+    def reserve(self, need: dict, what: str) -> None:
+        """ENOMEM now, before anything changes, unless node n has ``need[n]`` free frames.
+
+        Callers that allocate several frames (a multi-page access, fork) check first, so
+        running out of memory never leaves them half done.
+        """
+        for nid, n in need.items():
+            free = self.nr_free(nid)
+            if free is not None and n > free:
+                raise enomem(f"{what}: node {nid} has {free} free frames, {n} needed")
 
     def nr_allocated(self, purpose_flag: int | None = None) -> int:
         if purpose_flag is None:

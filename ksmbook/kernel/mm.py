@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import bisect
 import errno
+from collections import Counter
 
 from .errors import SegmentationFault, einval, kernel_error
-from .fault import (FAULT_FLAG_WRITE, handle_mm_fault, pte_mkprotnone, pte_mkprotread,
-                    zap_pte)
+from .fault import (FAULT_FLAG_WRITE, fault_allocates, handle_mm_fault, pte_mkprotnone,
+                    pte_mkprotread, zap_pte)
 from .memory import PG_anon_exclusive, PG_shmem
 from .mmu_notifier import MmuNotifierSubscriptions, set_pte_at
 from .pagetable import (PageTables, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, pte_pfn, pte_present,
@@ -149,6 +150,22 @@ class MM:
             pos = max(pos, v.end)
         return pos >= end
 
+    def mapped_runs(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The mapped stretches of [start, end), in address order (holes left out).
+
+        madvise_walk_vmas() advises every one and returns -ENOMEM afterwards if
+        there was a hole; do_mprotect_pkey() changes the first one, if it begins
+        at ``start``, then stops with -ENOMEM at the hole (both checked on 6.18).
+        """
+        runs: list[tuple[int, int]] = []
+        for v in self.vmas_in(start, end):
+            s, e = max(start, v.start), min(end, v.end)
+            if runs and runs[-1][1] == s:
+                runs[-1] = (runs[-1][0], e)
+            else:
+                runs.append((s, e))
+        return runs
+
     def insert_vma(self, vma: VMA) -> None:
         bisect.insort(self.vmas, vma, key=lambda v: v.start)
 
@@ -177,15 +194,18 @@ class MM:
 
     # --- zapping and unmapping ---
     def zap_range(self, start: int, end: int, site: str) -> None:
-        """zap_page_range_single(): drop every PTE in the range, notifiers around it."""
+        """zap_page_range_single() / unmap_vmas(): drop every PTE in the range.
+
+        The notifier bracket is unconditional, as in the kernel: a secondary MMU hears
+        about the range whether or not the primary had anything mapped there.
+        """
         mapped = list(self.pagetables.present(start, end))
-        if not mapped:
-            return
         self.notifiers.invalidate_range_start(start, end, site, "unmap",
                                               "zap: invalidate_range_start/end (all eras)")
         for addr, pte in mapped:
             zap_pte(self, addr, pte)
-        self.machine.tlb_flushes += 1
+        if mapped:
+            self.machine.tlb_flushes += 1
         self.notifiers.invalidate_range_end(start, end, site, "unmap",
                                             "zap: invalidate_range_start/end (all eras)")
 
@@ -216,12 +236,19 @@ class Process:
         if not self.alive:
             raise kernel_error(errno.ESRCH, f"process {self.pid} has exited")
 
-    def _page_range(self, addr: int, length: int, what: str) -> tuple[int, int]:
-        """Validate addr/length as the kernel does: aligned start, length rounded up."""
+    def _page_range(self, addr: int, length: int, what: str,
+                    allow_empty: bool = False) -> tuple[int, int]:
+        """Validate addr/length as the kernel does: aligned start, length rounded up.
+
+        ``allow_empty``: mprotect and madvise return 0 for an aligned empty range
+        (do_mprotect_pkey's "if (!len) return 0"); munmap refuses it with EINVAL.
+        """
         self._check_alive()
         ps = self.machine.page_size
         if not isinstance(addr, int) or not isinstance(length, int):
             raise einval(f"{what}: address and length must be integers")
+        if allow_empty and length == 0 and addr % ps == 0 and addr >= 0:
+            return addr, addr
         if addr % ps or length <= 0 or addr < 0:
             raise einval(f"{what}: address {addr:#x} not page-aligned or length {length} <= 0")
         end = addr + ((length + ps - 1) // ps) * ps
@@ -260,11 +287,15 @@ class Process:
 
     def mprotect(self, addr: int, length: int, prot: int) -> None:
         """mprotect(): PROT_NONE, PROT_READ or PROT_READ|PROT_WRITE on whole pages."""
-        start, end = self._page_range(addr, length, "mprotect")
+        start, end = self._page_range(addr, length, "mprotect", allow_empty=True)
+        if start == end:
+            return
         if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
             raise einval(f"mprotect: prot {prot:#x}")
-        if not self.mm.covered(start, end):
-            raise kernel_error(errno.ENOMEM, "mprotect: range not fully mapped")
+        runs = self.mm.mapped_runs(start, end)
+        if not runs or runs[0][0] != start:
+            raise kernel_error(errno.ENOMEM, "mprotect: range starts in a hole")
+        requested_end, end = end, runs[0][1]   # the VMAs before a hole do change
         newbits = prot_to_vm_flags(prot) & (VMA.VM_READ | VMA.VM_WRITE | VMA.VM_EXEC)
         mm = self.mm
         changed = [(a, pte) for a, pte in mm.pagetables.present(start, end)]
@@ -287,6 +318,8 @@ class Process:
             self.machine.tlb_flushes += 1
             mm.notifiers.invalidate_range_end(start, end, "change_protection", "protection_vma",
                                               "mprotect: invalidate_range_start/end")
+        if end < requested_end:
+            raise kernel_error(errno.ENOMEM, "mprotect: range not fully mapped")
 
     def _vma_shared(self, addr: int) -> bool:
         v = self.mm.find_vma(addr)
@@ -294,15 +327,19 @@ class Process:
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
         """madvise(): MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE."""
-        start, end = self._page_range(addr, length, "madvise")
+        start, end = self._page_range(addr, length, "madvise", allow_empty=True)
         if advice not in (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE):
             raise einval(f"madvise: advice {advice}")
-        if not self.mm.covered(start, end):
-            raise kernel_error(errno.ENOMEM, "madvise: range not fully mapped")
-        if advice == MADV_DONTNEED:
-            self.mm.zap_range(start, end, "madvise_dontneed")
+        if start == end:
             return
-        self.machine.ksm.ksm_madvise(self.mm, start, end, advice)
+        runs = self.mm.mapped_runs(start, end)
+        for s, e in runs:          # holes are skipped, not fatal: -ENOMEM comes after
+            if advice == MADV_DONTNEED:
+                self.mm.zap_range(s, e, "madvise_dontneed")
+            else:
+                self.machine.ksm.ksm_madvise(self.mm, s, e, advice)
+        if sum(e - s for s, e in runs) != end - start:
+            raise kernel_error(errno.ENOMEM, "madvise: range not fully mapped")
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
               arg5: int = 0) -> int:
@@ -344,6 +381,7 @@ class Process:
         if not isinstance(n, int) or n < 0:
             raise einval(f"read length {n!r}")
         self._check_access(addr, n, write=False)
+        self._reserve_frames(addr, n, write=False)
         out = bytearray()
         ps = self.machine.page_size
         pos, end = addr, addr + n
@@ -359,6 +397,8 @@ class Process:
         """Write ``data`` at ``addr``; faults (COW, allocation) happen page by page."""
         data = bytes(data)
         self._check_access(addr, len(data), write=True)
+        self._reserve_frames(addr, len(data), write=True)
+        self.machine.ksm.page_write_barrier()     # page bytes change below
         ps = self.machine.page_size
         pos, end, off = addr, addr + len(data), 0
         while pos < end:
@@ -368,6 +408,23 @@ class Process:
             page.data[pos - base:pos - base + chunk] = data[off:off + chunk]
             pos += chunk
             off += chunk
+
+    def _reserve_frames(self, addr: int, n: int, write: bool) -> None:
+        """ENOMEM before the first fault if the access cannot finish: the kernel would
+        OOM-kill half-way, ksmbook's errors leave no trace.  Free with unlimited memory."""
+        mem = self.machine.memory
+        if mem.pages_per_node is None or n <= 0:
+            return
+        mm, ps = self.mm, self.machine.page_size
+        need, unmapped = Counter(), []
+        for base in range(addr - addr % ps, addr + n, ps):
+            vma = mm.find_vma(base)
+            if fault_allocates(mm, vma, base, write):
+                need[mm.node_for(vma)] += 1
+            if not pte_present(mm.pagetables.get_pte(base)):
+                unmapped.append(base)
+        need[0] += mm.pagetables.tables_needed(unmapped)     # tables live on node 0
+        mem.reserve(need, "write" if write else "read")
 
     def _touch(self, base: int, write: bool):
         """The MMU: a TLB-hit access or a fault, returning the frame now mapped."""
@@ -401,10 +458,13 @@ def dup_mmap(parent: MM, child: MM) -> None:
         cv = v.copy(child)
         child.vmas.append(cv)
         ptes = list(parent.pagetables.present(v.start, v.end))
-        if not ptes:
-            continue
         cow = not (v.flags & VMA.VM_SHARED)
-        if cow:
+        # copy_page_range(): a COW mapping with an anon_vma is bracketed even when no
+        # PTE is present any more (the kernel does not look first)
+        bracket = cow and (v.anon_vma is not None or bool(ptes))
+        if not ptes and not bracket:
+            continue
+        if bracket:
             parent.notifiers.invalidate_range_start(
                 v.start, v.end, "copy_page_range", "protection_page",
                 "fork: copy_page_range write-protects the parent (all eras)")
@@ -418,8 +478,9 @@ def dup_mmap(parent: MM, child: MM) -> None:
                 pte = pte_wrprotect(pte)
                 set_pte_at(parent, addr, pte, "copy_present_pte")
             child.pagetables.set_pte(addr, pte & ~_PAGE_ACCESSED if cow else pte)
-        if cow:
-            parent.machine.tlb_flushes += 1
+        if bracket:
+            if ptes:
+                parent.machine.tlb_flushes += 1
             parent.notifiers.invalidate_range_end(
                 v.start, v.end, "copy_page_range", "protection_page",
                 "fork: copy_page_range write-protects the parent (all eras)")

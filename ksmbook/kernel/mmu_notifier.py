@@ -1,19 +1,29 @@
 """MMU notifiers: how the primary MMU tells secondary MMUs (KVM) that a PTE changed.
 
-This is where the seed commit lives: ``set_pte_at_notify`` (Izik Eidus, 2.6.32,
-828502d30073).  Every call site that the seed commit covers (do_wp_page's COW,
-KSM's write_protect_page and replace_page) sets its PTE through the one function
-below, and each era's rules come from the kernel profile:
+This is where the seed commit lives: ``set_pte_at_notify`` (Izik Eidus, 828502d30073,
+2.6.32).  Every call site that the seed covers (the COW in do_wp_page, KSM's
+write_protect_page and replace_page) sets its PTE through the functions below, and
+each era's rules come from the kernel profile (versions.py):
 
-* 2.6.32-3.5: set the PTE, then ``change_pte`` (or ``invalidate_page`` for a
-  notifier without change_pte).  Nothing brackets the change.
-* later: notify first, then set the PTE (the reversed order the header documents).
-* 3.6 (6bdb913f0a70): every set_pte_at_notify site is bracketed by
-  invalidate_range_start/end, so KVM has already zapped the spte when change_pte
-  arrives; the fallback to invalidate_page is gone.
-* 4.13: invalidate_page is removed.
-* 6.10 (997308f9ae72, b06d4c260e93): change_pte and set_pte_at_notify are gone;
-  the sites call plain set_pte_at inside the range bracket.
+* 2.6.32-3.6, the seed: ``ptep_clear_flush()`` (no notifier), then ``set_pte_at()``,
+  then ``change_pte`` -- or ``invalidate_page`` for a notifier without change_pte.
+  Nothing brackets the change.  do_wp_page calls no other notifier for the old page:
+  the seed turned its ``ptep_clear_flush_notify()`` (which called invalidate_page)
+  into a plain ``ptep_clear_flush()``, and the "cow happened, notify before releasing
+  old_page" invalidate_page call only existed inside the 2012 series that replaced it
+  with the bracket (its first patch, Sagi Grimberg's "mm: Move all mmu notifier
+  invocations to be done outside the PT lock", adds it; Haggai Eran's "wrap" patch,
+  6bdb913f0a70, removes it again; both were merged together for 3.7).
+* 3.7 (6bdb913f0a70, dated 2012-10-09, after v3.6 shipped): every set_pte_at_notify
+  site is bracketed by invalidate_range_start/end, so KVM has zapped the spte before
+  change_pte arrives; the invalidate_page fallback is gone, and set_pte_at_notify
+  notifies before it sets the PTE (Xiao Guangrong's fix of the same cycle).
+* 4.13: invalidate_page is removed (try_to_unmap/page_mkclean use the bracket).
+* 6.10 (997308f9ae72, b06d4c260e93): change_pte and set_pte_at_notify are gone; the
+  sites call plain set_pte_at inside the range bracket.
+
+Every call is a NotifierCall event naming the op, the range, the call site and the
+era rule that made the call happen.
 """
 from __future__ import annotations
 
@@ -30,6 +40,20 @@ _OP_FEATURE = {"change_pte": "change_pte", "invalidate_page": "invalidate_page",
                "invalidate_range": "invalidate_range", "clear_young": "clear_young",
                "test_young": "test_young",
                "arch_invalidate_secondary_tlbs": "arch_invalidate_secondary_tlbs"}
+
+# the era rules, as the events print them
+RULE_SEED_CHANGE_PTE = ("2.6.32-3.6: set_pte_at_notify = set_pte_at, then change_pte; "
+                        "unbracketed (828502d30073)")
+RULE_SEED_FALLBACK = ("2.6.32-3.6: notifier has no change_pte -> "
+                      "__mmu_notifier_change_pte calls invalidate_page")
+RULE_BRACKETED_CHANGE_PTE = ("3.7-6.9: set_pte_at_notify = change_pte, then set_pte_at; "
+                             "inside invalidate_range_start/end")
+RULE_BRACKET = ("3.7-6.9: set_pte_at_notify site bracketed by invalidate_range_start/end "
+                "(6bdb913f0a70)")
+RULE_BRACKET_NO_CHANGE_PTE = ("6.10+: PTE replaced inside invalidate_range_start/end; "
+                              "change_pte removed (997308f9ae72)")
+RULE_ZAP = "unmap: invalidate_range_start/end around the zap (all eras)"
+RULE_RELEASE = "exit_mmap -> mmu_notifier_release, before any page is freed (all eras)"
 
 
 class MmuNotifier:
@@ -55,7 +79,8 @@ class MmuNotifier:
 
 
 class MmuNotifierSubscriptions:
-    """mm->notifier_subscriptions: the notifiers registered on one mm, and dispatch."""
+    """mm->notifier_subscriptions (mm->mmu_notifier_mm before 5.5): registered notifiers
+    of one mm, and the mmu_notifier_*() dispatchers of mm/mmu_notifier.c."""
 
     def __init__(self, mm):
         self.mm = mm
@@ -70,33 +95,43 @@ class MmuNotifierSubscriptions:
         self.list.append(mn)
 
     def unregister(self, mn: MmuNotifier) -> None:
-        self.list.remove(mn)
-
-    def _call(self, op: str, start: int, end: int, site: str, rule: str, *args) -> list:
-        """Call ``op`` on every notifier that has it, with one event per call."""
-        m = self._machine
-        results = []
-        for mn in list(self.list):
-            if not mn.implements(op):
-                continue
-            if m.events.enabled:
-                m.events.emit(NotifierCall(m.clock_ns, self.mm.owner_pid, op, start, end,
-                                           site, rule))
-            results.append(getattr(mn, op)(self.mm, *args))
-        return results
+        """mmu_notifier_unregister(): ->release() first unless exit_mmap already ran it."""
+        if mn in self.list:
+            self._call_one(mn, "release", 0, self._task_size(), "mmu_notifier_unregister",
+                           "mmu_notifier_unregister -> release (all eras)")
+            self.list.remove(mn)
 
     def exists(self, op: str) -> bool:
+        """Does struct mmu_notifier_ops of the modelled kernel have this op at all?"""
         feat = _OP_FEATURE.get(op)
         return feat is None or getattr(self._machine.profile, feat)
 
-    # --- the dispatchers (mmu_notifier_*) ---
-    def invalidate_range_start(self, start, end, site, event="clear", rule="range change"):
+    def _task_size(self) -> int:
+        return self._machine.task_size
+
+    def _call_one(self, mn, op, start, end, site, rule, *args):
+        m = self._machine
+        if m.events.enabled:
+            m.events.emit(NotifierCall(m.clock_ns, self.mm.owner_pid, op, start, end, site,
+                                       rule))
+        return getattr(mn, op)(self.mm, *args)
+
+    def _call(self, op: str, start: int, end: int, site: str, rule: str, *args) -> list:
+        """Call ``op`` on every notifier that has it, one event per call."""
+        return [self._call_one(mn, op, start, end, site, rule, *args)
+                for mn in list(self.list) if mn.implements(op)]
+
+    # --- the dispatchers ---
+    def invalidate_range_start(self, start, end, site, event="clear", rule=RULE_ZAP):
+        """mmu_notifier_invalidate_range_start(): secondary MMUs drop [start, end)."""
         self._call("invalidate_range_start", start, end, site, rule, start, end, event)
 
-    def invalidate_range_end(self, start, end, site, event="clear", rule="range change"):
+    def invalidate_range_end(self, start, end, site, event="clear", rule=RULE_ZAP):
+        """mmu_notifier_invalidate_range_end(): the primary change is complete."""
         self._call("invalidate_range_end", start, end, site, rule, start, end, event)
 
     def invalidate_page(self, address, site, rule):
+        """mmu_notifier_invalidate_page() (2.6.27-4.12)."""
         if self.exists("invalidate_page"):
             self._call("invalidate_page", address, address + self.mm.page_size, site, rule,
                        address)
@@ -107,43 +142,51 @@ class MmuNotifierSubscriptions:
         if not prof.change_pte:
             return
         end = address + self.mm.page_size
+        rule = RULE_BRACKETED_CHANGE_PTE if prof.bracket_set_pte_at_notify else \
+            RULE_SEED_CHANGE_PTE
         for mn in list(self.list):
             if mn.implements("change_pte"):
-                self._call_one(mn, "change_pte", address, end, site,
-                               "set_pte_at_notify -> change_pte", address, pte)
-            elif prof.change_pte_falls_back_to_invalidate_page and mn.implements("invalidate_page"):
-                self._call_one(mn, "invalidate_page", address, end, site,
-                               "2.6.32-3.5: no change_pte op -> invalidate_page fallback",
+                self._call_one(mn, "change_pte", address, end, site, rule, address, pte)
+            elif prof.change_pte_falls_back_to_invalidate_page and \
+                    mn.implements("invalidate_page"):
+                self._call_one(mn, "invalidate_page", address, end, site, RULE_SEED_FALLBACK,
                                address)
 
-    def _call_one(self, mn, op, start, end, site, rule, *args):
-        m = self._machine
-        if m.events.enabled:
-            m.events.emit(NotifierCall(m.clock_ns, self.mm.owner_pid, op, start, end, site,
-                                       rule))
-        return getattr(mn, op)(self.mm, *args)
-
     def release(self):
-        self._call("release", 0, 1 << self.mm.pagetables.address_bits(), "exit_mmap",
-                   "exit_mmap -> mmu_notifier_release")
+        """__mmu_notifier_release(): every ->release(), then the list is emptied, so
+        exit_mmap's own unmapping reaches no secondary MMU."""
+        self._call("release", 0, self._task_size(), "exit_mmap", RULE_RELEASE)
+        self.list.clear()
 
     def clear_flush_young(self, start, end, site="folio_referenced_one"):
-        return any(self._call("clear_flush_young", start, end, site, "aging", start, end))
+        """mmu_notifier_clear_flush_young(): reclaim's aging test-and-clear, with flush."""
+        return any(self._call("clear_flush_young", start, end, site,
+                              "aging: reclaim asks secondary MMUs too (all eras)", start, end))
 
     def clear_young(self, start, end, site="page_idle_clear_pte_refs_one"):
+        """mmu_notifier_clear_young() (4.3+): test-and-clear without the TLB flush."""
         if self.exists("clear_young"):
-            return any(self._call("clear_young", start, end, site, "aging", start, end))
+            return any(self._call("clear_young", start, end, site,
+                                  "4.3+: idle tracking clears young without flushing",
+                                  start, end))
         return False
 
     def test_young(self, address, site="khugepaged"):
+        """mmu_notifier_test_young() (2.6.38+): look, do not clear."""
         if self.exists("test_young"):
             return any(self._call("test_young", address, address + self.mm.page_size, site,
-                                  "aging", address))
+                                  "2.6.38+: khugepaged tests young without clearing",
+                                  address))
         return False
 
     def secondary_tlb_flush(self, start, end, site):
         """The hardware-TLB hook that fires with the CPU flush: invalidate_range (3.19-6.5)
-        from ptep_clear_flush_notify, arch_invalidate_secondary_tlbs (6.6+) from the flush."""
+        from ptep_clear_flush_notify, arch_invalidate_secondary_tlbs (6.6+) from the flush.
+
+        Approximation: every ptep_clear_flush() here is the _notify variant; the KSM
+        sites used the plain one from 4.15 (0f10851ea475) and relied on range_end.
+        KVM implements neither op, so the KVM story is unaffected.
+        """
         prof = self._machine.profile
         if prof.arch_invalidate_secondary_tlbs:
             self._call("arch_invalidate_secondary_tlbs", start, end, site,
@@ -167,9 +210,10 @@ def set_pte_at(mm, address: int, pte: int, site: str) -> int:
 def set_pte_at_notify(mm, address: int, pte: int, site: str) -> int:
     """set_pte_at_notify() of the modelled era (the seed commit; gone in 6.10).
 
-    The seed sets the PTE and then notifies; later kernels notify first, because a
-    secondary MMU must never keep the old page mapped while a CPU can already write
-    the new one (COW changes pfn and protection at once).  In 6.10+ this is set_pte_at.
+    The seed sets the PTE and then notifies.  From 3.7 the macro notifies first:
+    with the PTE already cleared and flushed, a secondary MMU must not keep the old
+    page mapped while a CPU can already write the new one (COW changes pfn and
+    protection at once).  In 6.10+ this is set_pte_at.
     """
     prof = mm.machine.profile
     if not prof.change_pte:
@@ -192,13 +236,15 @@ def ptep_clear_flush(mm, address: int, site: str) -> int:
 
 @contextmanager
 def pte_notify_bracket(mm, start: int, end: int, site: str):
-    """invalidate_range_start/end around a set_pte_at_notify site, from 3.6 on.
+    """invalidate_range_start/end around a set_pte_at_notify site, from 3.7 on.
 
-    6bdb913f0a70 (3.6) added the bracket so that notifiers could sleep; before it the
-    site was unbracketed and change_pte alone told KVM.
+    6bdb913f0a70 added the bracket so that notifiers could sleep (RDMA on-demand
+    paging); before it the site was unbracketed and change_pte alone told KVM.  The
+    bracket outlived change_pte: 6.10 keeps start/end and calls set_pte_at inside.
     """
-    bracketed = mm.machine.profile.bracket_set_pte_at_notify and mm.notifiers.list
-    rule = "3.6+: set_pte_at_notify sites bracketed by invalidate_range_start/end"
+    prof = mm.machine.profile
+    bracketed = prof.bracket_set_pte_at_notify and mm.notifiers.list
+    rule = RULE_BRACKET if prof.change_pte else RULE_BRACKET_NO_CHANGE_PTE
     if bracketed:
         mm.notifiers.invalidate_range_start(start, end, site, "clear", rule)
     try:

@@ -113,6 +113,7 @@ class PageTables:
 
     def __init__(self, memory, page_shift: int):
         self.memory = memory
+        self.machine = memory.machine       # set_pte() bumps machine.mapping_seq
         self.page_shift = page_shift
         self.pgd = self._alloc_table(4)
         self.leaves: dict[int, Table] = {}
@@ -167,6 +168,7 @@ class PageTables:
         old = t.entries[i]
         t.entries[i] = pte
         t.used += (1 if pte else 0) - (1 if old else 0)
+        self.machine.mapping_seq += 1
         return old
 
     def _populate(self, address: int) -> Table:
@@ -201,6 +203,22 @@ class PageTables:
                     if pte:
                         yield base + (i << shift), pte
             key += 1
+
+    def tables_needed(self, addresses, empty: bool = False) -> int:
+        """Table frames that mapping every address would allocate (``empty``: in a new
+        tree that has only its PGD).  Lets callers fail with ENOMEM before they start."""
+        missing = set()
+        top = self.page_shift + 9
+        for a in addresses:
+            if not empty and a >> top in self.leaves:
+                continue
+            table = None if empty else self.pgd
+            for level in (4, 3, 2):
+                child = None if table is None else table.children[self.index(a, level)]
+                if child is None:
+                    missing.add((level, a >> (self.page_shift + 9 * (level - 1))))
+                table = child
+        return len(missing)
 
     def free_empty_tables(self, keep) -> None:
         """free_pgtables(): release leaf tables that map nothing and cover no VMA.

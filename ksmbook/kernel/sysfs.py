@@ -110,7 +110,7 @@ def ksm_attributes(machine) -> list[Attr]:
         machine.ksmd.next_wake_ns = machine.clock_ns     # the store wakes ksmd
 
     def store_merge_across_nodes(text):
-        value = _as_einval(kstrtoul)(text)
+        value = kstrtoul(text)          # kstrtoul's own error (ERANGE on overflow)
         if value > 1:
             raise einval("merge_across_nodes: 0 or 1")
         k.set_merge_across_nodes(value)
@@ -119,7 +119,7 @@ def ksm_attributes(machine) -> list[Attr]:
         k.use_zero_pages = int(kstrtobool(text))
 
     def store_max_page_sharing(text):
-        value = _as_einval(kstrtoint)(text)
+        value = kstrtoint(text)         # kstrtoint's own error (ERANGE on overflow)
         if value < 2:
             raise einval("max_page_sharing: at least 2")
         k.set_max_page_sharing(value)
@@ -141,12 +141,12 @@ def ksm_attributes(machine) -> list[Attr]:
             k.advisor_mode = s
             k.set_advisor_defaults()
 
-    def ulong_store(field, minimum=0):
+    def ulong_store(field, minimum=0, bits=64):
         def store(text):
             value = _as_einval(kstrtoul)(text)
             if value < minimum:
                 raise einval(f"{field}: at least {minimum}")
-            setattr(k, field, value)
+            setattr(k, field, value & ((1 << bits) - 1))   # C assignment truncates
         return store
 
     s = k.stats
@@ -166,7 +166,8 @@ def ksm_attributes(machine) -> list[Attr]:
              "ksm_stable_node_chains"),
         Attr("smart_scan", num(lambda: k.smart_scan), store_smart_scan, "ksm_smart_scan"),
         Attr("advisor_mode", show_advisor, store_advisor, "ksm_advisor"),
-        Attr("advisor_max_cpu", num(lambda: k.advisor_max_cpu), ulong_store("advisor_max_cpu"),
+        Attr("advisor_max_cpu", num(lambda: k.advisor_max_cpu),
+             ulong_store("advisor_max_cpu", bits=32),
              "ksm_advisor"),
         Attr("advisor_min_pages_to_scan", num(lambda: k.advisor_min_pages_to_scan),
              ulong_store("advisor_min_pages_to_scan"), "ksm_advisor"),

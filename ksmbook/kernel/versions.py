@@ -14,25 +14,40 @@ FEATURE_LIFETIMES: dict[str, tuple[str, str | None]] = {
     # --- mmu notifiers (include/linux/mmu_notifier.h, mm/mmu_notifier.c) ---
     # 828502d30073 "ksm: add mmu_notifier set_pte_at_notify()" (2.6.32) .. 997308f9ae72 (6.10)
     "change_pte": ("2.6.32", "6.10"),
-    # the seed set the PTE first and notified second; later set_pte_at_notify()
-    # notifies first (the header comment explains the COW race); reversed by 3.6
-    "set_pte_first_then_notify": ("2.6.32", "3.6"),
-    # __mmu_notifier_change_pte() fell back to invalidate_page until 6bdb913f0a70 (3.6)
-    "change_pte_falls_back_to_invalidate_page": ("2.6.32", "3.6"),
-    # 6bdb913f0a70 wrapped every set_pte_at_notify() site in invalidate_range_start/end
-    "bracket_set_pte_at_notify": ("3.6", None),
+    # the seed's macro: set_pte_at() then mmu_notifier_change_pte().  Xiao Guangrong's
+    # "mm: mmu_notifier: fix inconsistent memory between secondary MMU and host"
+    # (linux-mm, 21 Aug 2012, the same -mm cycle as 6bdb913f0a70) swapped the two lines;
+    # a 2.6.38-3.6 header still sets first, 3.10-era headers notify first.
+    "set_pte_first_then_notify": ("2.6.32", "3.7"),
+    # __mmu_notifier_change_pte() fell back to invalidate_page until 6bdb913f0a70
+    "change_pte_falls_back_to_invalidate_page": ("2.6.32", "3.7"),
+    # 6bdb913f0a70 "mm: wrap calls to set_pte_at_notify with invalidate_range_start and
+    # invalidate_range_end" is dated 2012-10-09, after v3.6 shipped (2012-09-30): it is
+    # in the 3.7 merge window, so 3.7 is the first release with the bracket.
+    "bracket_set_pte_at_notify": ("3.7", None),
     # "mm/mmu_notifier: kill invalidate_page" (4.13)
     "invalidate_page": ("2.6.27", "4.13"),
-    # do_wp_page notified invalidate_page for the old page after COW before 3.6
-    "cow_invalidate_page_after_copy": ("2.6.27", "3.6"),
+    # 2.6.32 write_protect_page() restored a pinned page's PTE with set_pte_at_notify();
+    # Robin Holt's "ksm: remove unneeded set_pte_at_notify" (Mar 2010, acked by Izik
+    # Eidus, Andrea Arcangeli, Hugh Dickins) made it set_pte_at(); after 2.6.34-rc1
+    "ksm_wp_restore_notifies": ("2.6.32", "2.6.35"),
     # Joerg Roedel's invalidate_range (3.19), renamed arch_invalidate_secondary_tlbs (6.6)
     "invalidate_range": ("3.19", "6.6"),
     "arch_invalidate_secondary_tlbs": ("6.6", None),
     "clear_young": ("4.3", None),
     "test_young": ("2.6.38", None),
     # --- KVM ---
-    # before ~2.6.37 hva_to_pfn() always asked get_user_pages for a writable page
-    "kvm_read_fault_maps_readonly": ("2.6.37", None),
+    # 2.6.32's gfn_to_pfn() called get_user_pages_fast(addr, 1, /*write*/1, page): every
+    # KVM fault asked for a writable page.  Marcelo Tosatti's "KVM: propagate fault r/w
+    # information to gup(), allow read-only memory" came after async page faults (Gleb
+    # Natapov's v6, Oct 2010, still passes write=1), which shipped in 2.6.38.
+    "kvm_read_fault_maps_readonly": ("2.6.38", None),
+    # Sean Christopherson's MMU-notifier rework (5.13, "KVM: Move x86's MMU notifier
+    # memslot walkers to generic code" and its series): start()/end() touch the
+    # in-progress count and the sequence only for ranges that hit a memslot, and
+    # change_pte stops bumping the sequence (c13fda237f08) and returns early unless an
+    # invalidation is in progress.
+    "kvm_generic_hva_walk": ("5.13", None),
     # --- KSM core (mm/ksm.c) ---
     "ksm_merge_across_nodes": ("3.9", None),
     "ksm_use_zero_pages": ("4.11", None),
@@ -62,8 +77,9 @@ FEATURE_LIFETIMES: dict[str, tuple[str, str | None]] = {
     "reuse_ksm_page": ("5.1", "5.9"),
 }
 
-KNOWN_ERAS = ("2.6.32", "2.6.37", "3.6", "3.9", "4.11", "4.13", "4.15", "5.0", "5.4",
-              "5.19", "6.1", "6.4", "6.6", "6.7", "6.8", "6.10", "6.11", "6.12", "6.18")
+KNOWN_ERAS = ("2.6.32", "2.6.37", "2.6.38", "3.6", "3.7", "3.9", "4.11", "4.13", "4.15",
+              "5.0", "5.4", "5.19", "6.1", "6.4", "6.6", "6.7", "6.8", "6.10", "6.11", "6.12",
+              "6.18")
 OLDEST, NEWEST = "2.6.32", "6.18"
 
 
@@ -87,12 +103,13 @@ class KernelProfile:
     change_pte_falls_back_to_invalidate_page: bool
     bracket_set_pte_at_notify: bool
     invalidate_page: bool
-    cow_invalidate_page_after_copy: bool
+    ksm_wp_restore_notifies: bool
     invalidate_range: bool
     arch_invalidate_secondary_tlbs: bool
     clear_young: bool
     test_young: bool
     kvm_read_fault_maps_readonly: bool
+    kvm_generic_hva_walk: bool
     ksm_merge_across_nodes: bool
     ksm_use_zero_pages: bool
     ksm_stable_node_chains: bool
@@ -124,8 +141,8 @@ class KernelProfile:
         if not self.change_pte:
             return "6.10+: change_pte removed"
         if self.bracket_set_pte_at_notify:
-            return "3.6-6.9: change_pte bracketed by invalidate_range_start/end"
-        return "2.6.32-3.5: change_pte unbracketed (the seed)"
+            return "3.7-6.9: change_pte bracketed by invalidate_range_start/end"
+        return "2.6.32-3.6: change_pte unbracketed (the seed)"
 
 
 def profile(version: str = NEWEST) -> KernelProfile:

@@ -29,6 +29,10 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
     """The state of mm/ksm.c."""
     MMF_VM_MERGEABLE = MMF_VM_MERGEABLE
     MMF_VM_MERGE_ANY = MMF_VM_MERGE_ANY
+    #: False: the kernel's own lookups everywhere (tests compare the two paths)
+    fastpath = True
+    #: tests set this to assert the fast path's premise before each use
+    check_fastpath = False
 
     def __init__(self, machine):
         self.machine = machine
@@ -61,6 +65,10 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
         self.ksm_mm_head = KsmMmSlot(None)
         self.mm_slots: dict = {}
         self.ksm_scan = KsmScan(self.ksm_mm_head)
+        # machine.mapping_seq when every unstable node's tree_data was last known right
+        self.unstable_valid_seq = -1
+        # bumped by every change to stable nodes, dups and their lists (dup_memo)
+        self.stable_seq = 0
         self._stable_node_ids = 0
         self.zero_checksum = self.calc_checksum(self.memory.zero_page)
         self.init_advisor()
@@ -77,15 +85,20 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
             return
         self.check_empty_stable_tree("merge_across_nodes")
         self.merge_across_nodes = value
-        n = 1 if value else self.machine.numa_nodes
-        self.root_stable_tree = [RbRoot() for _ in range(n)]
-        self.root_unstable_tree = [RbRoot() for _ in range(n)]
+        self.stable_seq += 1
+        # merge_across_nodes_store() allocates the per-node roots on the first switch,
+        # copies root 0 of the unstable tree over and keeps every root afterwards: items
+        # inserted earlier in this scan stay in the tree their nid names
+        n = self.machine.numa_nodes
+        self.root_stable_tree += [RbRoot() for _ in range(n - len(self.root_stable_tree))]
+        self.root_unstable_tree += [RbRoot() for _ in range(n - len(self.root_unstable_tree))]
 
     def set_max_page_sharing(self, value: int) -> None:
         if value == self.max_page_sharing:
             return
         self.check_empty_stable_tree("max_page_sharing")
         self.max_page_sharing = value
+        self.stable_seq += 1
 
     def _emit(self, action, page, address, pfn, detail) -> None:
         ev = self.machine.events

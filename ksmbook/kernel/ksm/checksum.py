@@ -15,9 +15,16 @@ except ImportError:  # pragma: no cover - JupyterLite without the wheel
 
 
 def xxhash_u32(data) -> int:
+    """xxhash(addr, PAGE_SIZE, 0) as calc_checksum() stores it: xxh64, low 32 bits."""
     if xxh64_intdigest is None:
         return _xxh64_py(bytes(data)) & 0xFFFFFFFF
     return xxh64_intdigest(data) & 0xFFFFFFFF
+
+
+if xxh64_intdigest is not None:     # the same function without the fallback test (hot)
+    def xxhash_u32(data, _xxh64=xxh64_intdigest) -> int:  # noqa: F811
+        """xxhash(addr, PAGE_SIZE, 0) as calc_checksum() stores it: xxh64, low 32 bits."""
+        return _xxh64(data) & 0xFFFFFFFF
 
 
 def _rol32(x, r):

@@ -115,6 +115,7 @@ class ControlMixin:
                 if v.anon_vma is not None:
                     self.unmerge_ksm_pages(v, v.start, v.end)
                 v.flags &= ~v.VM_MERGEABLE
+        self.machine.mapping_seq += 1       # get_mergeable_page() refuses these pages now
 
     def ksm_enable_merge_any(self, mm) -> None:
         if mm.flags & self.MMF_VM_MERGE_ANY:
@@ -136,6 +137,7 @@ class ControlMixin:
                     self.unmerge_ksm_pages(v, v.start, v.end)
                 v.flags &= ~v.VM_MERGEABLE
         mm.flags &= ~self.MMF_VM_MERGE_ANY
+        self.machine.mapping_seq += 1       # get_mergeable_page() refuses these pages now
 
     # --- run ---
     def set_run(self, value: int) -> None:

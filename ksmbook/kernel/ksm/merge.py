@@ -1,8 +1,8 @@
 """Merging and unmerging: try_to_merge_*, write_protect_page, replace_page, break_ksm.
 
 These are the KSM call sites of the seed commit: write_protect_page() and
-replace_page() set their PTEs through set_pte_at_notify() until 6.10 and, from 3.6
-on, inside invalidate_range_start/end.
+replace_page() set their PTEs through set_pte_at_notify() until 6.10 and, from 3.7
+on (6bdb913f0a70), inside invalidate_range_start/end.
 """
 from __future__ import annotations
 
@@ -42,7 +42,11 @@ class MergeMixin:
         """write_protect_page(): make the PTE read-only and clean; returns it, or None.
 
         The refcount check (mapcount + our reference == refcount) refuses pages that
-        someone else holds, e.g. for O_DIRECT or a GUP pin.
+        someone else holds, e.g. for O_DIRECT or a GUP pin.  Notifiers: the PTE is
+        cleared with no notifier (the seed's comment: clear and flush so GUP-fast cannot
+        race the check), then set read-only with set_pte_at_notify -- change_pte with the
+        same pfn, which KVM answers by write-protecting its spte in place (2.6.32-3.6) or
+        finds already zapped by the bracket's range_start (3.7-6.9).
         """
         mm = vma.mm
         site = "write_protect_page"
@@ -54,7 +58,11 @@ class MergeMixin:
             if pte_write(entry) or pte_dirty(entry) or anon_exclusive:
                 entry = ptep_clear_flush(mm, address, site)
                 if page.mapcount != page.refcount:
-                    set_pte_at(mm, address, entry, site)
+                    # 2.6.32-2.6.34 restored the PTE with set_pte_at_notify (Robin
+                    # Holt's 2010 patch made it set_pte_at): KVM zapped its spte
+                    restore = set_pte_at_notify if self.profile.ksm_wp_restore_notifies \
+                        else set_pte_at
+                    restore(mm, address, entry, site)
                     self._emit("merge_failed", page, address, page.pfn,
                                f"refcount {page.refcount} != mapcount {page.mapcount}: pinned")
                     return None
@@ -64,7 +72,11 @@ class MergeMixin:
             return entry
 
     def replace_page(self, vma, page, kpage, address, orig_pte) -> bool:
-        """replace_page(): point the PTE at ``kpage`` (or the zero page) and drop ``page``."""
+        """replace_page(): point the PTE at ``kpage`` (or the zero page) and drop ``page``.
+
+        set_pte_at_notify with a new pfn, read-only: the seed's KVM remaps its spte to
+        the KSM page in place, so the guest keeps reading without an exit.
+        """
         mm = vma.mm
         site = "replace_page"
         with pte_notify_bracket(mm, address, address + mm.page_size, site):

@@ -8,9 +8,12 @@ never crosses that boundary.
 from __future__ import annotations
 
 from ..memory import PG_anon, PG_ksm
-from ..pagetable import pte_pfn, pte_present, pte_special
+from ..pagetable import _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, PTE_PFN_SHIFT
 from .checksum import jhash2, xxhash_u32
-from .rbtree import RbRoot
+from .structs import KsmRmapItem
+
+
+_PRESENT_OR_PROTNONE = _PAGE_PRESENT | _PAGE_PROTNONE      # pte_present() on x86
 
 
 def skip_age(age: int) -> int:
@@ -27,9 +30,8 @@ def skip_age(age: int) -> int:
 class ScanMixin:
 
     def calc_checksum(self, page) -> int:
-        if self.profile.ksm_xxhash_checksum:
-            return xxhash_u32(page.data)
-        return jhash2(page.data)
+        """calc_checksum(): xxhash64 of the page cut to 32 bits (5.0+), jhash2 before."""
+        return (xxhash_u32 if self.profile.ksm_xxhash_checksum else jhash2)(page.data)
 
     # --- rmap_item lists ---
     def get_next_rmap_item(self, slot, link, address):
@@ -52,7 +54,6 @@ class ScanMixin:
         return item
 
     def new_rmap_item(self, mm, address):
-        from .structs import KsmRmapItem
         self.ksm_rmap_items += 1
         mm.ksm_rmap_items += 1
         return KsmRmapItem(mm, address)
@@ -95,31 +96,45 @@ class ScanMixin:
 
         None ends the batch; when it ends a full scan, seqnr (full_scans) goes up.
         """
+        return next(self.scan_rmap_items(), None)
+
+    def scan_rmap_items(self):
+        """scan_get_next_rmap_item() called until it returns NULL, as a generator.
+
+        Each item it yields is what one more call would return; the cursor
+        (ksm_scan.mm_slot, address, rmap_list) is stored back before every yield.  One
+        generator lives for one ksm_do_scan() batch, during which only
+        cmp_and_merge_page() runs between calls, and it neither moves the cursor nor
+        changes VMAs or the mm list; so the walk keeps its place in locals instead of
+        starting over from the mm's first VMA for every page.
+        """
         head = self.ksm_mm_head
         if head.next is head:
-            return None
+            return
         scan = self.ksm_scan
         slot = scan.mm_slot
         if slot is head:
             self.advisor_start_scan()
-            for nid in range(len(self.root_unstable_tree)):
-                self.root_unstable_tree[nid] = RbRoot()
+            self.unstable_tree_reset()
             self._emit("scan_start", None, 0, 0, f"full scan #{scan.seqnr}: unstable tree reset")
             slot = head.next
             scan.mm_slot = slot
             if slot is head:
-                return None
+                return
             scan.address = 0
             scan.rmap_list = slot
         page_size = self.page_size
+        page_shift = self.machine.page_shift
+        table_shift = page_shift + 9           # one last-level table maps 512 pages
         pages = self.memory.pages
+        smart_scan = self.smart_scan
         while True:
             mm = slot.mm
             if mm.mm_users == 0:
                 scan.address = 0
                 scan.rmap_list = slot
             else:
-                pt = mm.pagetables
+                leaves = mm.pagetables.leaves
                 for vma in mm.vmas:
                     if vma.end <= scan.address or not vma.flags & vma.VM_MERGEABLE:
                         continue
@@ -127,20 +142,31 @@ class ScanMixin:
                         scan.address = vma.start
                     if vma.anon_vma is None:
                         scan.address = vma.end
-                    while scan.address < vma.end:
-                        address = scan.address
-                        pte = pt.get_pte(address)
+                    # the page walk, with the cursor in locals (stored back to yield)
+                    address, end, link = scan.address, vma.end, scan.rmap_list
+                    while address < end:
+                        table = leaves.get(address >> table_shift)
+                        if table is None:       # no PTE table: nothing mapped up to its end
+                            address = min(end, ((address >> table_shift) + 1) << table_shift)
+                            continue
+                        pte = table.entries[(address >> page_shift) & 511]
                         page = None
-                        if pte_present(pte) and not pte_special(pte):
-                            page = pages.get(pte_pfn(pte))
+                        if pte & _PRESENT_OR_PROTNONE and not pte & _PAGE_SPECIAL:
+                            page = pages.get((pte & PTE_PFN_MASK) >> PTE_PFN_SHIFT)
                         if page is not None and page.flags & PG_anon:
-                            item = self.get_next_rmap_item(slot, scan.rmap_list, address)
-                            scan.rmap_list = item
-                            scan.address = address + page_size
-                            if self.should_skip_rmap_item(page, item):
+                            item = link.rmap_list           # get_next_rmap_item()'s usual hit
+                            if item is None or item.address != address:
+                                item = self.get_next_rmap_item(slot, link, address)
+                            link = item
+                            address += page_size
+                            if smart_scan and self.should_skip_rmap_item(page, item):
                                 continue
-                            return item, page
-                        scan.address = address + page_size
+                            scan.address, scan.rmap_list = address, link
+                            yield item, page
+                            address, link = scan.address, scan.rmap_list
+                            continue
+                        address += page_size
+                    scan.address, scan.rmap_list = address, link
             self.remove_trailing_rmap_items(scan.rmap_list)
             nxt = slot.next
             scan.mm_slot = nxt
@@ -158,7 +184,6 @@ class ScanMixin:
         self.advisor_stop_scan()
         scan.seqnr += 1
         self._emit("scan_end", None, 0, 0, f"full scan done: full_scans={scan.seqnr}")
-        return None
 
     # --- the decision ---
     def cmp_and_merge_page(self, page, item) -> None:
@@ -189,10 +214,11 @@ class ScanMixin:
         if kfolio is not None:
             if self.try_to_merge_with_ksm_page(item, page, kfolio):
                 self.stable_tree_append(item, kfolio.mapping, bypass)
-                self._emit("stable_hit", page, item.address, kfolio.pfn,
-                           f"merged into KSM page {kfolio.pfn:#x} "
-                           f"(stable_node#{kfolio.mapping.id}, {kfolio.mapping.rmap_hlist_len} "
-                           f"sharers)")
+                if self.machine.events.enabled:
+                    self._emit("stable_hit", page, item.address, kfolio.pfn,
+                               f"merged into KSM page {kfolio.pfn:#x} "
+                               f"(stable_node#{kfolio.mapping.id}, "
+                               f"{kfolio.mapping.rmap_hlist_len} sharers)")
             return
 
         if not self.profile.ksm_checksum_before_stable_search:
@@ -210,19 +236,21 @@ class ScanMixin:
         node = self.stable_tree_insert(kpage)
         self.stable_tree_append(tree_item, node, False)
         self.stable_tree_append(item, node, False)
-        self._emit("merge", page, item.address, kpage.pfn,
-                   f"two-page merge: this page becomes KSM page {kpage.pfn:#x}; "
-                   f"pid {tree_item.mm.owner_pid} {tree_item.address:#x} now maps it, its old "
-                   f"page {tree_page.pfn:#x} is freed")
+        if self.machine.events.enabled:
+            self._emit("merge", page, item.address, kpage.pfn,
+                       f"two-page merge: this page becomes KSM page {kpage.pfn:#x}; "
+                       f"pid {tree_item.mm.owner_pid} {tree_item.address:#x} now maps it, its "
+                       f"old page {tree_page.pfn:#x} is freed")
 
     def _checksum_unchanged(self, page, item) -> bool:
         checksum = self.calc_checksum(page)
         if item.oldchecksum != checksum:
             first = item.oldchecksum == 0
             item.oldchecksum = checksum
-            self._emit("checksum", page, item.address, page.pfn,
-                       f"{'first visit' if first else 'changed'}: checksum {checksum:#010x} "
-                       f"recorded, page is volatile")
+            if self.machine.events.enabled:
+                self._emit("checksum", page, item.address, page.pfn,
+                           f"{'first visit' if first else 'changed'}: checksum "
+                           f"{checksum:#010x} recorded, page is volatile")
             return False
         if self.machine.events.enabled:
             self._emit("checksum", page, item.address, page.pfn,
@@ -232,13 +260,22 @@ class ScanMixin:
     def ksm_do_scan(self, scan_npages: int) -> int:
         """ksm_do_scan(): up to ``scan_npages`` cmp_and_merge_page() calls; returns how many."""
         done = 0
-        while done < scan_npages:
-            got = self.scan_get_next_rmap_item()
-            if got is None:
-                break
-            item, page = got
+        if scan_npages <= 0:
+            return done
+        machine = self.machine
+        count_scanned = self.profile.ksm_pages_scanned
+        for item, page in self.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
+            # cmp_and_merge_page() remaps only ``item`` (never in the unstable tree
+            # while it runs) and the tree item it merges with (which leaves the tree,
+            # or keeps its page when the merge fails), so the unstable tree's
+            # remembered pages stay right across it (see unstable_tree.py)
+            valid = self.unstable_valid_seq == machine.mapping_seq
             self.cmp_and_merge_page(page, item)
+            if valid:
+                self.unstable_valid_seq = machine.mapping_seq
             done += 1
-            if self.profile.ksm_pages_scanned:
+            if count_scanned:
                 self.ksm_pages_scanned += 1
+            if done == scan_npages:
+                break
         return done

@@ -5,6 +5,15 @@ __stable_node_chain, stable_tree_search, stable_tree_insert and stable_tree_appe
 of mm/ksm.c (6.11+ text).  Nodes hold no page reference: ksm_get_folio() peeps at
 the page's ``mapping`` to see whether it still points back at the node, and a
 stale node is removed on the spot.
+
+ksmbook's one shortcut here: stable_node_dup() without pruning is a pure function
+of the chain's dups (their order, pages and rmap_hlist_len) and max_page_sharing,
+and once it has run it changes nothing when run again.  So its answer is kept on
+the chain (``dup_memo``) and reused while neither ``Ksm.stable_seq`` (bumped by
+every change this module and remove_rmap_item_from_tree() make to nodes, dups and
+their lists) nor ``Machine.mapping_seq`` (PTE writes and frees: how a KSM page
+goes away) has moved.  Every unique page visits the stable tree once per scan, and
+a chain whose dups are all full would otherwise be walked dup by dup each time.
 """
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ class StableTreeMixin:
         dup.chain = chain
         chain.hlist.insert(0, dup)
         self.stable_node_dups += 1
+        self.stable_seq += 1
         self._emit("dup_created", None, 0, dup.kpfn or 0,
                    f"stable_node#{dup.id} joins chain#{chain.id} ({len(chain.hlist)} dups)")
 
@@ -39,6 +49,7 @@ class StableTreeMixin:
         dup.chain.hlist.remove(dup)
         dup.chain = None
         self.stable_node_dups -= 1
+        self.stable_seq += 1
 
     def stable_node_dup_del(self, dup) -> None:
         """Unlink a regular node or a dup from wherever it hangs."""
@@ -65,6 +76,7 @@ class StableTreeMixin:
     def free_stable_node_chain(self, chain, root) -> None:
         rb_erase(chain, root)
         self.stable_node_chains -= 1
+        self.stable_seq += 1
 
     def remove_node_from_stable_tree(self, node) -> None:
         """A stale node goes: every item on it turns volatile, counters fall at once."""
@@ -80,6 +92,7 @@ class StableTreeMixin:
             item.head = None
             item.flags = 0
         node.hlist = []
+        self.stable_seq += 1
         self.stable_node_dup_del(node)
         self._emit("stale_pruned", None, 0, node.kpfn or 0,
                    f"stable_node#{node.id}: its page is gone (keyhole check failed), "
@@ -100,9 +113,15 @@ class StableTreeMixin:
         Returns (folio, found_dup, node) where ``node`` is the chain, or the dup that
         replaced it when the chain collapsed to a single entry.
         """
-        now = self.jiffies_ms()
+        now = self.machine.clock_ns // 1_000_000          # jiffies_ms()
         if not prune or now < chain.chain_prune_time + self.stable_node_chains_prune_millisecs:
             prune = False
+            memo = chain.dup_memo
+            if memo is not None and memo[0] == self.stable_seq and \
+                    memo[1] == self.machine.mapping_seq and self.fastpath:
+                if self.check_fastpath:
+                    self.check_dup_memo(chain)
+                return memo[2], memo[3], chain
         else:
             chain.chain_prune_time = now
         found = tree_folio = None
@@ -125,6 +144,7 @@ class StableTreeMixin:
                 rb_replace_node(chain, found, root)
                 self.stable_node_chains -= 1
                 self.stable_node_dups -= 1
+                self.stable_seq += 1
                 self._emit("chain_collapsed", None, 0, found.kpfn,
                            f"chain#{chain.id} had one dup left: stable_node#{found.id} "
                            f"takes its place")
@@ -132,12 +152,35 @@ class StableTreeMixin:
             if chain.hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
                 chain.hlist.remove(found)
                 chain.hlist.insert(0, found)
+                self.stable_seq += 1
+            if not prune:       # a second call now would give this answer and change nothing
+                chain.dup_memo = (self.stable_seq, self.machine.mapping_seq, tree_folio, found)
         else:
             self.free_stable_node_chain(chain, root)
         return tree_folio, found, chain
 
+    def check_dup_memo(self, chain) -> None:
+        """Assert that a remembered stable_node_dup() answer is what the loop would
+        find now, without its side effects (tests: ``check_fastpath``)."""
+        _seq, _mseq, tree_folio, found = chain.dup_memo
+        pages = self.memory.pages
+        first = None
+        for dup in chain.hlist:
+            page = pages.get(dup.kpfn)
+            if page is None or page.mapping is not dup or not page.flags & PG_ksm:
+                raise AssertionError(f"{chain!r}: dup {dup!r} went stale under a memo")
+            if first is None:
+                first = dup
+            if self.is_page_sharing_candidate(dup):
+                first = dup
+                break
+        if first is not found or pages.get(found.kpfn) is not tree_folio:
+            raise AssertionError(f"{chain!r}: memo says {found!r}, the walk finds {first!r}")
+
     def __stable_node_chain(self, node, root, prune: bool):
-        if not node.is_chain:
+        """__stable_node_chain(): (folio, dup, node) of a regular node, or of a chain's
+        best dup (stable_tree_search() has this inlined: it runs for every page)."""
+        if node.rmap_hlist_len != STABLE_NODE_CHAIN:
             return self.ksm_get_folio(node), node, node
         return self.stable_node_dup(node, root, prune)
 
@@ -154,7 +197,11 @@ class StableTreeMixin:
             new = root.rb_node
             restart = False
             while new is not None:
-                tree_folio, dup, node = self.__stable_node_chain(new, root, True)
+                if new.rmap_hlist_len == STABLE_NODE_CHAIN:      # __stable_node_chain()
+                    tree_folio, dup, node = self.stable_node_dup(new, root, True)
+                else:
+                    tree_folio = self.ksm_get_folio(new)
+                    dup = node = new
                 if tree_folio is None:
                     restart = True       # walked over a stale node: the tree may have changed
                     break
@@ -210,6 +257,7 @@ class StableTreeMixin:
             chain = node if node.is_chain else self.alloc_stable_node_chain(node, root)
             self.stable_node_chain_add_dup(dup, chain)
         kfolio.mapping = dup             # folio_set_stable_node()
+        self.stable_seq += 1
         return dup
 
     def stable_tree_append(self, item, node, bypass: bool) -> None:
@@ -218,6 +266,7 @@ class StableTreeMixin:
         item.head = node
         item.flags |= STABLE_FLAG
         node.hlist.insert(0, item)
+        self.stable_seq += 1
         if len(node.hlist) > 1:
             self.ksm_pages_sharing += 1
         else:
@@ -235,6 +284,7 @@ class StableTreeMixin:
             return False
         if folio.mapcount == 0:
             folio.mapping = None
+            self.stable_seq += 1
             self.remove_node_from_stable_tree(node)
             return False
         return True

@@ -1,0 +1,623 @@
+"""KVM as a secondary MMU: memslots, EPT sptes, EPT-violation exits, notifier handlers.
+
+A VM's guest RAM is an anonymous mapping of a host process (QEMU's), which is why KSM
+can merge it and why KVM needs MMU notifiers: the host may change the page behind any
+guest frame at any time.  The VM keeps what virt/kvm and arch/x86/kvm/mmu keep:
+
+* memslots: guest frame numbers (gfn) -> host virtual addresses (hva);
+* an EPT-style table gfn -> ``Spte`` (pfn, writable, accessed, dirty, host_writable)
+  and, per memslot, the rmap gfn -> the sptes that map it, through which every
+  notifier handler finds its sptes;
+* ``mmu_invalidate_seq`` and ``mmu_invalidate_in_progress`` (mmu_notifier_seq/count
+  before 6.1): a fault snapshots the sequence before it resolves the pfn and retries
+  if an invalidation ran meanwhile.
+
+``guest_read``/``guest_write`` hit a valid spte or take an EPT-violation exit, whose
+handler (``tdp_page_fault``) resolves the pfn through the host fault path
+(``hva_to_pfn``), checks ``mmu_invalidate_retry`` and installs the spte.  The
+notifier handlers are KVM's, per era (versions.py): change_pte remaps in place or
+zaps (2.6.32-6.9), range_start zaps and flushes, range_end bumps the sequence,
+release tears everything down.
+
+Modelled: one vCPU, EPT with 4 KiB leaves, guest permissions ACC_ALL (so an spte is
+writable exactly when the host page was mapped writable), accesses one at a time, so a
+notifier never runs during a fault except the ones the fault's own host fault causes --
+which is precisely the retry of the era table.  Not modelled: shadow paging, huge
+pages, async page faults, dirty logging, the lockless fast-path fault (it cannot make
+a !host_writable spte writable anyway).
+"""
+from __future__ import annotations
+
+import errno
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+from . import costs as _costs
+from .errors import kernel_error
+from .events import Fault, KsmEvent, KvmEvent, NotifierCall, PageAlloc, PageFree, PteChange
+from .fault import FAULT_FLAG_WRITE, handle_mm_fault
+from .memory import PG_ksm
+from .mmu_notifier import MmuNotifier
+from .pagetable import pte_flags_text, pte_pfn, pte_present, pte_write
+
+#: no guest access needs more exits than this; more means the model livelocks
+MAX_EXITS_PER_ACCESS = 8
+
+
+@dataclass
+class Spte:
+    """One EPT leaf entry: the bits of the u64 spte the book shows."""
+    gfn: int
+    pfn: int
+    writable: bool          # PT_WRITABLE_MASK
+    host_writable: bool     # SPTE_HOST_WRITEABLE: the host PTE allowed writes at fault time
+    accessed: bool = True   # the EPT A bit, set by the hardware walk
+    dirty: bool = False     # the EPT D bit
+
+
+@dataclass
+class Memslot:
+    """struct kvm_memory_slot: gfns [base_gfn, base_gfn + npages) at userspace_addr."""
+    id: int
+    base_gfn: int
+    npages: int
+    userspace_addr: int
+    page_shift: int
+    rmap: dict = field(default_factory=dict)    # gfn -> [Spte]: who maps this gfn
+
+    @property
+    def hva_end(self) -> int:
+        return self.userspace_addr + (self.npages << self.page_shift)
+
+    def gfn_to_hva(self, gfn: int) -> int:
+        return self.userspace_addr + ((gfn - self.base_gfn) << self.page_shift)
+
+    def hva_to_gfn(self, hva: int) -> int | None:
+        if self.userspace_addr <= hva < self.hva_end:
+            return self.base_gfn + ((hva - self.userspace_addr) >> self.page_shift)
+        return None
+
+    def gfns_in(self, start: int, end: int) -> range:
+        """The gfns whose page overlaps hva range [start, end)."""
+        lo, hi = max(start, self.userspace_addr), min(end, self.hva_end)
+        if lo >= hi:
+            return range(0)
+        first = self.base_gfn + ((lo - self.userspace_addr) >> self.page_shift)
+        last = self.base_gfn + ((hi - 1 - self.userspace_addr) >> self.page_shift)
+        return range(first, last + 1)
+
+
+class GuestAccess(NamedTuple):
+    """One guest_read/guest_write as the cost model saw it."""
+    op: str             # "read" | "write"
+    gpa: int
+    length: int
+    exits: int
+    ns: int
+
+
+class KvmMmuNotifier(MmuNotifier):
+    """kvm_mmu_notifier_ops: the struct KVM registers on the VMM process's mm."""
+
+    def __init__(self, vm: "VM"):
+        self.vm = vm
+
+    def release(self, mm):
+        self.vm.kvm_mmu_notifier_release()
+
+    def clear_flush_young(self, mm, start, end):
+        return self.vm.kvm_mmu_notifier_clear_flush_young(start, end)
+
+    def clear_young(self, mm, start, end):
+        return self.vm.kvm_mmu_notifier_clear_young(start, end)
+
+    def test_young(self, mm, address):
+        return self.vm.kvm_mmu_notifier_test_young(address)
+
+    def change_pte(self, mm, address, pte):
+        self.vm.kvm_mmu_notifier_change_pte(address, pte)
+
+    def invalidate_page(self, mm, address):
+        self.vm.kvm_mmu_notifier_invalidate_page(address)
+
+    def invalidate_range_start(self, mm, start, end, event):
+        self.vm.kvm_mmu_notifier_invalidate_range_start(start, end, event)
+
+    def invalidate_range_end(self, mm, start, end, event):
+        self.vm.kvm_mmu_notifier_invalidate_range_end(start, end, event)
+
+
+class Kvm:
+    """The kvm module (/dev/kvm): KVM_CREATE_VM + KVM_SET_USER_MEMORY_REGION in one call."""
+
+    def __init__(self, machine):
+        self.machine = machine
+        self.vms: list[VM] = []
+
+    def create_vm(self, process, addr: int, length: int) -> "VM":
+        """A VM whose guest RAM (gpa 0..length) is ``process``'s mapping [addr, addr+length).
+
+        Like KVM_SET_USER_MEMORY_REGION: EINVAL unless page-aligned, EFAULT unless the
+        range is mapped; kvm_create_vm() registers the MMU notifier on the mm.
+        """
+        m = self.machine
+        ps = m.page_size
+        if not process.alive:
+            raise kernel_error(errno.ESRCH, f"create_vm: process {process.pid} has exited")
+        if not isinstance(addr, int) or not isinstance(length, int) or addr % ps or \
+                length <= 0 or length % ps:
+            raise kernel_error(errno.EINVAL, "create_vm: guest RAM must be whole pages")
+        if not process.mm.covered(addr, addr + length):
+            raise kernel_error(errno.EFAULT, f"create_vm: [{addr:#x}, +{length:#x}) unmapped")
+        vm = VM(self, len(self.vms) + 1, process, addr, length)
+        self.vms.append(vm)
+        return vm
+
+
+class VM:
+    """struct kvm with one vCPU: the guest's view of memory through EPT."""
+
+    def __init__(self, kvm: Kvm, vm_id: int, process, addr: int, length: int):
+        self.kvm = kvm
+        self.machine = kvm.machine
+        self.profile = self.machine.profile
+        self.id = vm_id
+        self.process = process
+        self.mm = process.mm
+        self.page_size = self.machine.page_size
+        self.page_shift = self.machine.page_shift
+        self.memslots = [Memslot(0, 0, length >> self.page_shift, addr, self.page_shift)]
+        self.ept: dict[int, Spte] = {}
+        self.mmu_invalidate_seq = 0
+        self.mmu_invalidate_in_progress = 0
+        self.mmu_invalidate_range: tuple[int, int] | None = None
+        # flat ints, so a notebook can print them as they are; exits_<reason> split
+        # the exits by what the EPT violation was
+        self.stats: Counter = Counter({k: 0 for k in (
+            "exits", "exits_read", "exits_write", "exits_write_protected", "hits",
+            "retries", "sptes_installed", "sptes_zapped", "sptes_remapped", "tlb_flushes")})
+        self.costs = _costs.DEFAULT
+        self.guest_ns = 0
+        self.access_log: deque = deque(maxlen=100_000)
+        self.released = False
+        self._violations: list[str] = []
+        self.notifier = KvmMmuNotifier(self)
+        self.mm.notifiers.register(self.notifier)
+
+    def __repr__(self):
+        return (f"VM(id={self.id}, pid={self.process.pid}, pages={self.memslots[0].npages}, "
+                f"sptes={len(self.ept)}, exits={self.stats['exits']})")
+
+    # --- helpers ---
+    def _emit(self, action: str, gfn: int, pfn: int, detail: str) -> None:
+        ev = self.machine.events
+        if ev.enabled:
+            ev.emit(KvmEvent(self.machine.clock_ns, self.id, action, gfn, pfn, detail))
+
+    def _slot_for_gfn(self, gfn: int) -> Memslot | None:
+        for s in self.memslots:
+            if s.base_gfn <= gfn < s.base_gfn + s.npages:
+                return s
+        return None
+
+    def _slots_in(self, start: int, end: int) -> list[Memslot]:
+        return [s for s in self.memslots if s.gfns_in(start, end)]
+
+    def spte(self, gpa: int) -> Spte | None:
+        """The EPT entry that maps ``gpa`` (a copy), or None."""
+        e = self.ept.get(gpa >> self.page_shift)
+        return None if e is None else replace(e)
+
+    def gpa_to_hva(self, gpa: int) -> int:
+        slot = self._slot_for_gfn(gpa >> self.page_shift)
+        if slot is None:
+            raise ValueError(f"gpa {gpa:#x} is outside guest RAM (an MMIO exit, not modelled)")
+        return slot.gfn_to_hva(gpa >> self.page_shift) + gpa % self.page_size
+
+    # --- spte changes, each an event ---
+    def _install(self, gfn: int, pfn: int, writable: bool, why: str) -> Spte:
+        """mmu_set_spte(): map gfn -> pfn; replaces (and unlinks) an older entry."""
+        if self.mmu_invalidate_in_progress:
+            self._violations.append(f"gfn {gfn:#x} mapped while an invalidation was in "
+                                    f"progress")
+        slot = self._slot_for_gfn(gfn)
+        old = self.ept.pop(gfn, None)
+        if old is not None:
+            slot.rmap[gfn].remove(old)
+        spte = Spte(gfn, pfn, writable, host_writable=writable)
+        self.ept[gfn] = spte
+        slot.rmap.setdefault(gfn, []).append(spte)
+        self.stats["sptes_installed"] += 1
+        self._emit("spte_install", gfn, pfn,
+                   f"{'writable' if writable else 'read-only'} spte: {why}")
+        return spte
+
+    def _zap(self, spte: Spte, why: str) -> None:
+        """drop_spte(): unlink from the EPT table and the rmap."""
+        self.ept.pop(spte.gfn, None)
+        self._slot_for_gfn(spte.gfn).rmap[spte.gfn].remove(spte)
+        self.stats["sptes_zapped"] += 1
+        self._emit("spte_zap", spte.gfn, spte.pfn, why)
+
+    def _zap_range(self, start: int, end: int, why: str) -> int:
+        """kvm_unmap_hva_range(): zap every spte mapping a page of [start, end)."""
+        n = 0
+        for slot in self._slots_in(start, end):
+            for gfn in slot.gfns_in(start, end):
+                for spte in list(slot.rmap.get(gfn, ())):
+                    self._zap(spte, why)
+                    n += 1
+        return n
+
+    def _flush(self, why: str) -> None:
+        """kvm_flush_remote_tlbs()."""
+        self.stats["tlb_flushes"] += 1
+        self._emit("tlb_flush", -1, -1, why)
+
+    # --- the guest ---
+    def _chunks(self, gpa: int, n: int):
+        if not isinstance(gpa, int) or gpa < 0 or n < 0:
+            raise ValueError(f"bad guest access at {gpa!r}, length {n!r}")
+        self.gpa_to_hva(gpa)
+        if n:
+            self.gpa_to_hva(gpa + n - 1)
+        ps = self.page_size
+        pos, end = gpa, gpa + n
+        while pos < end:
+            chunk = min(end, pos - pos % ps + ps) - pos
+            yield pos >> self.page_shift, pos % ps, chunk
+            pos += chunk
+
+    def _check_live(self) -> None:
+        if self.released:
+            raise kernel_error(errno.EFAULT, f"VM {self.id}: its mm has exited (released)")
+
+    def guest_read(self, gpa: int, n: int) -> bytes:
+        """The guest reads ``n`` bytes at guest-physical ``gpa``."""
+        self._check_live()
+        out = bytearray()
+        total_exits = total_ns = 0
+        for gfn, off, chunk in list(self._chunks(gpa, n)):
+            spte, exits, ns = self._access(gfn, write=False)
+            out += self.machine.memory.pfn_to_page(spte.pfn).data[off:off + chunk]
+            total_exits += exits
+            total_ns += ns
+        self._record("read", gpa, n, total_exits, total_ns)
+        return bytes(out)
+
+    def guest_write(self, gpa: int, data) -> int:
+        """The guest writes ``data`` at guest-physical ``gpa``; returns simulated ns."""
+        self._check_live()
+        data = bytes(data)
+        self.machine.ksm.page_write_barrier()     # page bytes change below
+        total_exits = total_ns = pos = 0
+        for gfn, off, chunk in list(self._chunks(gpa, len(data))):
+            spte, exits, ns = self._access(gfn, write=True)
+            self.machine.memory.pfn_to_page(spte.pfn).data[off:off + chunk] = \
+                data[pos:pos + chunk]
+            pos += chunk
+            total_exits += exits
+            total_ns += ns
+        self._record("write", gpa, len(data), total_exits, total_ns)
+        return total_ns
+
+    def _record(self, op, gpa, length, exits, ns) -> None:
+        self.guest_ns += ns
+        self.access_log.append(GuestAccess(op, gpa, length, exits, ns))
+
+    @property
+    def exit_reasons(self) -> dict:
+        """Exits by reason: read / write with no spte, write to a read-only spte."""
+        return {k[len("exits_"):]: v for k, v in self.stats.items() if k.startswith("exits_")}
+
+    @property
+    def last_access(self) -> GuestAccess | None:
+        return self.access_log[-1] if self.access_log else None
+
+    def _access(self, gfn: int, write: bool) -> tuple[Spte, int, int]:
+        """The hardware: an EPT walk that hits, or an EPT violation and a re-execution."""
+        exits = 0
+        host_faults = []
+        for _ in range(MAX_EXITS_PER_ACCESS):
+            spte = self.ept.get(gfn)
+            if spte is not None and (spte.writable or not write):
+                spte.accessed = True
+                spte.dirty = spte.dirty or write
+                if not exits:
+                    self.stats["hits"] += 1
+                return spte, exits, self.costs.access_ns(exits, tuple(host_faults))
+            exits += 1
+            host_faults.append(self.handle_ept_violation(gfn, write, spte))
+        raise AssertionError(f"VM {self.id}: gfn {gfn:#x} took {exits} exits without "
+                             f"making progress")
+
+    def handle_ept_violation(self, gfn: int, write: bool, spte: Spte | None) -> str:
+        """handle_ept_violation() -> kvm_mmu_page_fault() -> the TDP fault handler.
+
+        Snapshot mmu_invalidate_seq, resolve the pfn through the host (which may COW
+        and so invalidate), then under mmu_lock give up if mmu_invalidate_retry() says
+        an invalidation ran: the vCPU re-enters the guest, the instruction faults again
+        and that is one more exit.  Returns the kind of host fault the exit caused.
+        """
+        if write and spte is not None:
+            reason = "write_protected"
+            text = "write to a read-only spte"
+        else:
+            reason = "write" if write else "read"
+            text = f"{reason} with no spte"
+        self.stats["exits"] += 1
+        self.stats[f"exits_{reason}"] += 1
+        self._emit("exit", gfn, -1 if spte is None else spte.pfn, f"EPT violation: {text}")
+        mmu_seq = self.mmu_invalidate_seq
+        hva = self._slot_for_gfn(gfn).gfn_to_hva(gfn)
+        pfn, map_writable, host_fault, why = self.hva_to_pfn(hva, write)
+        if self.mmu_invalidate_retry(mmu_seq, hva):
+            self.stats["retries"] += 1
+            self._emit("retry", gfn, pfn,
+                       f"mmu_invalidate_retry: sequence {mmu_seq} -> "
+                       f"{self.mmu_invalidate_seq} while the pfn was resolved (the host "
+                       f"fault invalidated this page); drop the pfn, re-enter, exit again")
+            return host_fault
+        self._install(gfn, pfn, map_writable, why)
+        return host_fault
+
+    def mmu_invalidate_retry(self, mmu_seq: int, hva: int) -> bool:
+        """mmu_invalidate_retry[_gfn]() (mmu_notifier_retry before 6.1)."""
+        if self.mmu_invalidate_in_progress:
+            return True
+        return self.mmu_invalidate_seq != mmu_seq
+
+    def hva_to_pfn(self, hva: int, write_fault: bool) -> tuple[int, bool, str, str]:
+        """hva_to_pfn(): the host page behind ``hva``, faulting it in like GUP does.
+
+        Returns (pfn, map_writable, host fault kind, why).  2.6.32-2.6.37 asked
+        get_user_pages for a writable page on every fault, so a guest read of a KSM
+        page broke the merge; from 2.6.38 a read fault asks for read access and is
+        "mapped writable if possible", i.e. only if the host PTE is already writable.
+        """
+        mm = self.mm
+        prof = self.profile
+        vma = mm.find_vma(hva)
+        write = write_fault or not prof.kvm_read_fault_maps_readonly
+        if vma is None or not vma.flags & (vma.VM_WRITE if write else vma.VM_READ):
+            raise kernel_error(errno.EFAULT, f"hva_to_pfn: {hva:#x} is not mapped "
+                                             f"{'writable' if write else 'readable'}")
+        before = mm.pagetables.get_pte(hva)
+        if pte_present(before) and pte_write(before):
+            # hva_to_pfn_fast(): get_user_page_fast_only(FOLL_WRITE) succeeds
+            return pte_pfn(before), True, _costs.HOST_NONE, \
+                "gup-fast: the host PTE is writable"
+        # hva_to_pfn_slow(): get_user_pages(), running the host fault if needed
+        if not pte_present(before) or (write and not pte_write(before)):
+            handle_mm_fault(mm, vma, hva, FAULT_FLAG_WRITE if write else 0)
+        after = mm.pagetables.get_pte(hva)
+        kind = _host_fault_kind(before, after)
+        if write:
+            why = "write fault: the host page is writable" if write_fault else \
+                "read fault, but 2.6.32-2.6.37 hva_to_pfn always asks for a writable page"
+            return pte_pfn(after), True, kind, why
+        if pte_write(after):
+            return pte_pfn(after), True, kind, \
+                "read fault mapped writable: the host PTE is already writable"
+        return pte_pfn(after), False, kind, \
+            "read fault: the host PTE is read-only (KSM, shared or zero page), so " \
+            "host_writable=0"
+
+    # --- the MMU notifier handlers (virt/kvm/kvm_main.c) ---
+    def kvm_mmu_notifier_invalidate_range_start(self, start: int, end: int, event) -> None:
+        """Count the invalidation in, record its range, zap and flush before returning:
+        the primary may free the pages as soon as it has unmapped them."""
+        if self.profile.kvm_generic_hva_walk and not self._slots_in(start, end):
+            return          # 5.13+: no memslot in the range, mmu_lock not even taken
+        self.mmu_invalidate_in_progress += 1
+        lo, hi = (start, end) if self.mmu_invalidate_range is None else \
+            (min(start, self.mmu_invalidate_range[0]), max(end, self.mmu_invalidate_range[1]))
+        self.mmu_invalidate_range = (lo, hi)
+        self._emit("invalidate_begin", -1, -1,
+                   f"in-progress {self.mmu_invalidate_in_progress - 1} -> "
+                   f"{self.mmu_invalidate_in_progress}, range [{lo:#x}, {hi:#x}): no spte "
+                   f"may be created there until range_end")
+        if self._zap_range(start, end, f"invalidate_range_start [{start:#x}, {end:#x}) "
+                                       f"({event}): the host is changing this page"):
+            self._flush("range_start zapped sptes: flush before the pages can be freed")
+
+    def kvm_mmu_notifier_invalidate_range_end(self, start: int, end: int, event) -> None:
+        """Bump the sequence, then count the invalidation out: a fault that snapshotted
+        the old sequence must retry.  Nothing is re-established here; refaults are lazy."""
+        if self.profile.kvm_generic_hva_walk and not self._slots_in(start, end):
+            return
+        self.mmu_invalidate_seq += 1
+        self.mmu_invalidate_in_progress -= 1
+        if self.mmu_invalidate_in_progress < 0:
+            raise AssertionError("invalidate_range_end without a start")
+        if not self.mmu_invalidate_in_progress:
+            self.mmu_invalidate_range = None
+        self._emit("invalidate_end", -1, -1,
+                   f"sequence {self.mmu_invalidate_seq - 1} -> {self.mmu_invalidate_seq}, "
+                   f"in-progress {self.mmu_invalidate_in_progress + 1} -> "
+                   f"{self.mmu_invalidate_in_progress}")
+
+    def kvm_mmu_notifier_change_pte(self, address: int, pte: int) -> None:
+        """kvm_mmu_notifier_change_pte() (2.6.32-6.9): the seed's fast path.
+
+        2.6.32-5.12: bump the sequence and kvm_set_spte_hva().  5.13+: no bump, and
+        return at once unless an invalidation is in progress ("change_pte must be
+        surrounded by invalidate_range_{start,end}").
+        """
+        if self.profile.kvm_generic_hva_walk:
+            if not self.mmu_invalidate_in_progress:
+                self._emit("change_pte_skip", -1, pte_pfn(pte),
+                           "5.13+: no invalidation in progress, change_pte returns at once")
+                return
+        else:
+            self.mmu_invalidate_seq += 1
+        self.kvm_set_spte_hva(address, pte)
+
+    def kvm_set_spte_hva(self, hva: int, pte: int) -> None:
+        """kvm_set_spte_hva() -> kvm_set_pte_rmapp(): for every spte of the gfn, zap it if
+        the new host PTE is writable, else point it at the new pfn, write-protected."""
+        new_pfn = pte_pfn(pte)
+        for slot in self._slots_in(hva, hva + 1):
+            gfn = slot.hva_to_gfn(hva)
+            sptes = list(slot.rmap.get(gfn, ()))
+            if not sptes:
+                why = ("nothing to change: invalidate_range_start already zapped it (3.7+: "
+                       "the seed's optimisation is dead code)"
+                       if self.mmu_invalidate_in_progress else
+                       "nothing to change: the guest has no spte for this page")
+                self._emit("change_pte_miss", gfn, new_pfn, f"change_pte: {why}")
+                continue
+            for spte in sptes:
+                if pte_write(pte):
+                    self._zap(spte, "change_pte: the new host PTE is writable (COW), so drop "
+                                    "the spte; the guest refaults")
+                else:
+                    old_pfn = spte.pfn
+                    spte.pfn = new_pfn
+                    spte.writable = spte.host_writable = False
+                    self.stats["sptes_remapped"] += 1
+                    self._emit("spte_remap", gfn, new_pfn,
+                               f"change_pte: the new host PTE is read-only, so remap in place "
+                               f"pfn {old_pfn:#x} -> {new_pfn:#x}, write-protected: no exit")
+            self._flush("change_pte changed sptes")
+
+    def kvm_mmu_notifier_invalidate_page(self, address: int) -> None:
+        """kvm_mmu_notifier_invalidate_page() (2.6.27-4.12): bump the sequence, zap."""
+        self.mmu_invalidate_seq += 1
+        if self._zap_range(address, address + self.page_size,
+                           "invalidate_page: the host unmapped this page"):
+            self._flush("invalidate_page zapped an spte")
+
+    def kvm_mmu_notifier_release(self) -> None:
+        """kvm_mmu_notifier_release() -> kvm_flush_shadow_all(): the mm is going away."""
+        for spte in list(self.ept.values()):
+            self._zap(spte, "release: the VMM's mm is exiting, tear down every spte")
+        self._flush("release")
+        self.released = True
+
+    def _age(self, start: int, end: int, clear: bool) -> bool:
+        """kvm_age_hva / kvm_test_age_hva: the accessed bits of the sptes in the range."""
+        young = False
+        for slot in self._slots_in(start, end):
+            for gfn in slot.gfns_in(start, end):
+                for spte in slot.rmap.get(gfn, ()):
+                    young = young or spte.accessed
+                    if clear:
+                        spte.accessed = False
+        return young
+
+    def kvm_mmu_notifier_clear_flush_young(self, start: int, end: int) -> bool:
+        """Test-and-clear the accessed bits; flush if any was set (reclaim's aging)."""
+        young = self._age(start, end, clear=True)
+        if young:
+            self._flush("clear_flush_young found young sptes")
+        return young
+
+    def kvm_mmu_notifier_clear_young(self, start: int, end: int) -> bool:
+        """4.3+: the same without the flush (idle page tracking)."""
+        return self._age(start, end, clear=True)
+
+    def kvm_mmu_notifier_test_young(self, address: int) -> bool:
+        """2.6.38+: look without clearing (khugepaged)."""
+        return self._age(address, address + 1, clear=False)
+
+    def destroy(self) -> None:
+        """kvm_destroy_vm(): mmu_notifier_unregister(), which runs ->release if needed."""
+        self.mm.notifiers.unregister(self.notifier)
+        self.released = True
+
+    # --- invariants (the tests call these after every operation) ---
+    def check_invariants(self) -> None:
+        """The secondary-MMU rules of the research notes (4.2), as assertions:
+
+        every spte maps the frame the host PTE for its hva maps; no spte is writable
+        unless the host PTE is (so a KSM page never is); no spte was established while
+        an invalidation was in progress, and none is open between operations; the rmap
+        and the table agree; after release nothing is mapped.
+        """
+        errors = list(self._violations)
+        mem = self.machine.memory
+        for gfn, spte in self.ept.items():
+            slot = self._slot_for_gfn(gfn)
+            hva = slot.gfn_to_hva(gfn)
+            pte = self.mm.pagetables.get_pte(hva) if self.process.alive else 0
+            if not pte_present(pte) or pte_pfn(pte) != spte.pfn:
+                errors.append(f"gfn {gfn:#x}: spte -> pfn {spte.pfn:#x}, host PTE at {hva:#x} "
+                              f"is {pte_flags_text(pte)} pfn {pte_pfn(pte):#x}")
+            if spte.writable and not pte_write(pte):
+                errors.append(f"gfn {gfn:#x}: writable spte over a read-only host PTE")
+            page = mem.pages.get(spte.pfn)
+            if spte.writable and page is not None and page.flags & PG_ksm:
+                errors.append(f"gfn {gfn:#x}: writable spte on KSM page {spte.pfn:#x}")
+            if spte.writable and not spte.host_writable:
+                errors.append(f"gfn {gfn:#x}: writable without SPTE_HOST_WRITEABLE")
+            if spte not in slot.rmap.get(gfn, ()):
+                errors.append(f"gfn {gfn:#x}: spte missing from the rmap")
+        for slot in self.memslots:
+            for gfn, sptes in slot.rmap.items():
+                if any(self.ept.get(gfn) is not s for s in sptes):
+                    errors.append(f"gfn {gfn:#x}: rmap holds an spte the table does not")
+        if self.mmu_invalidate_in_progress:
+            errors.append(f"{self.mmu_invalidate_in_progress} invalidation(s) left open")
+        if self.released and self.ept:
+            errors.append(f"released, yet {len(self.ept)} sptes remain")
+        if errors:
+            raise AssertionError(f"VM {self.id}: " + "; ".join(errors))
+
+
+def _host_fault_kind(before: int, after: int) -> str:
+    """What get_user_pages() made the host do, from the PTE before and after."""
+    if before == after or (pte_present(before) and pte_pfn(before) == pte_pfn(after)
+                           and pte_write(before) == pte_write(after)):
+        return _costs.HOST_NONE
+    if not pte_present(before):
+        return _costs.HOST_ZERO_PAGE if pte_pfn(after) == 0 else _costs.HOST_ANON
+    if pte_pfn(before) != pte_pfn(after):
+        return _costs.HOST_COW
+    return _costs.HOST_MINOR
+
+
+# --- the book's step-by-step text ---
+
+def _span(start: int, end: int, ps: int) -> str:
+    if end - start >= 1 << 40:
+        return "the whole address space"
+    n = max((end - start) // ps, 1)
+    return f"[{start:#x}, +{n} page{'s' if n > 1 else ''})"
+
+
+def _pfn(pfn: int) -> str:
+    return "-" if pfn < 0 else f"{pfn:#x}"
+
+
+def explain(events, page_size: int = 4096) -> list[str]:
+    """Readable, deterministic lines for a captured event list: which notifier fired
+    from which call site and why, and what KVM did to which spte and why."""
+    lines = []
+    for e in events:
+        if isinstance(e, NotifierCall):
+            lines.append(f"notifier  pid {e.pid}: {e.op} {_span(e.start, e.end, page_size)} "
+                         f"from {e.site} -- {e.rule}")
+        elif isinstance(e, KvmEvent):
+            where = "" if e.gfn < 0 else f" gfn {e.gfn:#x}"
+            pfn = "" if e.pfn < 0 else f" pfn {e.pfn:#x}"
+            lines.append(f"kvm vm{e.vm}:   {e.action}{where}{pfn} -- {e.detail}")
+        elif isinstance(e, Fault):
+            lines.append(f"host      pid {e.pid}: {e.access} fault at {e.address:#x} -> "
+                         f"{e.handler}")
+        elif isinstance(e, PteChange):
+            lines.append(f"host      pid {e.pid}: PTE {e.address:#x} "
+                         f"{pte_flags_text(e.old)} pfn {_pfn(pte_pfn(e.old) if e.old else -1)}"
+                         f" -> {pte_flags_text(e.new)} pfn "
+                         f"{_pfn(pte_pfn(e.new) if e.new else -1)} ({e.site})")
+        elif isinstance(e, KsmEvent):
+            lines.append(f"ksm       {e.action} pid {e.pid} {e.address:#x} pfn {_pfn(e.pfn)}"
+                         f"{' -- ' + e.detail if e.detail else ''}")
+        elif isinstance(e, PageAlloc):
+            lines.append(f"frame     alloc pfn {e.pfn:#x} ({e.purpose})")
+        elif isinstance(e, PageFree):
+            lines.append(f"frame     free pfn {e.pfn:#x}")
+        else:
+            lines.append(e.describe())
+    return lines
