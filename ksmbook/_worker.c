@@ -20,7 +20,7 @@
  * Numbers are parsed with strtoul(base 0), so 0x.. hex is accepted.
  *
  *   mmap <length> <shared>          -> ok <address>
- *   fill <addr> <length> <byte>     memset
+ *   fill <addr> <length> <byte>     memset, one page at a time in order
  *   unique <addr> <count> <tag> <first_index> <page_size>
  *                                   each page: zeroed, then the u64
  *                                   (tag << 32 | index) little-endian at 0
@@ -286,6 +286,22 @@ static void cmd_unique(char **a)
 	reply_ok();
 }
 
+/* memset one page at a time, in address order: a SIGSEGV at page k then leaves
+ * exactly pages before k written, whatever strategy libc's memset uses. */
+static void cmd_fill(char **a)
+{
+	unsigned char *p = (unsigned char *)num(a[1]);
+	unsigned long len = num(a[2]), psz = (unsigned long)sysconf(_SC_PAGESIZE), n;
+
+	while (len) {
+		n = len < psz ? len : psz;
+		memset(p, (int)num(a[3]), n);
+		p += n;
+		len -= n;
+	}
+	reply_ok();
+}
+
 static void cmd_read(char **a)
 {
 	volatile unsigned char *base = (volatile unsigned char *)num(a[1]);
@@ -333,7 +349,7 @@ static void dispatch(int argc, char **a)
 	if (!strcmp(c, "mmap")) {
 		NEED(3); cmd_mmap(a);
 	} else if (!strcmp(c, "fill")) {
-		NEED(4); memset((void *)num(a[1]), (int)num(a[3]), num(a[2])); reply_ok();
+		NEED(4); cmd_fill(a);
 	} else if (!strcmp(c, "unique")) {
 		NEED(6); cmd_unique(a);
 	} else if (!strcmp(c, "poke")) {

@@ -643,10 +643,12 @@ def diff_traces(a: list[Snapshot], b: list[Snapshot]) -> list[FieldDiff]:
 class _SimRunner:
     """Applies steps to a ``ksmbook.Machine`` through its public API only."""
 
-    def __init__(self, scenario: Scenario, kernel: str):
+    def __init__(self, scenario: Scenario, kernel: str, progress: Progress | None = None):
         import ksmbook  # late: the simulator is optional for this module
         self.k = ksmbook
         self.sc = scenario
+        self.progress = progress
+        self.index = 0
         self.m = ksmbook.Machine(kernel=kernel, page_size=scenario.page_size)
         self.procs: dict[str, Any] = {}                     # name -> process
         self.regions: dict[tuple[str, str], int] = {}       # (proc, region) -> address
@@ -676,13 +678,27 @@ class _SimRunner:
         p = self.procs[s.proc]
         self.regions[(s.proc, s.region)] = p.mmap(s.pages * self.sc.page_size, shared=s.shared)
 
+    def write_pages(self, s, data: bytes) -> None:
+        """Write whole pages in address order, as the worker's loops do: a SIGSEGV
+        at page k leaves pages before k written (``Process.write`` itself applies
+        nothing when it faults, so the prefix is written again here)."""
+        p, addr = self.procs[s.proc], self.addr(s)
+        try:
+            p.write(addr, data)
+        except Exception as exc:
+            if type(exc).__name__ != "SegmentationFault":
+                raise
+            done = exc.address - exc.address % self.sc.page_size - addr
+            if done > 0:
+                p.write(addr, data[:done])
+            raise
+
     def do_fill(self, s):
-        self.procs[s.proc].write(self.addr(s), bytes([s.byte]) * self.length(s))
+        self.write_pages(s, bytes([s.byte]) * self.length(s))
 
     def do_unique(self, s):
-        data = b"".join(unique_page_bytes(s.tag, pg, self.sc.page_size)
-                        for pg in range(s.page, s.page + s.count))
-        self.procs[s.proc].write(self.addr(s), data)
+        self.write_pages(s, b"".join(unique_page_bytes(s.tag, pg, self.sc.page_size)
+                                     for pg in range(s.page, s.page + s.count)))
 
     def do_poke(self, s):
         self.procs[s.proc].write(self.addr(s) + s.offset, bytes([s.byte]))
@@ -721,7 +737,11 @@ class _SimRunner:
     def do_scans(self, s):
         self.write_sysfs("run", 1)
         try:
-            self.m.ksmd.run_full_scans(s.n)
+            report = None
+            if self.progress is not None:
+                def report(done, n, i=self.index):
+                    self.progress(i, s, done, n)
+            self.m.ksmd.run_full_scans(s.n, progress=report)
         finally:
             self.write_sysfs("run", 0)
 
@@ -732,6 +752,9 @@ class _SimRunner:
         snaps = []
         for i, step in enumerate(self.sc.steps):
             error = None
+            self.index = i
+            if self.progress is not None:
+                self.progress(i, step, 0, step.n if isinstance(step, Scans) else 0)
             try:
                 getattr(self, "do_" + step.op)(step)
             except Exception as exc:  # kernel-shaped failures only
@@ -742,6 +765,15 @@ class _SimRunner:
         return snaps
 
 
-def run_in_simulator(scenario: Scenario, kernel: str = "6.18") -> list[Snapshot]:
-    """Run ``scenario`` on a fresh simulated machine; one snapshot per step."""
-    return _SimRunner(scenario, kernel).run()
+#: ``progress(step_index, step, full_scans_done, full_scans_in_step)``: called before
+#: every step (done 0) and after each full scan of a ``scans`` step.
+Progress = Callable[[int, Step, int, int], None]
+
+
+def run_in_simulator(scenario: Scenario, kernel: str = "6.18",
+                     progress: Progress | None = None) -> list[Snapshot]:
+    """Run ``scenario`` on a fresh simulated machine; one snapshot per step.
+
+    ``progress`` (optional) hears where the run is, for progress bars.
+    """
+    return _SimRunner(scenario, kernel, progress).run()

@@ -14,7 +14,21 @@ __all__ = ["SCENARIOS", "two_identical_pages", "ten_identical_pages",
            "max_page_sharing_two", "zero_pages_to_zero_page", "cow_after_merge",
            "fork_after_merge", "fork_one_page", "exit_two_processes",
            "zero_page_lifecycle", "smart_scan_unique", "prctl_regions",
-           "unmerge_and_dontneed", "prot_none_and_read_faults"]
+           "unmerge_and_dontneed", "prot_none_and_read_faults",
+           "selftest_pages_count", "late_joiners", "max_page_sharing_2_of_10",
+           "max_page_sharing_3_of_10", "max_page_sharing_4_of_40",
+           "max_page_sharing_5_of_23", "max_page_sharing_256_of_40",
+           "max_page_sharing_chain_collapse", "zero_and_read_faulted_pages",
+           "volatile_rewrites", "volatile_rewrites_no_smart_scan", "smart_scan_off",
+           "smart_scan_after_cow", "run2_unmerges_everything", "ksm_tests_merge",
+           "ksm_tests_merge_prctl", "ksm_tests_unmerge", "ksm_tests_zero_pages_0",
+           "ksm_tests_zero_pages_1", "ksm_tests_cow_pairs", "ksm_tests_merge_time",
+           "ksm_functional_unmerge", "ksm_functional_unmerge_zero_pages",
+           "ksm_functional_unmerge_discarded", "ksm_functional_prot_none",
+           "ksm_functional_prctl", "ksm_functional_prctl_fork",
+           "ksm_functional_prctl_unmerge", "ksm_functional_fork_merging_page_count",
+           "ksm_functional_fork_global_zero_pages_count", "random_scenario",
+           "random_scenario_with_knobs", "RANDOM_KNOB_PRESETS"]
 
 M = "MADV_MERGEABLE"
 
@@ -151,6 +165,327 @@ prot_none_and_read_faults = register(Scenario(
 
 
 # ---------------------------------------------------------------------------
+# The selftest formula, and scenarios that pin the rules issue 3 lists
+# ---------------------------------------------------------------------------
+
+def selftest_pages_count(pages: int, max_page_sharing: int = 256) -> tuple[int, int]:
+    """(pages_shared, pages_sharing) that ``assert_ksm_pages_count(pages)`` of
+    tools/testing/selftests/mm/ksm_tests.c accepts for ``pages`` identical
+    pages: with a remainder of 0 or 1 modulo max_page_sharing every dup is
+    full (a lone leftover page stays unshared); otherwise one more, partial,
+    dup holds the rest."""
+    m = max_page_sharing
+    if pages % m in (0, 1):
+        shared = pages // m
+        return shared, shared * (m - 1)
+    shared = pages // m + 1
+    return shared, pages - shared
+
+
+def _merge_range(proc: str, region: str, pages: int, byte: int, prot: str = "rw",
+                 mode: str = "madvise") -> list:
+    """``__mmap_and_merge_range`` of ksm_functional_tests.c (and the setup of
+    ksm_tests.c): run=2 "to stabilize accounting", mmap, memset, mprotect,
+    opt in (``mode``: "madvise", "prctl" or "none" = prctl already set), then
+    two full scans, after which "any possible merging happened"."""
+    steps = [run(2), mmap(proc, region, pages), fill(proc, region, 0, pages, byte)]
+    if prot != "rw":
+        steps.append(mprotect(proc, region, 0, pages, prot))
+    if mode == "madvise":
+        steps.append(madvise(proc, region, 0, pages, M))
+    elif mode == "prctl":
+        steps.append(prctl_merge(proc, 1))
+    steps.append(scans(2))
+    return steps
+
+
+late_joiners = register(Scenario(
+    "late_joiners",
+    "A process that opts in late still needs two visits of its own.  Three "
+    "processes hold four pages of 0x33 each; a opts in first, b after a's "
+    "first scan (before a merged), c after a and b merged.  A new mm goes in "
+    "behind the scan cursor and its pages start with oldchecksum 0, so b "
+    "merges one scan after a, and c's pages, identical to an existing KSM "
+    "page, are only volatile on their first visit (6.11+: the checksum test "
+    "comes before the stable-tree search) and join the KSM page on the second.",
+    [spawn("a"), spawn("b"), spawn("c"),
+     *[s for p in "abc" for s in (mmap(p, "r", 4), fill(p, "r", 0, 4, 0x33))],
+     madvise("a", "r", 0, 4, M), scans(1), madvise("b", "r", 0, 4, M), scans(1), scans(1),
+     madvise("c", "r", 0, 4, M), scans(1), scans(1), scans(1)]))
+
+
+def _max_page_sharing(limit: int, pages: int, n_scans: int = 4) -> Scenario:
+    shared, sharing = selftest_pages_count(pages, limit)
+    return _identical_pages(
+        f"max_page_sharing_{limit}_of_{pages}",
+        f"{pages} identical pages with max_page_sharing={limit} "
+        f"({pages} % {limit} = {pages % limit}).  A full stable node is not "
+        "returned by the stable-tree search, so the next page pairs up in the "
+        "unstable tree and becomes a new dup of the same content (a chain once "
+        "there are two).  The selftest formula (assert_ksm_pages_count) gives "
+        f"pages_shared={shared}, pages_sharing={sharing}"
+        + (", and the lone leftover page stays unshared." if pages % limit == 1 else "."),
+        pages=pages, byte=0x5A, setup=[knob("max_page_sharing", limit)], n_scans=n_scans)
+
+
+max_page_sharing_2_of_10 = register(_max_page_sharing(2, 10))
+max_page_sharing_3_of_10 = register(_max_page_sharing(3, 10, n_scans=6))
+max_page_sharing_4_of_40 = register(_max_page_sharing(4, 40))
+max_page_sharing_5_of_23 = register(_max_page_sharing(5, 23))
+max_page_sharing_256_of_40 = register(_max_page_sharing(256, 40, n_scans=3))
+
+max_page_sharing_chain_collapse = register(Scenario(
+    "max_page_sharing_chain_collapse",
+    "A chain shrinks back to a plain stable node only when a search walks it.  "
+    "Six identical pages with max_page_sharing=2 form a chain of three full "
+    "dups; unmerging four of them empties two dups, which go at the next scan "
+    "(dups 3->1), but the chain stays: the two pages still merged are KSM "
+    "pages already in their node, and cmp_and_merge_page returns for them "
+    "before any stable-tree search.  A page of other content, made mergeable "
+    "later, searches the stable tree on its second visit; the walk passes the "
+    "chain (the root), prunes it (stable_node_chains_prune_millisecs=0: at "
+    "every walk) and, one dup being left, the dup replaces the chain "
+    "(chains 1->0, dups 1->0).",
+    [knob("max_page_sharing", 2), knob("stable_node_chains_prune_millisecs", 0), spawn("a"),
+     mmap("a", "r", 6), fill("a", "r", 0, 6, 0x61), mmap("a", "s", 1), fill("a", "s", 0, 1, 0x62),
+     madvise("a", "r", 0, 6, M), scans(2), madvise("a", "r", 2, 4, "MADV_UNMERGEABLE"),
+     scans(1), scans(1), madvise("a", "s", 0, 1, M), scans(1), scans(1)]))
+
+zero_and_read_faulted_pages = register(Scenario(
+    "zero_and_read_faulted_pages",
+    "Zero-filled pages under both use_zero_pages settings, beside read-faulted "
+    "pages.  With use_zero_pages=0 four written zero pages merge into an "
+    "ordinary KSM page of zeros (shared 1, sharing 3); four read-faulted pages "
+    "map the shared zero page, get no rmap_item and are never scanned.  After "
+    "use_zero_pages=1 new zero pages go to the zero page instead "
+    "(ksm_zero_pages, not shared/sharing), while the existing KSM page of "
+    "zeros stays a KSM page.  A zero byte written into a read-faulted page "
+    "makes a real page of zeros that then goes to the zero page too.",
+    [spawn("a"), mmap("a", "r", 8), fill("a", "r", 0, 4, 0), touch_read("a", "r", 4, 4),
+     madvise("a", "r", 0, 8, M), scans(1), scans(1), knob("use_zero_pages", 1),
+     mmap("a", "q", 4), fill("a", "q", 0, 4, 0), madvise("a", "q", 0, 4, M), scans(1), scans(1),
+     poke("a", "r", 4, 0, 0), scans(1), scans(1), scans(1)]))
+
+
+def _volatile_rewrites(name: str, smart: int) -> Scenario:
+    steps = [knob("smart_scan", smart), spawn("a"), mmap("a", "r", 5),
+             fill("a", "r", 0, 2, 0x44), fill("a", "r", 2, 3, 0x45), madvise("a", "r", 0, 5, M)]
+    for i in range(1, 13):
+        # pages 2 and 3 get a never-seen byte before every scan; page 4 is
+        # rewritten with the byte it already holds (no change of checksum)
+        steps += [poke("a", "r", 2, 100, i), poke("a", "r", 3, 7, 0x80 + i),
+                  poke("a", "r", 4, 0, 0x45), scans(1)]
+    return Scenario(name, steps=steps, description=(
+        f"Volatile pages, smart_scan={smart}.  Two pages rewritten with new content "
+        "before every one of 12 scans never pass the checksum test (the checksum "
+        "is compared with the previous visit's), so they never leave "
+        "pages_volatile; a page rewritten with the bytes it already holds is "
+        "stable and goes to the unstable tree; two identical pages merge."
+        + (" Smart scan ages and skips the two volatile pages and the lone "
+           "stable one (pages_skipped grows), and a skipped item is volatile "
+           "too, so the rewritten pages still never leave volatile."
+           if smart else " With smart_scan=0 nothing is ever skipped.")))
+
+
+volatile_rewrites = register(_volatile_rewrites("volatile_rewrites", 1))
+volatile_rewrites_no_smart_scan = register(_volatile_rewrites("volatile_rewrites_no_smart_scan", 0))
+
+smart_scan_off = register(Scenario(
+    "smart_scan_off",
+    "smart_scan=0: sixteen distinct pages are visited in every one of 12 scans "
+    "(pages_skipped stays 0 and all 16 stay unshared), unlike smart_scan_unique.",
+    [knob("smart_scan", 0), spawn("a"), mmap("a", "r", 16), unique("a", "r", 0, 16, 1),
+     madvise("a", "r", 0, 16, M), *[scans(1)] * 12]))
+
+smart_scan_after_cow = register(Scenario(
+    "smart_scan_after_cow",
+    "Smart scan ages only non-KSM pages and never resets age.  Four identical "
+    "and eight distinct pages; the distinct ones follow the skip schedule "
+    "(visited in scans 1-4, 6, 9, 14...) while the KSM ones are never skipped.  "
+    "A merged page COWed after scan 6 with distinct content resumes aging from "
+    "the age it had when it merged (2), so it is visited twice more and then "
+    "skipped once, not from a fresh start.",
+    [spawn("a"), mmap("a", "r", 12), fill("a", "r", 0, 4, 0x77), unique("a", "r", 4, 8, 1),
+     madvise("a", "r", 0, 12, M), *[scans(1)] * 6, poke("a", "r", 1, 0, 0x78),
+     *[scans(1)] * 10]))
+
+run2_unmerges_everything = register(Scenario(
+    "run2_unmerges_everything",
+    "run=2 is synchronous: it unmerges every KSM page and KSM zero page of every "
+    "mm, frees every rmap_item and stable node, and sets full_scans to 0 at "
+    "once (pages_scanned and pages_skipped keep counting).  The mms stay "
+    "registered and VM_MERGEABLE, a second run=2 changes nothing, and after it "
+    "the first-scan rule starts over: two scans to merge again.",
+    [knob("use_zero_pages", 1), spawn("a"), spawn("b"), mmap("a", "r", 3), mmap("b", "r", 5),
+     fill("a", "r", 0, 3, 0x21), fill("b", "r", 0, 3, 0x21), fill("b", "r", 3, 2, 0),
+     madvise("a", "r", 0, 3, M), madvise("b", "r", 0, 5, M), scans(3), run(2), run(2), run(0),
+     scans(1), scans(1)]))
+
+
+# ---------------------------------------------------------------------------
+# The kernel selftests (tools/testing/selftests/mm), step by step as far as the
+# scenario format goes; research/ksm-kernel.md section 6 lists them.
+# ---------------------------------------------------------------------------
+
+def _ksm_tests(name: str, description: str, pages: int, byte: int, setup=(),
+               mode: str = "madvise", after=()) -> Scenario:
+    """ksm_tests.c: run=2, allocate_memory (mmap, memset, mprotect), then
+    ksm_merge_pages (opt in, run=1, wait for 2 full scans)."""
+    return Scenario(name, description, [*setup, spawn("t"),
+                                        *_merge_range("t", "map", pages, byte, mode=mode), *after])
+
+
+ksm_tests_merge = register(_ksm_tests(
+    "ksm_tests_merge",
+    "ksm_tests -M -p 10 (CHECK_KSM_MERGE): ten pages of '*' after run=2 and two "
+    "full scans; assert_ksm_pages_count(10) wants pages_shared=1, pages_sharing=9.",
+    10, ord("*")))
+
+ksm_tests_merge_prctl = register(_ksm_tests(
+    "ksm_tests_merge_prctl",
+    "ksm_tests -M -p 10 -t 1: the same merge with PR_SET_MEMORY_MERGE instead of "
+    "madvise (every anonymous VMA becomes mergeable; ksm_merge_any yes); "
+    "assert_ksm_pages_count(10) wants pages_shared=1, pages_sharing=9.",
+    10, ord("*"), mode="prctl"))
+
+ksm_tests_unmerge = register(_ksm_tests(
+    "ksm_tests_unmerge",
+    "ksm_tests -U (CHECK_KSM_UNMERGE): two merged pages of '*', then byte 0 of "
+    "page 0 set to '-' and of page 1 to '+' (a COW of the KSM page on each).  "
+    "Counters lag until ksmd's next scan; after it assert_ksm_pages_count(0) "
+    "wants pages_shared=0, pages_sharing=0.",
+    2, ord("*"), after=[poke("t", "map", 0, 0, ord("-")), poke("t", "map", 1, 0, ord("+")),
+                        scans(1)]))
+
+ksm_tests_zero_pages_0 = register(_ksm_tests(
+    "ksm_tests_zero_pages_0",
+    "ksm_tests -Z -p 10 -z 0: with use_zero_pages=0 ten zero-filled pages merge "
+    "into one ordinary KSM page; assert_ksm_pages_count(10) wants "
+    "pages_shared=1, pages_sharing=9 (ksm_zero_pages 0).",
+    10, 0, setup=[knob("use_zero_pages", 0)]))
+
+ksm_tests_zero_pages_1 = register(_ksm_tests(
+    "ksm_tests_zero_pages_1",
+    "ksm_tests -Z -p 10 -z 1: with use_zero_pages=1 ten zero-filled pages are "
+    "mapped to the zero page; assert_ksm_pages_count(0) wants pages_shared=0, "
+    "pages_sharing=0, and ksm_zero_pages counts the ten.",
+    10, 0, setup=[knob("use_zero_pages", 1)]))
+
+#: ksm_tests -C uses 4000 pages = 2000 pairs.
+COW_PAIRS = 2000
+
+ksm_tests_cow_pairs = register(Scenario(
+    "ksm_tests_cow_pairs",
+    f"ksm_tests -C (KSM_COW_TIME), {COW_PAIRS} identical pairs: every pair has "
+    "its own content, so the pairs merge into one KSM page each "
+    f"(pages_shared={COW_PAIRS}, pages_sharing={COW_PAIRS}; the selftest times "
+    "this and the writes).  Pairs are page i of two regions (the selftest "
+    "uses adjacent pages; the scan order differs, not the counts).  Then the "
+    "first page of every pair is rewritten (COW): each KSM page keeps one "
+    "mapper and stays shared, sharing drops to 0 at the next scan.",
+    [run(2), spawn("t"), mmap("t", "a", COW_PAIRS), mmap("t", "b", COW_PAIRS),
+     unique("t", "a", 0, COW_PAIRS, 1), unique("t", "b", 0, COW_PAIRS, 1),
+     madvise("t", "a", 0, COW_PAIRS, M), madvise("t", "b", 0, COW_PAIRS, M), scans(2),
+     unique("t", "a", 0, COW_PAIRS, 2), scans(1), scans(1)]))
+
+ksm_tests_merge_time = register(_ksm_tests(
+    "ksm_tests_merge_time",
+    "ksm_tests -P -s 100 (KSM_MERGE_TIME): 100 MiB = 25600 pages of '*' merged "
+    "in two full scans (the selftest only times it).  With max_page_sharing=256 "
+    "the formula gives pages_shared=100, pages_sharing=25500: one chain of 100 "
+    "dups.",
+    25600, ord("*")))
+
+FUNCTIONAL_PAGES = 512   # 2 MiB, the size every ksm_functional_tests case maps
+
+ksm_functional_unmerge = register(Scenario(
+    "ksm_functional_unmerge",
+    "ksm_functional_tests test_unmerge: 512 pages of 0xcf merged, then "
+    "MADV_UNMERGEABLE on all.  The selftest asserts no PFN is mapped twice; "
+    "the counters show it lazily: merging pages stay until the next scan "
+    "drops every item of the no-longer-mergeable range.",
+    [spawn("t"), *_merge_range("t", "map", FUNCTIONAL_PAGES, 0xCF),
+     madvise("t", "map", 0, FUNCTIONAL_PAGES, "MADV_UNMERGEABLE"), scans(1)]))
+
+ksm_functional_unmerge_zero_pages = register(Scenario(
+    "ksm_functional_unmerge_zero_pages",
+    "ksm_functional_tests test_unmerge_zero_pages: use_zero_pages=1, 512 zero "
+    "pages merged; the selftest asserts ksm_stat ksm_zero_pages == 512, then "
+    "256 after MADV_UNMERGEABLE of the first half, then 0 after writing a "
+    "distinct value into each page of the second half (these change at once, "
+    "not lazily).",
+    [knob("use_zero_pages", 1), spawn("t"), *_merge_range("t", "map", FUNCTIONAL_PAGES, 0),
+     madvise("t", "map", 0, FUNCTIONAL_PAGES // 2, "MADV_UNMERGEABLE"),
+     unique("t", "map", FUNCTIONAL_PAGES // 2, FUNCTIONAL_PAGES // 2, 1), scans(1)]))
+
+ksm_functional_unmerge_discarded = register(Scenario(
+    "ksm_functional_unmerge_discarded",
+    "ksm_functional_tests test_unmerge_discarded: 512 merged pages, MADV_DONTNEED "
+    "on the first half (pte_none holes), then MADV_UNMERGEABLE on all: unmerge "
+    "tolerates the holes (the selftest asserts no PFN is mapped twice).",
+    [spawn("t"), *_merge_range("t", "map", FUNCTIONAL_PAGES, 0xCF),
+     madvise("t", "map", 0, FUNCTIONAL_PAGES // 2, "MADV_DONTNEED"),
+     madvise("t", "map", 0, FUNCTIONAL_PAGES, "MADV_UNMERGEABLE"), scans(1)]))
+
+ksm_functional_prot_none = register(Scenario(
+    "ksm_functional_prot_none",
+    "ksm_functional_tests test_prot_none: 512 pages of 0x11 made PROT_NONE "
+    "before MADV_MERGEABLE still merge (ksmd does not care about protection).  "
+    "The selftest writes a distinct int into each page of the first half "
+    "through /proc/self/mem (a forced COW); here that half is made writable "
+    "again and written.  MADV_UNMERGEABLE then unshares the PROT_NONE half.",
+    [spawn("t"), *_merge_range("t", "map", FUNCTIONAL_PAGES, 0x11, prot="none"),
+     mprotect("t", "map", 0, FUNCTIONAL_PAGES // 2, "rw"),
+     unique("t", "map", 0, FUNCTIONAL_PAGES // 2, 1),
+     madvise("t", "map", FUNCTIONAL_PAGES // 2, FUNCTIONAL_PAGES // 2, "MADV_UNMERGEABLE"),
+     scans(1)]))
+
+ksm_functional_prctl = register(Scenario(
+    "ksm_functional_prctl",
+    "ksm_functional_tests test_prctl: PR_SET_MEMORY_MERGE 1 then 0; the selftest "
+    "reads PR_GET_MEMORY_MERGE (1, then 0), ksm_stat shows it as ksm_merge_any "
+    "yes, then no.",
+    [spawn("t"), prctl_merge("t", 1), prctl_merge("t", 0)]))
+
+ksm_functional_prctl_fork = register(Scenario(
+    "ksm_functional_prctl_fork",
+    "ksm_functional_tests test_prctl_fork: PR_SET_MEMORY_MERGE 1, fork; the "
+    "child inherits it (ksm_merge_any yes) and a 512-page range it maps "
+    "merges without madvise (mode NONE): the child's ksm_merging_pages > 0.",
+    [spawn("t"), prctl_merge("t", 1), fork("t", "child"),
+     *_merge_range("child", "map", FUNCTIONAL_PAGES, 0xCF, mode="none"),
+     exit("child"), prctl_merge("t", 0)]))
+
+ksm_functional_prctl_unmerge = register(Scenario(
+    "ksm_functional_prctl_unmerge",
+    "ksm_functional_tests test_prctl_unmerge: 512 pages merged through "
+    "PR_SET_MEMORY_MERGE 1; PR_SET_MEMORY_MERGE 0 unmerges them at once "
+    "(the selftest asserts no PFN is mapped twice) and the next scan drops "
+    "every item.",
+    [spawn("t"), *_merge_range("t", "map", FUNCTIONAL_PAGES, 0xCF, mode="prctl"),
+     prctl_merge("t", 0), scans(1)]))
+
+ksm_functional_fork_merging_page_count = register(Scenario(
+    "ksm_functional_fork_merging_page_count",
+    "ksm_functional_tests test_fork_ksm_merging_page_count (6.18): after 512 "
+    "pages merged, a forked child has ksm_merging_pages 0 (and no rmap_items): "
+    "ksm_fork zeroes the counters it would otherwise copy from the parent.",
+    [spawn("t"), *_merge_range("t", "map", FUNCTIONAL_PAGES, 0xCF), fork("t", "child"),
+     exit("child"), scans(1)]))
+
+ksm_functional_fork_global_zero_pages_count = register(Scenario(
+    "ksm_functional_fork_global_zero_pages_count",
+    "test_fork_global_ksm_zero_pages_count (posted with the 2025 fork fix; the "
+    "test itself was dropped from v3): with use_zero_pages=1, 512 zero pages "
+    "merged, fork (the global ksm_zero_pages counts the child's inherited "
+    "zero-page PTEs too), the child writes run=2 and exits: the global "
+    "ksm_zero_pages ends where it started.",
+    [knob("use_zero_pages", 1), spawn("t"), run(2),
+     *_merge_range("t", "map", FUNCTIONAL_PAGES, 0), fork("t", "child"), run(2),
+     exit("child")]))
+
+
+# ---------------------------------------------------------------------------
 # Random scenarios: differential testing of the simulator against the kernel
 # ---------------------------------------------------------------------------
 
@@ -236,3 +571,23 @@ def random_scenario(seed: int, steps: int = 25, max_pages: int = 8) -> Scenario:
     if not any(isinstance(s, Scans) for s in out[-3:]):
         out.append(Scans(2))
     return Scenario(f"random_{seed}", f"random_scenario({seed}, {steps}, {max_pages})", out)
+
+
+#: Knob settings a random scenario may start with (``random_scenario_with_knobs``),
+#: so that use_zero_pages, smart_scan=0 and small max_page_sharing limits shape the
+#: whole run, not only the steps after a random ``knob`` step.
+RANDOM_KNOB_PRESETS = (
+    (),
+    (knob("use_zero_pages", 1),),
+    (knob("smart_scan", 0),),
+    (knob("max_page_sharing", 2),),
+    (knob("max_page_sharing", 3), knob("use_zero_pages", 1)),
+)
+
+
+def random_scenario_with_knobs(seed: int, steps: int = 25, max_pages: int = 8) -> Scenario:
+    """:func:`random_scenario` behind the knob preset ``seed % len(RANDOM_KNOB_PRESETS)``."""
+    base = random_scenario(seed, steps, max_pages)
+    preset = RANDOM_KNOB_PRESETS[seed % len(RANDOM_KNOB_PRESETS)]
+    knobs = ", ".join(s.describe() for s in preset)
+    return Scenario(base.name, f"{base.description} after [{knobs}]", (*preset, *base.steps))

@@ -109,6 +109,70 @@ def prot_to_vm_flags(prot: int) -> int:
     return f
 
 
+class VmaList(list):
+    """mm->mm_mt: the VMAs sorted by start, with their starts kept alongside.
+
+    find_vma() bisects ``starts`` instead of building a list of starts per lookup
+    (ksmd looks a VMA up for every merge).  The list methods that add or remove VMAs
+    keep ``starts`` in step.  A VMA's start does not change while it is on the list
+    (__split_vma() sets the new half's start before inserting it); find_vma() checks
+    the entry it lands on and rebuilds ``starts`` if one ever did.
+    """
+    __slots__ = ("starts",)
+
+    def __init__(self, vmas=()):
+        super().__init__(vmas)
+        self.starts = [v.start for v in self]
+
+    def _rebuild(self) -> None:
+        self.starts = [v.start for v in self]
+
+    def insert(self, i, vma) -> None:
+        super().insert(i, vma)
+        self.starts.insert(i, vma.start)
+
+    def append(self, vma) -> None:
+        super().append(vma)
+        self.starts.append(vma.start)
+
+    def remove(self, vma) -> None:
+        del self[self.index(vma)]
+
+    def __delitem__(self, i) -> None:
+        super().__delitem__(i)
+        del self.starts[i]
+
+    def pop(self, i=-1):
+        vma = super().pop(i)
+        del self.starts[i]
+        return vma
+
+    def clear(self) -> None:
+        super().clear()
+        self.starts.clear()
+
+    def __setitem__(self, i, value) -> None:
+        super().__setitem__(i, value)
+        self._rebuild()
+
+    def __iadd__(self, other):
+        super().__iadd__(other)
+        self._rebuild()
+        return self
+
+    def extend(self, other) -> None:
+        super().extend(other)
+        self._rebuild()
+
+    def sort(self, *args, **kwargs) -> None:
+        super().sort(*args, **kwargs)
+        self._rebuild()
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._rebuild()
+
+
 class MM:
     """mm_struct: page tables, the VMA list, KSM flags and per-mm KSM counters."""
 
@@ -118,7 +182,7 @@ class MM:
         self.page_size = machine.page_size
         self.page_shift = machine.page_shift
         self.pagetables = PageTables(machine.memory, self.page_shift)
-        self.vmas: list[VMA] = []           # sorted by start
+        self.vmas: VmaList = VmaList()      # sorted by start
         self.flags = 0                      # MMF_*
         self.mm_users = 1
         self.ksm_merging_pages = 0
@@ -130,13 +194,15 @@ class MM:
     # --- VMA lookup ---
     def find_vma(self, address: int) -> VMA | None:
         """The VMA that contains ``address``, or None."""
-        i = bisect.bisect_right(self._starts(), address) - 1
-        if i >= 0 and self.vmas[i].end > address:
-            return self.vmas[i]
-        return None
-
-    def _starts(self):
-        return [v.start for v in self.vmas]
+        vmas = self.vmas
+        i = bisect.bisect_right(vmas.starts, address) - 1
+        if i < 0:
+            return None
+        vma = vmas[i]
+        if vma.start != vmas.starts[i]:         # a start changed in place: re-index
+            vmas._rebuild()
+            return self.find_vma(address)
+        return vma if vma.end > address else None
 
     def vmas_in(self, start: int, end: int) -> list[VMA]:
         return [v for v in self.vmas if v.start < end and v.end > start]
