@@ -131,6 +131,7 @@ def do_wp_page(mm, vma, address: int, pte: int, unshare: bool = False):
         if page.flags & PG_ksm:       # 5.1-5.8 reuse_ksm_page(): it stops being KSM
             page.flags &= ~PG_ksm
             page.mapping = vma.anon_vma
+            mem.ksm_pages_gone += 1
         page.flags |= PG_anon_exclusive
         if unshare:
             return page

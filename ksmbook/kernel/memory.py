@@ -80,6 +80,9 @@ class PhysicalMemory:
         self.zero_page = Page(ZERO_PFN, 0, bytes(page_size))
         self.zero_page.flags = PG_zero
         self.zero_page.refcount = 1             # reserved forever, like the kernel's
+        # frames that stopped being KSM pages behind mm/ksm's back (freed, or reused by
+        # do_wp_page): KSM's stable-tree shortcut must look at its nodes again
+        self.ksm_pages_gone = 0
 
     def pfn_to_page(self, pfn: int) -> Page:
         if pfn == ZERO_PFN:
@@ -129,6 +132,8 @@ class PhysicalMemory:
         self._free[page.nid].append(page.pfn)
         # A freed KSM page keeps no link to its stable node: the node goes stale and
         # KSM finds out lazily (ksm_get_folio), exactly like the keyhole reference.
+        if page.flags & PG_ksm:
+            self.ksm_pages_gone += 1
         page.flags = 0
         page.mapping = None
         self.machine.mapping_seq += 1       # what KSM remembered about this frame is void

@@ -27,8 +27,6 @@ era rule that made the call happen.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from .events import NotifierCall, PteChange
 
 OPS = ("release", "clear_flush_young", "clear_young", "test_young", "change_pte",
@@ -187,6 +185,8 @@ class MmuNotifierSubscriptions:
         sites used the plain one from 4.15 (0f10851ea475) and relied on range_end.
         KVM implements neither op, so the KVM story is unaffected.
         """
+        if not self.list:
+            return
         prof = self._machine.profile
         if prof.arch_invalidate_secondary_tlbs:
             self._call("arch_invalidate_secondary_tlbs", start, end, site,
@@ -234,21 +234,30 @@ def ptep_clear_flush(mm, address: int, site: str) -> int:
     return old
 
 
-@contextmanager
-def pte_notify_bracket(mm, start: int, end: int, site: str):
+class pte_notify_bracket:
     """invalidate_range_start/end around a set_pte_at_notify site, from 3.7 on.
 
     6bdb913f0a70 added the bracket so that notifiers could sleep (RDMA on-demand
     paging); before it the site was unbracketed and change_pte alone told KVM.  The
     bracket outlived change_pte: 6.10 keeps start/end and calls set_pte_at inside.
+    (A small class rather than a generator: ksmd enters two per merge.)
     """
-    prof = mm.machine.profile
-    bracketed = prof.bracket_set_pte_at_notify and mm.notifiers.list
-    rule = RULE_BRACKET if prof.change_pte else RULE_BRACKET_NO_CHANGE_PTE
-    if bracketed:
-        mm.notifiers.invalidate_range_start(start, end, site, "clear", rule)
-    try:
-        yield
-    finally:
-        if bracketed:
-            mm.notifiers.invalidate_range_end(start, end, site, "clear", rule)
+    __slots__ = ("mm", "start", "end", "site", "rule")
+
+    def __init__(self, mm, start: int, end: int, site: str):
+        prof = mm.machine.profile
+        # None: no bracket (the era has none, or no notifier is registered)
+        self.mm = mm if prof.bracket_set_pte_at_notify and mm.notifiers.list else None
+        self.start, self.end, self.site = start, end, site
+        self.rule = RULE_BRACKET if prof.change_pte else RULE_BRACKET_NO_CHANGE_PTE
+
+    def __enter__(self):
+        if self.mm is not None:
+            self.mm.notifiers.invalidate_range_start(self.start, self.end, self.site, "clear",
+                                                     self.rule)
+
+    def __exit__(self, *exc) -> bool:
+        if self.mm is not None:
+            self.mm.notifiers.invalidate_range_end(self.start, self.end, self.site, "clear",
+                                                   self.rule)
+        return False

@@ -9,22 +9,14 @@ from __future__ import annotations
 import struct
 
 try:
-    from xxhash import xxh64_intdigest
+    from xxhash import xxh64_intdigest as xxh64
 except ImportError:  # pragma: no cover - JupyterLite without the wheel
-    xxh64_intdigest = None
+    xxh64 = None
 
 
 def xxhash_u32(data) -> int:
     """xxhash(addr, PAGE_SIZE, 0) as calc_checksum() stores it: xxh64, low 32 bits."""
-    if xxh64_intdigest is None:
-        return _xxh64_py(bytes(data)) & 0xFFFFFFFF
-    return xxh64_intdigest(data) & 0xFFFFFFFF
-
-
-if xxh64_intdigest is not None:     # the same function without the fallback test (hot)
-    def xxhash_u32(data, _xxh64=xxh64_intdigest) -> int:  # noqa: F811
-        """xxhash(addr, PAGE_SIZE, 0) as calc_checksum() stores it: xxh64, low 32 bits."""
-        return _xxh64(data) & 0xFFFFFFFF
+    return xxh64(data) & 0xFFFFFFFF
 
 
 def _rol32(x, r):
@@ -115,3 +107,9 @@ def _xxh64_py(data: bytes, seed: int = 0) -> int:
     h = (h * _P3) & _M64
     h ^= h >> 32
     return h
+
+
+if xxh64 is None:  # pragma: no cover - JupyterLite without the wheel
+    def xxh64(data) -> int:
+        """xxh64 with seed 0, in pure Python (slow; only without the xxhash wheel)."""
+        return _xxh64_py(bytes(data))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..memory import PG_anon, PG_ksm
 from ..pagetable import _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, PTE_PFN_SHIFT
-from .checksum import jhash2, xxhash_u32
+from .checksum import jhash2, xxh64
 from .structs import KsmRmapItem
 
 
@@ -31,7 +31,9 @@ class ScanMixin:
 
     def calc_checksum(self, page) -> int:
         """calc_checksum(): xxhash64 of the page cut to 32 bits (5.0+), jhash2 before."""
-        return (xxhash_u32 if self.profile.ksm_xxhash_checksum else jhash2)(page.data)
+        if self.profile.ksm_xxhash_checksum:
+            return xxh64(page.data) & 0xFFFFFFFF          # xxhash_u32(), inlined: hot
+        return jhash2(page.data)
 
     # --- rmap_item lists ---
     def get_next_rmap_item(self, slot, link, address):
@@ -144,12 +146,16 @@ class ScanMixin:
                         scan.address = vma.end
                     # the page walk, with the cursor in locals (stored back to yield)
                     address, end, link = scan.address, vma.end, scan.rmap_list
+                    table_key, entries = -1, None
                     while address < end:
-                        table = leaves.get(address >> table_shift)
-                        if table is None:       # no PTE table: nothing mapped up to its end
-                            address = min(end, ((address >> table_shift) + 1) << table_shift)
-                            continue
-                        pte = table.entries[(address >> page_shift) & 511]
+                        if address >> table_shift != table_key:     # the next PTE table
+                            table_key = address >> table_shift
+                            table = leaves.get(table_key)
+                            if table is None:   # none here: nothing mapped up to its end
+                                address = min(end, (table_key + 1) << table_shift)
+                                continue
+                            entries = table.entries
+                        pte = entries[(address >> page_shift) & 511]
                         page = None
                         if pte & _PRESENT_OR_PROTNONE and not pte & _PAGE_SPECIAL:
                             page = pages.get((pte & PTE_PFN_MASK) >> PTE_PFN_SHIFT)
@@ -207,7 +213,10 @@ class ScanMixin:
             if self.try_to_merge_with_zero_page(item, page) == 0:
                 return
 
-        kfolio = self.stable_tree_search(page)
+        # the 6.11+ order has just checked the checksum: stable_tree_search() may use it
+        checksum = item.oldchecksum if stable_node is None and \
+            self.profile.ksm_checksum_before_stable_search else None
+        kfolio = self.stable_tree_search(page, checksum)
         if kfolio is page and item.head is stable_node:
             return
         self.remove_rmap_item_from_tree(item)
@@ -264,13 +273,14 @@ class ScanMixin:
             return done
         machine = self.machine
         count_scanned = self.profile.ksm_pages_scanned
+        cmp_and_merge_page = self.cmp_and_merge_page
         for item, page in self.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
             # cmp_and_merge_page() remaps only ``item`` (never in the unstable tree
             # while it runs) and the tree item it merges with (which leaves the tree,
             # or keeps its page when the merge fails), so the unstable tree's
             # remembered pages stay right across it (see unstable_tree.py)
             valid = self.unstable_valid_seq == machine.mapping_seq
-            self.cmp_and_merge_page(page, item)
+            cmp_and_merge_page(page, item)
             if valid:
                 self.unstable_valid_seq = machine.mapping_seq
             done += 1

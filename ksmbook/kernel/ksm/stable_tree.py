@@ -6,14 +6,28 @@ of mm/ksm.c (6.11+ text).  Nodes hold no page reference: ksm_get_folio() peeps a
 the page's ``mapping`` to see whether it still points back at the node, and a
 stale node is removed on the spot.
 
-ksmbook's one shortcut here: stable_node_dup() without pruning is a pure function
-of the chain's dups (their order, pages and rmap_hlist_len) and max_page_sharing,
-and once it has run it changes nothing when run again.  So its answer is kept on
-the chain (``dup_memo``) and reused while neither ``Ksm.stable_seq`` (bumped by
-every change this module and remove_rmap_item_from_tree() make to nodes, dups and
-their lists) nor ``Machine.mapping_seq`` (PTE writes and frees: how a KSM page
-goes away) has moved.  Every unique page visits the stable tree once per scan, and
-a chain whose dups are all full would otherwise be walked dup by dup each time.
+Every page whose checksum held still visits the stable tree once per scan, so
+ksmbook takes two shortcuts here (off with ``Ksm.fastpath = False``; with
+``Ksm.check_fastpath = True`` each use asserts that the kernel's way agrees):
+
+1. stable_node_dup() without pruning is a pure function of the chain's dups (their
+   order, pages and rmap_hlist_len) and max_page_sharing, and once it has run it
+   changes nothing when run again.  So its answer is kept on the chain
+   (``dup_memo``) and reused until the chain's dup list or a dup's rmap_hlist_len
+   changes (every such place drops the memo: _chain_changed()), max_page_sharing
+   changes, or a KSM page goes away outside mm/ksm
+   (``PhysicalMemory.ksm_pages_gone``).  A chain whose dups are all full is
+   otherwise walked dup by dup at every visit.
+2. A page whose content no KSM page has: stable_tree_search() walks down to a leaf
+   and returns NULL.  On its way it can only change the tree by pruning a stale
+   node, collapsing or freeing a chain, moving a chain's best dup first, or
+   pruning a chain whose time has come.  While none of these can happen anywhere
+   in the tree (every node checked by _stable_index_build(), kept up to date by
+   stable_tree_append() and stable_tree_insert(), dropped by any other change, by
+   a KSM page going away outside mm/ksm (``PhysicalMemory.ksm_pages_gone``) and
+   by the earliest chain prune time), the set of the KSM pages' checksums answers
+   instead: a checksum not in it means no equal page, and the walk would have
+   returned NULL and changed nothing.
 """
 from __future__ import annotations
 
@@ -36,9 +50,16 @@ class StableTreeMixin:
         """__is_page_sharing_candidate(): has a mapping left and room for one more."""
         return node.rmap_hlist_len != 0 and node.rmap_hlist_len + offset < self.max_page_sharing
 
+    @staticmethod
+    def _chain_changed(node) -> None:
+        """A dup list or a dup's rmap_hlist_len changed: forget the chain's dup_memo."""
+        if node.head == STABLE_NODE_DUP_HEAD:
+            node.chain.dup_memo = None
+
     def stable_node_chain_add_dup(self, dup, chain) -> None:
         dup.head = STABLE_NODE_DUP_HEAD
         dup.chain = chain
+        chain.dup_memo = None
         chain.hlist.insert(0, dup)
         self.stable_node_dups += 1
         self.stable_seq += 1
@@ -46,6 +67,7 @@ class StableTreeMixin:
                    f"stable_node#{dup.id} joins chain#{chain.id} ({len(chain.hlist)} dups)")
 
     def __stable_node_dup_del(self, dup) -> None:
+        dup.chain.dup_memo = None
         dup.chain.hlist.remove(dup)
         dup.chain = None
         self.stable_node_dups -= 1
@@ -117,8 +139,8 @@ class StableTreeMixin:
         if not prune or now < chain.chain_prune_time + self.stable_node_chains_prune_millisecs:
             prune = False
             memo = chain.dup_memo
-            if memo is not None and memo[0] == self.stable_seq and \
-                    memo[1] == self.machine.mapping_seq and self.fastpath:
+            if memo is not None and memo[0] == self.memory.ksm_pages_gone and \
+                    memo[1] == self.max_page_sharing and self.fastpath:
                 if self.check_fastpath:
                     self.check_dup_memo(chain)
                 return memo[2], memo[3], chain
@@ -154,7 +176,8 @@ class StableTreeMixin:
                 chain.hlist.insert(0, found)
                 self.stable_seq += 1
             if not prune:       # a second call now would give this answer and change nothing
-                chain.dup_memo = (self.stable_seq, self.machine.mapping_seq, tree_folio, found)
+                chain.dup_memo = (self.memory.ksm_pages_gone, self.max_page_sharing,
+                                  tree_folio, found)
         else:
             self.free_stable_node_chain(chain, root)
         return tree_folio, found, chain
@@ -184,13 +207,118 @@ class StableTreeMixin:
             return self.ksm_get_folio(node), node, node
         return self.stable_node_dup(node, root, prune)
 
+    # --- shortcut 2: content that no KSM page has ---
+    _stable_keys = None         # checksums (| nid << 32) of every top node's page, or None
+    _stable_seen_seq = -1       # the stable_seq and ksm_pages_gone the keys are good for
+    _stable_seen_gone = -1
+    _stable_deadline = 0        # the earliest jiffies_ms at which some chain is pruned
+    _stable_quiet = 0           # searches since the tree last changed (when to rebuild)
+
+    def _stable_keys_hold(self) -> bool:
+        return self._stable_keys is not None and self._stable_seen_seq == self.stable_seq \
+            and self._stable_seen_gone == self.memory.ksm_pages_gone \
+            and self.machine.clock_ns // 1_000_000 < self._stable_deadline
+
+    def _stable_seen_now(self) -> None:
+        self._stable_seen_seq, self._stable_seen_gone = self.stable_seq, self.memory.ksm_pages_gone
+
+    def _stable_top_folio(self, top, pages):
+        """The page a descent compares with at ``top``, if passing ``top`` can change
+        nothing: no stale page, and a chain has two or more dups, its best one first."""
+        if top.rmap_hlist_len != STABLE_NODE_CHAIN:
+            page = pages.get(top.kpfn)
+            return page if page is not None and page.mapping is top and \
+                page.flags & PG_ksm else None
+        hlist = top.hlist
+        if len(hlist) < 2:
+            return None
+        found = folio = None
+        for dup in hlist:                    # stable_node_dup() without pruning
+            page = pages.get(dup.kpfn)
+            if page is None or page.mapping is not dup or not page.flags & PG_ksm:
+                return None
+            if found is None or self.is_page_sharing_candidate(dup):
+                found, folio = dup, page
+                if self.is_page_sharing_candidate(dup):
+                    break
+        if hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
+            return None
+        return folio
+
+    def _stable_key(self, folio, nid: int) -> int:
+        checksum = self.calc_checksum(folio)
+        return checksum | nid << 32 if nid else checksum
+
+    def _stable_index_build(self) -> None:
+        """Check every top node and collect the checksums (shortcut 2), or give up."""
+        self._stable_quiet = 0
+        self._stable_keys = None
+        pages = self.memory.pages
+        keys, deadline = set(), 1 << 62
+        for nid, root in enumerate(self.root_stable_tree):
+            for top in root:
+                folio = self._stable_top_folio(top, pages)
+                if folio is None:
+                    return
+                if top.rmap_hlist_len == STABLE_NODE_CHAIN:
+                    deadline = min(deadline, top.chain_prune_time +
+                                   self.stable_node_chains_prune_millisecs)
+                keys.add(self._stable_key(folio, nid))
+        self._stable_keys, self._stable_deadline = keys, deadline
+        self._stable_seen_now()
+
+    def _stable_index_carry(self, top, key=None) -> None:
+        """``top`` just changed through stable_tree_append()/insert() while shortcut 2
+        held: keep it if ``top`` is still safe to pass (adding ``key``), else drop it."""
+        if self._stable_top_folio(top, self.memory.pages) is None:
+            self._stable_keys = None
+            return
+        if key is not None:
+            self._stable_keys.add(key)
+        if top.rmap_hlist_len == STABLE_NODE_CHAIN:
+            self._stable_deadline = min(self._stable_deadline, top.chain_prune_time +
+                                        self.stable_node_chains_prune_millisecs)
+        self._stable_seen_now()
+
+    def _stable_no_twin(self, page, nid: int, checksum: int) -> bool:
+        """Shortcut 2: True when stable_tree_search() would surely return NULL and
+        change nothing; otherwise the search walks the tree as the kernel does."""
+        keys = self._stable_keys
+        if keys is not None and self._stable_seen_seq == self.stable_seq and \
+                self._stable_seen_gone == self.memory.ksm_pages_gone and \
+                self.machine.clock_ns // 1_000_000 < self._stable_deadline:  # _keys_hold()
+            if (checksum | nid << 32 if nid else checksum) in keys:
+                return False
+            if self.check_fastpath:
+                seq = self.stable_seq
+                if self.stable_tree_search(page) is not None or self.stable_seq != seq:
+                    raise AssertionError("shortcut 2 skipped a stable tree walk that "
+                                         "found a page or changed the tree")
+            return True
+        if self._stable_seen_seq != self.stable_seq or \
+                self._stable_seen_gone != self.memory.ksm_pages_gone:
+            self._stable_seen_now()
+            self._stable_quiet, self._stable_keys = 0, None
+            return False
+        self._stable_quiet += 1
+        # rebuilding costs about one look per node: only after as many quiet searches
+        if self._stable_quiet > 8 + (self.stable_node_chains + self.ksm_pages_shared) // 4:
+            self._stable_index_build()
+        return False
+
     # --- search / insert / append ---
-    def stable_tree_search(self, page):
-        """stable_tree_search(): a KSM page with the same content that can take one more."""
+    def stable_tree_search(self, page, checksum: int | None = None):
+        """stable_tree_search(): a KSM page with the same content that can take one more.
+
+        ``checksum`` (ksmbook): the page's calc_checksum(), when the caller has just
+        computed it (6.11+ order), for shortcut 2.
+        """
         page_node = page.mapping if page.flags & PG_ksm else None
         if page_node is not None:
             return page                  # ksm page forked (no migrate_nodes in ksmbook)
-        nid = self.get_kpfn_nid(page.pfn)
+        nid = 0 if self.merge_across_nodes else self.memory.pfn_to_nid(page.pfn)  # get_kpfn_nid
+        if checksum is not None and self.fastpath and self._stable_no_twin(page, nid, checksum):
+            return None
         root = self.root_stable_tree[nid]
         data = page.data
         while True:                      # again:
@@ -226,6 +354,7 @@ class StableTreeMixin:
 
     def stable_tree_insert(self, kfolio):
         """stable_tree_insert(): a node for a new KSM page; a chain if the content exists."""
+        keys_held = self._stable_keys_hold()     # then the descent below changes nothing
         nid = self.get_kpfn_nid(kfolio.pfn)
         root = self.root_stable_tree[nid]
         data = kfolio.data
@@ -258,15 +387,24 @@ class StableTreeMixin:
             self.stable_node_chain_add_dup(dup, chain)
         kfolio.mapping = dup             # folio_set_stable_node()
         self.stable_seq += 1
+        if keys_held:
+            if need_chain:
+                self._stable_index_carry(chain)
+            else:
+                self._stable_index_carry(dup, self._stable_key(kfolio, nid))
         return dup
 
     def stable_tree_append(self, item, node, bypass: bool) -> None:
         """stable_tree_append(): the first item on a node is 'shared', later ones 'sharing'."""
+        keys_held = self._stable_keys_hold()
+        self._chain_changed(node)
         node.rmap_hlist_len += 1
         item.head = node
         item.flags |= STABLE_FLAG
         node.hlist.insert(0, item)
         self.stable_seq += 1
+        if keys_held:
+            self._stable_index_carry(node.chain if node.head == STABLE_NODE_DUP_HEAD else node)
         if len(node.hlist) > 1:
             self.ksm_pages_sharing += 1
         else:

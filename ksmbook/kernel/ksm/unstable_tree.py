@@ -45,6 +45,7 @@ class UnstableTreeMixin:
     _unstable_roots: list = None
     _unstable_lazy = False      # shortcut 2 on: the index answers, the rbtrees lag
     _unstable_log: list = ()    # pending insertions (items) and erasures ((item,))
+    _unstable_erased: list = ()  # the items of those erasures
 
     # --- the roots, settled before anyone sees them ---
     @property
@@ -63,14 +64,14 @@ class UnstableTreeMixin:
 
     def unstable_tree_reset(self) -> None:
         """The start of a full scan: each unstable root becomes empty again."""
-        for entry in self._unstable_log:
-            if entry.__class__ is tuple:     # erased, never settled: drop the bytes
-                entry[0].tree_data = None
+        for item in self._unstable_erased:   # erased, never settled: drop the bytes
+            item.tree_data = None
         roots = self._unstable_roots
         for nid in range(len(roots)):
             roots[nid] = RbRoot()
         self._unstable_log = []
-        self._unstable_index = {}            # (checksum | nid << 32) -> item
+        self._unstable_erased = []
+        self._unstable_index = {}            # checksum (| nid << 32 off node 0) -> item
         self._unstable_index_more = {}       # the same key, more items (checksum clashes)
         self._unstable_lazy = self.fastpath
         self._unstable_tree_seqnr = self.ksm_scan.seqnr & SEQNR_MASK
@@ -88,13 +89,16 @@ class UnstableTreeMixin:
     # --- search and insert ---
     def unstable_tree_search_insert(self, item, page):
         """unstable_tree_search_insert(): return (tree_item, tree_page) or insert ``item``."""
-        nid = self.get_kpfn_nid(page.pfn)
+        nid = 0 if self.merge_across_nodes else self.memory.pfn_to_nid(page.pfn)  # get_kpfn_nid
         data = page.data
         if self.fastpath and self.unstable_valid_seq == self.machine.mapping_seq:
             if self._unstable_lazy:
                 if self.check_fastpath:
                     return self._unstable_check_lazy(item, page, nid)
-                new = self._unstable_lookup(item, nid, data)
+                new = self._unstable_index.get(item.oldchecksum | nid << 32 if nid else
+                                               item.oldchecksum)
+                if new is not None and new.tree_data != data:       # a checksum clash
+                    new = self._unstable_lookup(item, nid, data)
                 if new is None:
                     self._unstable_insert(item, page, nid, None, False, None)
                     return None, None
@@ -126,7 +130,7 @@ class UnstableTreeMixin:
         item.nid = nid
         item.tree_data = page.data
         if root is None:
-            key = item.oldchecksum | nid << 32
+            key = item.oldchecksum | nid << 32 if nid else item.oldchecksum
             index = self._unstable_index
             if key in index:
                 self._unstable_index_more.setdefault(key, []).append(item)
@@ -145,7 +149,7 @@ class UnstableTreeMixin:
     def _unstable_lookup(self, item, nid, data):
         """Shortcut 2: the node whose bytes equal ``data``, or None.  The item's
         oldchecksum is the checksum of ``data`` (cmp_and_merge_page just checked)."""
-        key = item.oldchecksum | nid << 32
+        key = item.oldchecksum | nid << 32 if nid else item.oldchecksum
         node = self._unstable_index.get(key)
         if node is None or node.tree_data == data:
             return node
@@ -156,7 +160,7 @@ class UnstableTreeMixin:
 
     def _unstable_unindex(self, item) -> bool:
         """Take ``item`` out of shortcut 2's index; False if it was not there."""
-        key = item.oldchecksum | item.nid << 32
+        key = item.oldchecksum | item.nid << 32 if item.nid else item.oldchecksum
         index, more = self._unstable_index, self._unstable_index_more
         if index.get(key) is item:
             others = more.get(key)
@@ -183,7 +187,7 @@ class UnstableTreeMixin:
         put it; erased items let go of their bytes here.
         """
         log = self._unstable_log
-        self._unstable_log = []
+        self._unstable_log, self._unstable_erased = [], []
         roots = self._unstable_roots
         for entry in log:
             if entry.__class__ is tuple:
@@ -277,7 +281,8 @@ class UnstableTreeMixin:
             if self.ksm_get_folio(node) is None:
                 return                       # the stale node took the item with it
             node.hlist.remove(item)
-            self.stable_seq += 1                 # see stable_tree.py: dup_memo
+            self.stable_seq += 1                 # see stable_tree.py: the shortcuts
+            self._chain_changed(node)
             if node.hlist:
                 self.ksm_pages_sharing -= 1
             else:
@@ -294,6 +299,7 @@ class UnstableTreeMixin:
             if age == 0 and self._unstable_lazy:
                 if self._unstable_unindex(item):
                     self._unstable_log.append((item,))  # settling erases it, drops its bytes
+                    self._unstable_erased.append(item)
             else:
                 if self._unstable_log and flags & SEQNR_MASK == self._unstable_tree_seqnr:
                     # a node of the tree that ended with the last full scan, still the

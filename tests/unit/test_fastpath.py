@@ -1,0 +1,366 @@
+"""ksmd's fast paths against the kernel's own lookups: same counters, same merges, same trees.
+
+Every scenario runs on three machines fed the same calls: ``Ksm.fastpath = False``
+(every lookup as mm/ksm.c does it), the default fast paths, and the fast paths with
+``check_fastpath`` (each shortcut asserts, before it is used, that the kernel's way
+would give the same answer).  After the checkpoints of each scenario the three must
+agree on everything observable: frames and their bytes, page tables, every KSM counter
+and rmap_item, the exact shape of the stable and unstable rbtrees (parent, side and
+colour of every node), the events, and the error of every call that failed.
+
+The random scenarios mix ksmd batches of every size with what breaks the shortcuts'
+premises: writes (plain and from a KVM guest), COW, munmap, MADV_DONTNEED and
+UNMERGEABLE, mprotect, fork, exit, knob changes, chains (small max_page_sharing) with
+pruning after simulated time, use_zero_pages, smart_scan, two NUMA nodes.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ksmbook import (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, PROT_NONE, PROT_READ,
+                     PROT_WRITE, Machine)
+
+from machine_checks import check_ksm, check_page_counts, fingerprint
+
+PS = 256
+KSM = "/sys/kernel/mm/ksm"
+
+
+# --- what "the same" means --------------------------------------------------------------
+
+def _shape(root):
+    """Every node of an rbtree as (key, parent key, side, colour), in order."""
+    def key(n):
+        if n is None:
+            return None
+        if hasattr(n, "oldchecksum"):                      # an rmap_item
+            return ("item", n.mm.owner_pid, n.address)
+        return ("node", n.id)
+    out = []
+    for n in root:
+        p = n.rb_parent
+        side = None if p is None else ("L" if p.rb_left is n else "R")
+        out.append((key(n), key(p), side, n.rb_red))
+    return out
+
+
+def state(m) -> dict:
+    k = m.ksm
+    return dict(fp=fingerprint(m),
+                unstable=[_shape(r) for r in k.root_unstable_tree],
+                stable=[_shape(r) for r in k.root_stable_tree],
+                events=[e.describe() for e in m.events.history],
+                pfn_sharing=_sharing(m))
+
+
+def _sharing(m):
+    """Which (pid, address) map which frame, for every live process."""
+    out = {}
+    for p in m.live_processes():
+        for v in p.mm.vmas:
+            for addr, pte in p.mm.pagetables.present(v.start, v.end):
+                out[(p.pid, addr)] = pte
+    return out
+
+
+def trio(**kw):
+    """(kernel's way, fast, fast+checked) machines built alike."""
+    ms = [Machine(page_size=PS, **kw) for _ in range(3)]
+    ms[0].ksm.fastpath = False
+    ms[2].ksm.check_fastpath = True
+    return ms
+
+
+def same(ms, where=""):
+    ref = state(ms[0])
+    for m in ms[1:]:
+        got = state(m)
+        for key in ref:
+            assert got[key] == ref[key], f"{where}: {key} differs (fastpath={m.ksm.fastpath}, " \
+                                         f"check={m.ksm.check_fastpath})"
+    for m in ms:
+        check_page_counts(m)
+    # The invariant checks must come out the same too (check_ksm() has rules, e.g. for
+    # the middle of a scan, that some of these random states break on every path).
+    verdicts = [_verdict(m) for m in ms]
+    assert verdicts[1:] == verdicts[:1] * 2, f"{where}: {verdicts}"
+
+
+def _verdict(m):
+    try:
+        check_ksm(m)
+    except AssertionError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def on_all(ms, fn):
+    """Call fn(m) on each machine; the outcome (value or error) must be the same."""
+    results = []
+    for m in ms:
+        try:
+            results.append(("ok", fn(m)))
+        except Exception as exc:                     # noqa: BLE001 - compared below
+            results.append(("err", type(exc).__name__, getattr(exc, "errno", None)))
+    assert all(r == results[0] for r in results), results
+    return results[0]
+
+
+# --- hand-written scenarios ---------------------------------------------------------------
+
+def _fill(b):
+    return bytes([b]) * PS
+
+
+def _build(m, contents, name="p", node=0):
+    p = m.spawn(name, node=node) if m.numa_nodes > 1 else m.spawn(name)
+    a = p.mmap(len(contents) * PS)
+    for i, c in enumerate(contents):
+        p.write(a + i * PS, _fill(c) if isinstance(c, int) else c)
+    p.madvise(a, len(contents) * PS, MADV_MERGEABLE)
+    return p, a
+
+
+def _uniq(i):
+    return i.to_bytes(4, "little") * (PS // 4)
+
+
+def test_the_benchmark_shape_merges_alike():
+    """Every 4th page a copy of one of 4 templates, the rest unique; chains at 3."""
+    ms = trio()
+    contents = [(i // 4) % 4 + 1 if i % 4 == 0 else _uniq(1000 + i) for i in range(160)]
+    for m in ms:
+        _build(m, contents)
+        m.sysfs.write(f"{KSM}/max_page_sharing", "3")
+        m.sysfs.write(f"{KSM}/smart_scan", "0")
+        m.sysfs.write(f"{KSM}/run", "1")
+    for scan in range(4):
+        for m in ms:
+            m.ksmd.run_full_scans(1)
+        same(ms, f"after scan {scan + 1}")
+    assert ms[1].ksm.stats()["pages_sharing"] > 0 and ms[1].ksm.stats()["stable_node_chains"] > 0
+
+
+def test_nothing_looks_between_batches_until_the_end():
+    """Long stretches of lazily kept unstable tree, compared only at the very end."""
+    ms = trio()
+    rng = random.Random(7)
+    contents = [rng.choice([1, 2, 3]) if rng.random() < 0.3 else _uniq(i) for i in range(300)]
+    for m in ms:
+        _build(m, contents)
+        m.sysfs.write(f"{KSM}/run", "1")
+        for n in (1, 7, 50, 3, 100, 200, 1, 1, 400, 13):
+            m.ksmd.scan(n)
+    same(ms, "end")
+
+
+def test_writes_between_batches_settle_the_tree_first():
+    ms = trio()
+    for m in ms:
+        p, a = _build(m, [_uniq(i) for i in range(64)] + [5] * 8)
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(1)
+        m.ksmd.scan(40)                       # half of the second scan: nodes in the tree
+        # rewrite pages that are in the unstable tree: the tree goes out of order
+        for i in range(0, 40, 3):
+            p.write(a + i * PS, _uniq(10_000 - i))
+        p.write(a + 50 * PS, _uniq(7))        # equal to page 7, which is in the tree
+        m.ksmd.scan(100)
+        m.ksmd.run_full_scans(2)
+    same(ms, "after writes")
+
+
+def test_fork_unmap_and_exit_mid_scan():
+    ms = trio()
+    for m in ms:
+        p, a = _build(m, [_uniq(i % 20) for i in range(60)])
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(1)
+        m.ksmd.scan(30)
+        c = p.fork("child")                   # same pages twice: 'don't substitute'
+        m.ksmd.scan(45)
+        p.munmap(a + 10 * PS, 5 * PS)
+        m.ksmd.scan(20)
+        c.write(a, _uniq(3))                  # COW in the child
+        m.ksmd.scan(70)
+        p.exit()
+        m.ksmd.run_full_scans(2)
+    same(ms, "fork/unmap/exit")
+
+
+def test_chains_are_pruned_after_their_time():
+    ms = trio()
+    for m in ms:
+        p, a = _build(m, [9] * 12 + [_uniq(i) for i in range(30)])
+        m.sysfs.write(f"{KSM}/max_page_sharing", "2")
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)
+        p.madvise(a, 3 * PS, MADV_DONTNEED)   # some dups lose their pages: stale
+        m.advance(2500)                       # past stable_node_chains_prune_millisecs
+        m.ksmd.run_full_scans(2)
+    same(ms, "chains")
+
+
+def test_two_numa_nodes_without_merging_across():
+    ms = trio(numa_nodes=2)
+    for m in ms:
+        m.sysfs.write(f"{KSM}/merge_across_nodes", "0")
+        _build(m, [1, 2, 3, 1, 2, 3] + [_uniq(i) for i in range(10)], "a", node=0)
+        _build(m, [1, 2, 3, 1] + [_uniq(i) for i in range(5, 15)], "b", node=1)
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)
+    same(ms, "numa")
+
+
+def test_events_step_by_step_are_identical():
+    ms = trio()
+    for m in ms:
+        _build(m, [1, 2, 1, 2, 3] + [_uniq(i) for i in range(11)])
+        m.sysfs.write(f"{KSM}/run", "1")
+    for step in range(3 * 16 + 2):
+        evs = [[e.describe() for e in m.ksmd.scan(1)] for m in ms]
+        assert evs[0] == evs[1] == evs[2], f"step {step}"
+    same(ms, "events")
+
+
+def test_kvm_guest_writes_settle_the_tree_first():
+    ms = trio()
+    for m in ms:
+        p, a = _build(m, [_uniq(i) for i in range(32)])
+        vm = m.kvm.create_vm(p, a, 32 * PS)
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(1)
+        for g in range(0, 32, 2):
+            vm.guest_read(g * PS, 4)
+        m.ksmd.scan(20)
+        vm.guest_write(3 * PS, _uniq(4))     # a page in the tree gets page 4's bytes
+        m.ksmd.run_full_scans(2)
+    same(ms, "kvm")
+
+
+# --- random scenarios ------------------------------------------------------------------------
+
+def _random_ops(rng, n_ops):
+    ops = []
+    for _ in range(n_ops):
+        r = rng.random()
+        if r < 0.30:
+            ops.append(("scan", rng.choice([1, 1, 2, 5, 17, 64, 300])))
+        elif r < 0.38:
+            ops.append(("full", rng.choice([1, 2])))
+        elif r < 0.55:
+            ops.append(("write", rng.randrange(3), rng.randrange(24), rng.choice(
+                [0, 1, 2, 3, 7, None, None])))
+        elif r < 0.60:
+            ops.append(("read", rng.randrange(3), rng.randrange(24)))
+        elif r < 0.64:
+            ops.append(("dontneed", rng.randrange(3), rng.randrange(24), rng.randrange(1, 5)))
+        elif r < 0.67:
+            ops.append(("unmergeable", rng.randrange(3), rng.randrange(24), rng.randrange(1, 8)))
+        elif r < 0.71:
+            ops.append(("mergeable", rng.randrange(3), rng.randrange(24), rng.randrange(1, 24)))
+        elif r < 0.74:
+            ops.append(("mprotect", rng.randrange(3), rng.randrange(24), rng.randrange(1, 4),
+                        rng.choice([PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE])))
+        elif r < 0.76:
+            ops.append(("munmap", rng.randrange(3), rng.randrange(24), rng.randrange(1, 4)))
+        elif r < 0.79:
+            ops.append(("fork", rng.randrange(3)))
+        elif r < 0.81:
+            ops.append(("exit", rng.randrange(3)))
+        elif r < 0.84:
+            ops.append(("advance", rng.choice([5, 50, 2500])))
+        elif r < 0.88:
+            ops.append(("guest_write", rng.randrange(24), rng.choice([1, 2, None])))
+        elif r < 0.96:
+            knob, values = rng.choice([("max_page_sharing", ["2", "3", "256"]),
+                                       ("use_zero_pages", ["0", "1"]),
+                                       ("smart_scan", ["0", "1"]),
+                                       ("run", ["1", "1", "1", "2", "0"]),
+                                       ("pages_to_scan", ["1", "10", "100"])])
+            ops.append(("knob", knob, rng.choice(values)))
+        else:
+            ops.append(("look",))
+    return ops
+
+
+class _World:
+    """One machine and the handles the random program refers to."""
+
+    def __init__(self, m, seed):
+        self.m = m
+        self.procs = []
+        self.vm = None
+        rng = random.Random(seed)
+        for i in range(2):
+            contents = [rng.choice([0, 1, 2, 3]) if rng.random() < 0.5 else _uniq(i * 100 + j)
+                        for j in range(24)]
+            p, a = _build(m, contents, f"p{i}")
+            self.procs.append((p, a))
+        p, a = self.procs[0]
+        self.vm = m.kvm.create_vm(p, a, 24 * PS)
+        m.sysfs.write(f"{KSM}/run", "1")
+
+    def proc(self, i):
+        live = [(p, a) for p, a in self.procs if p.alive]
+        if not live:
+            raise LookupError("no live process")
+        return live[i % len(live)]
+
+    def do(self, op, look):
+        m, kind = self.m, op[0]
+        if kind == "scan":
+            return len(m.ksmd.scan(op[1]))
+        if kind == "full":
+            return m.ksmd.run_full_scans(op[1])
+        if kind == "advance":
+            return m.advance(op[1])
+        if kind == "knob":
+            return m.sysfs.write(f"{KSM}/{op[1]}", op[2])
+        if kind == "look":
+            return look(m)
+        if kind == "guest_write":
+            data = _uniq(op[1] + 50) if op[2] is None else _fill(op[2])
+            return self.vm.guest_write(op[1] * PS, data)
+        p, a = self.proc(op[1])
+        if kind == "fork":
+            c = p.fork()
+            self.procs.append((c, a))
+            return c.pid
+        if kind == "exit":
+            return p.exit()
+        addr = a + op[2] * PS
+        if kind == "write":
+            return p.write(addr, _uniq(op[2] + 7 * op[1]) if op[3] is None else _fill(op[3]))
+        if kind == "read":
+            return p.read(addr, 8)
+        n = min(op[3], 24 - op[2]) * PS
+        if kind == "dontneed":
+            return p.madvise(addr, n, MADV_DONTNEED)
+        if kind == "unmergeable":
+            return p.madvise(addr, n, MADV_UNMERGEABLE)
+        if kind == "mergeable":
+            return p.madvise(addr, n, MADV_MERGEABLE)
+        if kind == "mprotect":
+            return p.mprotect(addr, n, op[4])
+        if kind == "munmap":
+            return p.munmap(addr, n)
+        raise AssertionError(op)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_programs(seed):
+    rng = random.Random(seed)
+    ops = _random_ops(rng, 70)
+    ms = trio()
+    worlds = [_World(m, seed) for m in ms]
+
+    def look(m):                 # someone draws the trees mid-scan
+        return [len(r) for r in m.ksm.root_unstable_tree]
+    for i, op in enumerate(ops):
+        on_all(worlds, lambda w, op=op: w.do(op, look))
+        if i % 10 == 9:
+            same(ms, f"seed {seed}, op {i} {op}")
+    same(ms, f"seed {seed}, end")

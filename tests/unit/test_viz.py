@@ -1,0 +1,277 @@
+"""The book's figure builders: right traces and labels for known scenes, readable
+layouts (no shared label positions up to 64 pages), and no effect on the model."""
+import plotly.graph_objects as go
+import pytest
+
+from ksmbook import viz
+from ksmbook.scenes import Scene, identical_pages
+from ksmbook.viz.frames import CELL
+from ksmbook.viz.snapshot import ROLES, content_tag
+from ksmbook.viz.trees import COL, LEVEL
+
+from machine_checks import fingerprint
+
+
+def merged(n=4, unique=0, **kw):
+    s = identical_pages(n, unique=unique, **kw)
+    s.machine.ksmd.run_full_scans(2)
+    return s
+
+
+def chained():
+    """7 identical pages, max_page_sharing=3: a chain of two dups and one unshared page."""
+    return merged(7, knobs={"max_page_sharing": 3})
+
+
+def trace(fig, name_start):
+    found = [t for t in fig.data if (t.name or "").startswith(name_start)]
+    assert len(found) == 1, [t.name for t in fig.data]
+    return found[0]
+
+
+# --- snapshot -------------------------------------------------------------------------
+
+def test_content_tag_names_uniform_text_and_binary_pages():
+    assert content_tag(b"*" * 256) == "'*'×256"
+    assert content_tag(bytes(64)) == "00×64"
+    assert content_tag(b"hello world" + bytes(5)) == '"hello "…'
+    assert content_tag(b"hello" + bytes(59)) == '"hello"…'
+    assert content_tag(bytes([7, 0, 0, 0, 1])) == "07 00 00 00…"
+    assert content_tag(None) == ""
+
+
+def test_snapshot_of_merged_scene_lists_roles_mappings_and_trees():
+    s = merged(4, unique=1)
+    snap = viz.snapshot(s)
+    ksm = [f for f in snap.frames if f.role == "ksm"]
+    assert len(ksm) == 1 and ksm[0].mapcount == 4 and ksm[0].tag == "'*'×256"
+    assert sorted(f.owner.split()[0] for f in snap.frames if f.role == "table") == \
+        ["PGD", "PMD", "PTE", "PUD"]
+    assert {f.pfn for f in snap.frames if f.role == "free"} == set(s.machine.memory.free_pfns())
+    assert [m.label for m in snap.mappings] == [f"vm1[{i}]" for i in range(5)]
+    assert [(n.kind, n.sharers) for n in snap.stable_tree] == [("node", 4)]
+    assert [n.mappers for n in snap.unstable_tree] == [("vm1[4]",)]
+    assert snap.counters == s.machine.ksm.stats()
+
+
+def test_snapshot_and_every_builder_leave_the_machine_untouched():
+    s = chained()
+    before = fingerprint(s.machine)
+    with s.machine.events.capture() as events:
+        snap = viz.snapshot(s)
+        for build in (viz.frame_map_figure, viz.mappings_figure, viz.trees_figure):
+            build(snap)
+        viz.pagewalk_figure(viz.walk(s, "vm1", s.addr("vm1", 2)))
+        viz.counters_figure([s.machine.ksm.stats()])
+        viz.trees_text(snap), viz.mappings_text(snap), viz.frame_map_text(snap)
+    assert events == []
+    assert fingerprint(s.machine) == before
+
+
+def test_snapshot_of_a_plain_machine_uses_default_labels():
+    s = merged(2)
+    snap = viz.snapshot(s.machine)            # no Scene: names from the process
+    assert [m.label for m in snap.mappings] == ["vm1[0]", "vm1[1]"]
+
+
+# --- frame map ------------------------------------------------------------------------
+
+def test_frame_map_has_one_trace_per_role_with_counts_and_cells():
+    s = merged(4)
+    snap = viz.snapshot(s)
+    fig = viz.frame_map_figure(snap)
+    assert [t.name.rsplit(" (", 1)[0] for t in fig.data] == \
+        ["anonymous", "KSM page", "zero page", "shmem (MAP_SHARED)", "page table", "free"]
+    ksm = trace(fig, "KSM page")
+    kpfn = snap.mappings[0].pfn
+    assert ksm.name == "KSM page (1)" and ksm.text == (f"{kpfn:#x}<br>×4",)
+    assert trace(fig, "free").name == "free (3)"
+    assert "PGD" in " ".join(trace(fig, "page table").text)
+    text = viz.frame_map_text(snap)
+    assert f"KSM page: {kpfn:#x} ×4" in text
+
+
+def test_frame_map_cells_of_a_64_page_scene_never_overlap():
+    s = identical_pages(32, unique=32)
+    fig = viz.frame_map_figure(viz.snapshot(s))
+    cells = [(x, y) for t in fig.data for x, y in zip(t.x, t.y)]
+    assert len(cells) == len(set(cells)) >= 64
+    # one data unit is CELL pixels wide and tall, and a marker is smaller than that
+    assert all(t.marker.size < CELL for t in fig.data)
+    assert fig.layout.width >= (fig.layout.xaxis.range[1] - fig.layout.xaxis.range[0]) * CELL
+
+
+# --- who maps what --------------------------------------------------------------------
+
+def test_mappings_show_eight_virtual_pages_meeting_at_one_ksm_frame():
+    s = merged(4, procs=2)
+    fig = viz.mappings_figure(viz.snapshot(s))
+    vpages = trace(fig, "virtual page")
+    assert list(vpages.text) == [f"vm{p}[{i}]" for p in (1, 2) for i in range(4)]
+    ksm = trace(fig, "KSM page")
+    assert len(ksm.y) == 1 and "mapcount 8" in ksm.text[0]
+    ro = trace(fig, "read-only PTE")
+    ends = {ro.y[i + 1] for i in range(0, len(ro.y), 3)}
+    assert len(ro.x) == 8 * 3 and ends == {ksm.y[0]}            # eight lines, one end
+    assert trace(fig, "writable PTE").x == ()
+
+
+def test_mappings_before_any_merge_are_writable_and_one_to_one():
+    s = identical_pages(3)
+    snap = viz.snapshot(s)
+    fig = viz.mappings_figure(snap)
+    assert len(trace(fig, "writable PTE").x) == 9 and trace(fig, "read-only").x == ()
+    assert viz.mappings_text(snap).count("(rw)") == 3
+
+
+def test_mapping_rows_of_64_pages_are_at_least_a_label_apart():
+    s = identical_pages(32, unique=32)
+    fig = viz.mappings_figure(viz.snapshot(s))
+    ys = sorted(trace(fig, "virtual page").y)
+    plot_h = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    px_per_unit = plot_h / (fig.layout.yaxis.range[1] - fig.layout.yaxis.range[0])
+    gaps = [(b - a) * px_per_unit for a, b in zip(ys, ys[1:])]
+    assert len(ys) == 64 and min(gaps) >= 18      # 13-pixel labels, never touching
+
+
+# --- trees ----------------------------------------------------------------------------
+
+def test_trees_figure_draws_a_chain_with_two_dups_and_the_unshared_page():
+    s = chained()
+    snap = viz.snapshot(s)
+    fig = viz.trees_figure(snap)
+    assert len(fig.data) == 7
+    assert len(trace(fig, "chain (").x) == 1
+    dups = trace(fig, "dup (")
+    assert len(dups.x) == 2 and all("3 sharers" in t for t in dups.text)
+    assert trace(fig, "stable node").x == ()
+    unstable = trace(fig, "unstable item")
+    assert len(unstable.x) == 1 and unstable.text[0].startswith("vm1[6]")
+    titles = [a.text for a in fig.layout.annotations]
+    assert any("2 KSM pages (1 chain)" in t for t in titles)
+    assert any(t.startswith("Unstable tree: 1 item") for t in titles)
+    assert "chain s3 '*'×256: 6 sharers" in viz.trees_text(snap)
+
+
+def test_tree_layout_keeps_binary_search_order_and_one_column_per_node():
+    s = merged(0, unique=40)          # a 40-node unstable rbtree
+    nodes = viz.snapshot(s).unstable_tree
+    pos = viz.tree_layout(nodes)
+    assert len(nodes) == 40
+    xs = [pos[n.key][0] for n in nodes]
+    assert len(set(xs)) == 40                                   # no two labels share a column
+    by_key = {n.key: n for n in nodes}
+    for n in nodes:
+        if n.parent is not None:
+            px, prow = pos[n.parent]
+            x, row = pos[n.key]
+            assert row == prow + 1
+            assert (x < px) if n.side == "L" else (x > px)
+    # in-order columns follow the rbtree's key order: the pages' bytes (memcmp order)
+    page = {n.key: s.read("vm1", int(n.mappers[0][4:-1]), 256) for n in nodes}
+    ordered = sorted(nodes, key=lambda n: pos[n.key][0])
+    assert [page[n.key] for n in ordered] == sorted(page[n.key] for n in ordered)
+    assert all(n.parent in by_key for n in nodes if n.parent is not None)
+
+
+def test_tree_figure_labels_never_collide_for_64_pages():
+    s = merged(32, unique=32, knobs={"max_page_sharing": 4})
+    fig = viz.trees_figure(viz.snapshot(s))
+    for row in (1, 2):
+        pts = [(round(x, 3), round(y, 3)) for t in fig.data if t.mode and "text" in t.mode
+               for x, y in zip(t.x, t.y) if (t.yaxis or "y") == ("y" if row == 1 else "y2")]
+        assert len(pts) == len(set(pts))
+    # wide trees fall back to one-line labels rather than overlapping three-line ones
+    dups = trace(fig, "dup (")
+    assert len(dups.x) == 8 and all(t.endswith("×4") and "<br>" not in t for t in dups.text)
+    assert all(t.startswith("vm1[") for t in trace(fig, "unstable item").text)
+    assert fig.layout.width <= 1500 and LEVEL >= 90 and COL >= 100
+
+
+def test_empty_trees_say_so():
+    fig = viz.trees_figure(viz.snapshot(identical_pages(2)))
+    assert [a.text for a in fig.layout.annotations if a.text == "(empty)"] == ["(empty)"] * 2
+
+
+# --- counters timeline ----------------------------------------------------------------
+
+def test_counters_figure_has_one_line_per_counter_with_the_history():
+    s = identical_pages(4, unique=2)
+    hist = [s.machine.ksm.stats()]
+    for _ in range(3):
+        s.machine.ksmd.run_full_scans(1)
+        hist.append(s.machine.ksm.stats())
+    fig = viz.counters_figure(hist)
+    assert [t.name for t in fig.data] == ["pages_shared", "pages_sharing", "pages_unshared",
+                                          "pages_volatile"]
+    assert list(trace(fig, "pages_sharing").y) == [0, 0, 3, 3]
+    assert list(trace(fig, "pages_volatile").y) == [0, 6, 0, 0]
+    assert list(fig.data[0].x) == [0, 1, 2, 3]
+    # distinguishable without colour: every line has its own dash and marker
+    assert len({(t.line.dash, t.marker.symbol) for t in fig.data}) == 4
+    assert "         2               1               3" in viz.counters_table(hist)
+
+
+def test_per_full_scan_keeps_the_last_record_of_each_scan():
+    rows = viz.timeline.per_full_scan([{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 2},
+                                       {"full_scans": 1, "v": 3}])
+    assert rows == [{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 3}]
+
+
+# --- page walk ------------------------------------------------------------------------
+
+def test_pagewalk_figure_of_a_ksm_page_shows_indices_entries_and_bits():
+    s = merged(4)
+    w = viz.walk(s, "vm1", s.addr("vm1", 1))
+    assert w.complete and w.frame_role == "ksm" and w.frame_mapcount == 4
+    fig = viz.pagewalk_figure(w)
+    texts = [a.text for a in fig.layout.annotations]
+    for level, index in zip(("PGD", "PUD", "PMD", "PTE"), w.indices):
+        assert f"<b>{level} index {index}</b>" in texts
+    assert f"<b>pfn {w.pfn:#x}</b>" in texts and "KSM page" in texts
+    bits = dict(w.pte_bits)
+    assert bits["P"] and not bits["RW"]                # merged pages are read-only
+    assert "<b>P</b>" in texts and "RW" in texts
+    assert "PTE[" in viz.pagewalk_text(w) and "-> frame" in viz.pagewalk_text(w)
+
+
+def test_pagewalk_of_an_untouched_page_stops_at_the_hole():
+    s = Scene(page_size=4096)
+    s.spawn("p")
+    addr = s.mmap("p", "buf", 2)
+    w = viz.walk(s, "p", addr)
+    assert not w.complete and [st.level for st in w.steps] == ["PGD"]
+    texts = [a.text for a in viz.pagewalk_figure(w).layout.annotations]
+    assert texts.count("not allocated") == 3 and "no PTE: stopped at PGD" in texts
+    assert "no frame" in viz.pagewalk_text(w)
+
+
+# --- in-place updates and event text ----------------------------------------------------
+
+@pytest.mark.parametrize("kind", [go.Figure, go.FigureWidget])
+def test_sync_figure_updates_in_place(kind):
+    s = identical_pages(4, unique=2)
+    fig = kind(viz.trees_figure(viz.snapshot(s)))
+    traces_before = list(fig.data)
+    s.machine.ksmd.run_full_scans(2)
+    new = viz.trees_figure(viz.snapshot(s))
+    viz.sync_figure(fig, new)
+    assert all(a is b for a, b in zip(fig.data, traces_before))       # same trace objects
+    assert fig.data[2].text == new.data[2].text and len(fig.data[2].x) == 1
+    assert fig.layout.annotations[0].text == new.layout.annotations[0].text
+    assert fig.layout.height == new.layout.height
+
+
+def test_describe_events_names_pages_and_kernel_functions():
+    s = identical_pages(2)
+    s.machine.ksmd.run_full_scans(1)
+    events = s.machine.ksmd.scan()
+    lines = viz.describe_events(events, s.label)
+    merge = [ln for ln in lines if "try_to_merge_two_pages()" in ln]
+    assert len(merge) == 1 and merge[0].startswith("vm1[1]") and "vm1[0] now maps it" in merge[0]
+    assert any("[replace_page]" in ln and ln.startswith("vm1[0]") for ln in lines)
+    assert viz.describe_events(events, s.label, limit=2)[-1].startswith("... and ")
+
+
+def test_roles_are_the_legend_order():
+    assert ROLES == ("anon", "ksm", "zero", "shmem", "table", "free")
