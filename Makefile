@@ -66,19 +66,25 @@ test-notebooks: setup
 
 # Re-execute notebooks in place with the venv kernel so their stored outputs
 # (what nbval compares) come from a clean run:  make execute-notebooks [NB=notebooks/03_x.ipynb]
+# Widget state is not stored: plotly's FigureWidget would embed its 5 MB JS bundle.
 NB ?= notebooks/[0-9]*.ipynb
 execute-notebooks: setup
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 $(NB)
+	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 \
+	  --ExecutePreprocessor.store_widget_state=False $(NB)
 
 # --- benchmarks -------------------------------------------------------------------
 
+# Each benchmark prints its figures and ends with one "RESULT name: ... PASS|FAIL" line;
+# all of them run, then the target fails if any missed its target.  benchmarks/_*.py
+# are shared helpers, not benchmarks.
 bench: setup
-	@shopt -s nullglob; found=0; \
-	for f in benchmarks/*.py; do \
-	  found=1; echo "== $$f"; $(VPY) "$$f"; \
+	@shopt -s nullglob; found=0; failed=""; \
+	for f in benchmarks/[!_]*.py; do \
+	  found=1; echo "== $$f"; $(VPY) "$$f" || failed="$$failed $$f"; \
 	done; \
-	[ $$found = 1 ] || echo "no benchmarks/*.py yet"
+	[ $$found = 1 ] || echo "no benchmarks/*.py yet"; \
+	if [ -n "$$failed" ]; then echo "benchmarks below target:$$failed"; exit 1; fi
 
 # --- cleaning ---------------------------------------------------------------------
 

@@ -279,7 +279,9 @@ def _random_ops(rng, n_ops):
                                        ("use_zero_pages", ["0", "1"]),
                                        ("smart_scan", ["0", "1"]),
                                        ("run", ["1", "1", "1", "2", "0"]),
-                                       ("pages_to_scan", ["1", "10", "100"])])
+                                       ("pages_to_scan", ["1", "10", "100"]),
+                                       ("stable_node_chains_prune_millisecs",
+                                        ["0", "20", "2000"])])
             ops.append(("knob", knob, rng.choice(values)))
         else:
             ops.append(("look",))
@@ -364,3 +366,17 @@ def test_random_programs(seed):
         if i % 10 == 9:
             same(ms, f"seed {seed}, op {i} {op}")
     same(ms, f"seed {seed}, end")
+
+
+def test_a_shorter_prune_time_is_honoured_at_once():
+    """The stable shortcut must not skip a walk that would now prune a chain."""
+    ms = trio()
+    for m in ms:
+        _build(m, [7] * 5 + [_uniq(i) for i in range(60)])
+        m.sysfs.write(f"{KSM}/max_page_sharing", "2")
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)             # a chain, and many quiet stable searches
+        m.sysfs.write(f"{KSM}/stable_node_chains_prune_millisecs", "0")
+        m.sysfs.write(f"{KSM}/pages_to_scan", "5")
+        m.advance(400)                       # every walk past the chain prunes it now,
+    same(ms, "prune time")                   # at the time of its batch

@@ -29,9 +29,10 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
     """The state of mm/ksm.c."""
     MMF_VM_MERGEABLE = MMF_VM_MERGEABLE
     MMF_VM_MERGE_ANY = MMF_VM_MERGE_ANY
-    #: False: the kernel's own lookups everywhere (tests compare the two paths)
+    #: False: the kernel's own lookups everywhere, no shortcut (tests compare the two).
+    #: Copied to each Ksm when its Machine is built: ``m.ksm.fastpath`` switches one.
     fastpath = True
-    #: tests set this to assert the fast path's premise before each use
+    #: True: every shortcut asserts, before it is used, that the kernel's way agrees
     check_fastpath = False
 
     def __init__(self, machine):
@@ -61,14 +62,15 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
         self.ksm_zero_pages = 0
         # trees, list, cursor
         self.root_stable_tree = [RbRoot()]
-        self.root_unstable_tree = [RbRoot()]
         self.ksm_mm_head = KsmMmSlot(None)
         self.mm_slots: dict = {}
         self.ksm_scan = KsmScan(self.ksm_mm_head)
-        # machine.mapping_seq when every unstable node's tree_data was last known right
-        self.unstable_valid_seq = -1
-        # bumped by every change to stable nodes, dups and their lists (dup_memo)
-        self.stable_seq = 0
+        # ksmbook's shortcuts (unstable_tree.py, stable_tree.py); the switches become
+        # instance attributes, which the hot loop reads faster than class ones
+        self.fastpath = type(self).fastpath
+        self.check_fastpath = type(self).check_fastpath
+        self.init_unstable_tree()
+        self.init_stable_shortcuts()
         self._stable_node_ids = 0
         self.zero_checksum = self.calc_checksum(self.memory.zero_page)
         self.init_advisor()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ..memory import PG_anon, PG_ksm
 from ..pagetable import _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, PTE_PFN_SHIFT
-from .checksum import jhash2, xxh64
-from .structs import KsmRmapItem
+from .checksum import jhash2, xxh64, xxhash_u32
+from .structs import STABLE_FLAG, UNSTABLE_FLAG, KsmRmapItem
 
 
 _PRESENT_OR_PROTNONE = _PAGE_PRESENT | _PAGE_PROTNONE      # pte_present() on x86
@@ -32,7 +32,7 @@ class ScanMixin:
     def calc_checksum(self, page) -> int:
         """calc_checksum(): xxhash64 of the page cut to 32 bits (5.0+), jhash2 before."""
         if self.profile.ksm_xxhash_checksum:
-            return xxh64(page.data) & 0xFFFFFFFF          # xxhash_u32(), inlined: hot
+            return xxhash_u32(page.data)
         return jhash2(page.data)
 
     # --- rmap_item lists ---
@@ -88,8 +88,9 @@ class ScanMixin:
         self.ksm_pages_skipped += 1
         item.remaining_skips -= 1
         self.remove_rmap_item_from_tree(item)
-        self._emit("skip", page, item.address, page.pfn,
-                   f"smart scan: age {item.age}, {item.remaining_skips} more skips")
+        if self.machine.events.enabled:
+            self._emit("skip", page, item.address, page.pfn,
+                       f"smart scan: age {item.age}, {item.remaining_skips} more skips")
         return True
 
     # --- the cursor ---
@@ -210,7 +211,8 @@ class ScanMixin:
             self.remove_rmap_item_from_tree(item)
             if not self._checksum_unchanged(page, item):
                 return
-            if self.try_to_merge_with_zero_page(item, page) == 0:
+            # (the use_zero_pages test is the function's own first one, done here: hot)
+            if self.use_zero_pages and self.try_to_merge_with_zero_page(item, page) == 0:
                 return
 
         # the 6.11+ order has just checked the checksum: stable_tree_search() may use it
@@ -219,7 +221,8 @@ class ScanMixin:
         kfolio = self.stable_tree_search(page, checksum)
         if kfolio is page and item.head is stable_node:
             return
-        self.remove_rmap_item_from_tree(item)
+        if item.flags & (STABLE_FLAG | UNSTABLE_FLAG):      # else it has nothing to do
+            self.remove_rmap_item_from_tree(item)
         if kfolio is not None:
             if self.try_to_merge_with_ksm_page(item, page, kfolio):
                 self.stable_tree_append(item, kfolio.mapping, bypass)
@@ -252,7 +255,11 @@ class ScanMixin:
                        f"old page {tree_page.pfn:#x} is freed")
 
     def _checksum_unchanged(self, page, item) -> bool:
-        checksum = self.calc_checksum(page)
+        """calc_checksum() and the oldchecksum test of cmp_and_merge_page()."""
+        if self.profile.ksm_xxhash_checksum:
+            checksum = xxh64(page.data) & 0xFFFFFFFF      # calc_checksum(), inlined: hot
+        else:
+            checksum = self.calc_checksum(page)
         if item.oldchecksum != checksum:
             first = item.oldchecksum == 0
             item.oldchecksum = checksum

@@ -25,9 +25,9 @@ ksmbook takes two shortcuts here (off with ``Ksm.fastpath = False``; with
    in the tree (every node checked by _stable_index_build(), kept up to date by
    stable_tree_append() and stable_tree_insert(), dropped by any other change, by
    a KSM page going away outside mm/ksm (``PhysicalMemory.ksm_pages_gone``) and
-   by the earliest chain prune time), the set of the KSM pages' checksums answers
-   instead: a checksum not in it means no equal page, and the walk would have
-   returned NULL and changed nothing.
+   by the first chain whose prune is due), the set of the KSM pages' checksums
+   answers instead: a checksum not in it means no equal page, and the walk would
+   have returned NULL and changed nothing.
 """
 from __future__ import annotations
 
@@ -208,16 +208,19 @@ class StableTreeMixin:
         return self.stable_node_dup(node, root, prune)
 
     # --- shortcut 2: content that no KSM page has ---
-    _stable_keys = None         # checksums (| nid << 32) of every top node's page, or None
-    _stable_seen_seq = -1       # the stable_seq and ksm_pages_gone the keys are good for
-    _stable_seen_gone = -1
-    _stable_deadline = 0        # the earliest jiffies_ms at which some chain is pruned
-    _stable_quiet = 0           # searches since the tree last changed (when to rebuild)
+    def init_stable_shortcuts(self) -> None:
+        self.stable_seq = 0             # bumped by every change to nodes, dups and lists
+        self._stable_keys = None        # checksums (| nid << 32) of all top nodes' pages
+        self._stable_seen_seq = -1      # the stable_seq and ksm_pages_gone they are for
+        self._stable_seen_gone = -1
+        self._stable_prune_from = 0     # the oldest chain_prune_time among the chains
+        self._stable_quiet = 0          # searches since the tree last changed
 
     def _stable_keys_hold(self) -> bool:
         return self._stable_keys is not None and self._stable_seen_seq == self.stable_seq \
             and self._stable_seen_gone == self.memory.ksm_pages_gone \
-            and self.machine.clock_ns // 1_000_000 < self._stable_deadline
+            and self.machine.clock_ns // 1_000_000 < \
+            self._stable_prune_from + self.stable_node_chains_prune_millisecs
 
     def _stable_seen_now(self) -> None:
         self._stable_seen_seq, self._stable_seen_gone = self.stable_seq, self.memory.ksm_pages_gone
@@ -254,17 +257,16 @@ class StableTreeMixin:
         self._stable_quiet = 0
         self._stable_keys = None
         pages = self.memory.pages
-        keys, deadline = set(), 1 << 62
+        keys, prune_from = set(), 1 << 62        # jiffies_ms
         for nid, root in enumerate(self.root_stable_tree):
             for top in root:
                 folio = self._stable_top_folio(top, pages)
                 if folio is None:
                     return
                 if top.rmap_hlist_len == STABLE_NODE_CHAIN:
-                    deadline = min(deadline, top.chain_prune_time +
-                                   self.stable_node_chains_prune_millisecs)
+                    prune_from = min(prune_from, top.chain_prune_time)
                 keys.add(self._stable_key(folio, nid))
-        self._stable_keys, self._stable_deadline = keys, deadline
+        self._stable_keys, self._stable_prune_from = keys, prune_from
         self._stable_seen_now()
 
     def _stable_index_carry(self, top, key=None) -> None:
@@ -276,8 +278,7 @@ class StableTreeMixin:
         if key is not None:
             self._stable_keys.add(key)
         if top.rmap_hlist_len == STABLE_NODE_CHAIN:
-            self._stable_deadline = min(self._stable_deadline, top.chain_prune_time +
-                                        self.stable_node_chains_prune_millisecs)
+            self._stable_prune_from = min(self._stable_prune_from, top.chain_prune_time)
         self._stable_seen_now()
 
     def _stable_no_twin(self, page, nid: int, checksum: int) -> bool:
@@ -286,7 +287,8 @@ class StableTreeMixin:
         keys = self._stable_keys
         if keys is not None and self._stable_seen_seq == self.stable_seq and \
                 self._stable_seen_gone == self.memory.ksm_pages_gone and \
-                self.machine.clock_ns // 1_000_000 < self._stable_deadline:  # _keys_hold()
+                self.machine.clock_ns // 1_000_000 < self._stable_prune_from + \
+                self.stable_node_chains_prune_millisecs:                 # _keys_hold()
             if (checksum | nid << 32 if nid else checksum) in keys:
                 return False
             if self.check_fastpath:

@@ -42,10 +42,18 @@ from .structs import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG
 
 
 class UnstableTreeMixin:
-    _unstable_roots: list = None
-    _unstable_lazy = False      # shortcut 2 on: the index answers, the rbtrees lag
-    _unstable_log: list = ()    # pending insertions (items) and erasures ((item,))
-    _unstable_erased: list = ()  # the items of those erasures
+    _unstable_log: list = ()    # (until init_unstable_tree(): the roots setter reads it)
+
+    def init_unstable_tree(self) -> None:
+        self._unstable_lazy = False     # shortcut 2 on: the index answers, the rbtrees lag
+        self._unstable_log = []         # pending insertions (items) and erasures ((item,))
+        self._unstable_erased = []      # the items of those erasures
+        self._unstable_index = {}       # checksum (| nid << 32 off node 0) -> item
+        self._unstable_index_more = {}  # the same key, more items (checksum clashes)
+        self._unstable_tree_seqnr = -1  # seqnr & SEQNR_MASK of the scan the tree is for
+        # machine.mapping_seq when every unstable node's tree_data was last known right
+        self.unstable_valid_seq = -1
+        self.root_unstable_tree = [RbRoot()]
 
     # --- the roots, settled before anyone sees them ---
     @property

@@ -1,0 +1,133 @@
+"""Exercises with instant feedback: ``check(answer)``, ``hint(n)``, ``solution()``.
+
+The expected answer is never typed in: each exercise runs its scene in the
+simulator (``simulate()``, cached) and reads the answer and the facts that
+explain it from there.  ``check`` says whether the answer is right and, if not,
+why not, in terms of what the simulator saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The result of a check, hint or solution: text, plus whether it was right."""
+    correct: bool | None        # None: not attempted (or a hint / a solution)
+    text: str
+
+    def __bool__(self):
+        return self.correct is True
+
+    def __repr__(self):
+        return self.text
+
+    def _repr_markdown_(self):
+        icon = {True: "✅ ", False: "❌ ", None: ""}[self.correct]
+        return icon + self.text.replace("\n", "  \n")
+
+
+class Exercise:
+    """Subclasses set ``name``, ``question``, ``hints`` and implement
+    ``simulate() -> dict`` (must hold ``"answer"``), ``explain(facts)`` and
+    optionally ``normalise(answer)`` and ``why_not(answer, facts)``."""
+
+    name = "exercise"
+    question = ""
+    hints: tuple = ()
+    answer_format = "a number"
+
+    def __init__(self):
+        self._facts = None
+
+    def __repr__(self):
+        return f"{self.name}: {self.question}"
+
+    # --- to override ---
+    def simulate(self) -> dict:
+        raise NotImplementedError
+
+    def explain(self, facts: dict) -> str:
+        raise NotImplementedError
+
+    def normalise(self, answer):
+        return answer
+
+    def why_not(self, answer, facts: dict) -> str:
+        return ""
+
+    # --- the API the book uses ---
+    @property
+    def facts(self) -> dict:
+        if self._facts is None:
+            self._facts = self.simulate()
+        return self._facts
+
+    def expected(self):
+        return self.facts["answer"]
+
+    def check(self, answer=None) -> Feedback:
+        if answer is None or answer is Ellipsis:
+            return Feedback(None, f"Not attempted yet: replace `...` with your answer "
+                                  f"({self.answer_format}) and run the cell again.")
+        try:
+            given = self.normalise(answer)
+        except (TypeError, ValueError) as exc:
+            return Feedback(False, f"Could not read {answer!r} as {self.answer_format}: {exc}")
+        facts = self.facts
+        if given == facts["answer"]:
+            return Feedback(True, "Correct. " + self.explain(facts))
+        reason = self.why_not(given, facts) or _compare(given, facts["answer"])
+        more = " Try `hint()`." if self.hints else ""
+        return Feedback(False, f"Not quite: you answered {given!r}. "
+                               + (reason + " " if reason else "") + more.strip())
+
+    def hint(self, n: int = 1) -> Feedback:
+        if not self.hints:
+            return Feedback(None, "No hint for this one.")
+        n = max(1, min(n, len(self.hints)))
+        more = f" (hint {n} of {len(self.hints)}" + (f"; try hint({n + 1}))" if n < len(self.hints)
+                                                     else ")")
+        return Feedback(None, self.hints[n - 1] + more)
+
+    def solution(self) -> Feedback:
+        facts = self.facts
+        return Feedback(None, f"Answer: {facts['answer']!r}. " + self.explain(facts))
+
+
+def _compare(given, expected) -> str:
+    """A direction for numeric answers, without giving the number away."""
+    if isinstance(given, int) and isinstance(expected, int):
+        return ("That is fewer than the simulator finds." if given < expected
+                else "That is more than the simulator finds.")
+    if isinstance(given, tuple) and isinstance(expected, tuple) and len(given) == len(expected):
+        wrong = [i + 1 for i, (a, b) in enumerate(zip(given, expected)) if a != b]
+        return f"Item{'s' if len(wrong) > 1 else ''} {', '.join(map(str, wrong))} of your answer differ."
+    return ""
+
+
+def as_int(answer) -> int:
+    if isinstance(answer, bool):
+        raise TypeError("a number, not True/False")
+    if isinstance(answer, float) and answer.is_integer():
+        return int(answer)
+    if isinstance(answer, str):
+        return int(answer.strip(), 0)
+    if not isinstance(answer, int):
+        raise TypeError(f"a whole number, not {type(answer).__name__}")
+    return answer
+
+
+def as_ints(answer, n: int | None = None) -> tuple:
+    if isinstance(answer, (str, bytes)) or not hasattr(answer, "__iter__"):
+        raise TypeError("a tuple of numbers, e.g. (1, 2)")
+    out = tuple(as_int(a) for a in answer)
+    if n is not None and len(out) != n:
+        raise ValueError(f"expected {n} numbers, got {len(out)}")
+    return out
+
+
+def as_name(answer) -> str:
+    if not isinstance(answer, str):
+        raise TypeError("a name in quotes, e.g. 'do_wp_page'")
+    return answer.strip().removesuffix("()").strip().lower()

@@ -1,0 +1,103 @@
+"""Chapter 05 exercises: zero pages and smart scan."""
+from __future__ import annotations
+
+from ..scenes import identical_pages
+from .base import Exercise, as_int, as_ints
+
+
+class ZeroPages(Exercise):
+    name = "zero_pages"
+    question = ("use_zero_pages=1, eight zero-filled pages, two full scans. Give "
+                "(pages_shared, pages_sharing, ksm_zero_pages).")
+    answer_format = "a tuple of three numbers"
+    hints = ("try_to_merge_with_zero_page() runs before the trees are searched.",
+             "A page merged with the zero page belongs to no stable node.")
+
+    def simulate(self):
+        s = identical_pages(8, 0, knobs={"use_zero_pages": 1})
+        s.machine.ksmd.run_full_scans(2)
+        return {"answer": (s.stat("pages_shared"), s.stat("pages_sharing"),
+                           s.stat("ksm_zero_pages")),
+                "profit": s.stat("general_profit")}
+
+    def normalise(self, answer):
+        return as_ints(answer, 3)
+
+    def explain(self, f):
+        shared, sharing, zero = f["answer"]
+        return (f"Every PTE now maps the shared zero page, placed by replace_page() with the dirty "
+                f"bit as KSM's mark: ksm_zero_pages={zero}, but no KSM page exists, so "
+                f"pages_shared={shared} and pages_sharing={sharing}. general_profit counts them "
+                f"anyway ({f['profit']} bytes).")
+
+    def why_not(self, answer, f):
+        if answer[:2] == (1, 7):
+            return "That is what happens with use_zero_pages=0. Here the knob is 1."
+        return ""
+
+
+class ZeroWrite(Exercise):
+    name = "zero_write"
+    question = ("Then the program writes one byte into one of those pages. What does "
+                "ksm_zero_pages read right after the write, before ksmd runs again?")
+    hints = ("Unlike pages_sharing, ksm_zero_pages is not fixed up by the scanner.",)
+
+    def simulate(self):
+        s = identical_pages(8, 0, knobs={"use_zero_pages": 1})
+        s.machine.ksmd.run_full_scans(2)
+        before = s.stat("ksm_zero_pages")
+        s.write("vm1", 3, b"!")
+        return {"answer": s.stat("ksm_zero_pages"), "before": before}
+
+    def normalise(self, answer):
+        return as_int(answer)
+
+    def explain(self, f):
+        return (f"{f['before']} -> {f['answer']} at once: wp_page_copy() calls "
+                f"ksm_might_unmap_zero_page() when the PTE it replaces is a KSM zero page, so this "
+                f"counter, unlike pages_sharing, never lags.")
+
+    def why_not(self, answer, f):
+        if answer == f["before"]:
+            return "That would be a lagging counter, like pages_sharing after a COW; this one is exact."
+        return ""
+
+
+class SmartVisits(Exercise):
+    name = "smart_visits"
+    question = ("smart_scan=1. A page that never finds a twin: how many times does "
+                "cmp_and_merge_page() process it in the first 20 full scans?")
+    hints = ("The first four visits are always processed.",
+             "After that, should_skip_rmap_item() skips 1, then 2, then 4, then 8 scans "
+             "between processed visits (skip_age()).")
+
+    def simulate(self):
+        s = identical_pages(0, unique=1)
+        visits, skipped = [], []
+        for n in range(1, 21):
+            scanned, skips = s.stat("pages_scanned"), s.stat("pages_skipped")
+            s.machine.ksmd.run_full_scans(1)
+            if s.stat("pages_scanned") > scanned:
+                visits.append(n)
+            if s.stat("pages_skipped") > skips:
+                skipped.append(n)
+        return {"answer": len(visits), "visits": tuple(visits), "skipped": len(skipped)}
+
+    def normalise(self, answer):
+        return as_int(answer)
+
+    def explain(self, f):
+        return (f"It was processed in scans {', '.join(map(str, f['visits']))} and skipped "
+                f"{f['skipped']} times: visits 1-4, then gaps of 1, 2, 4 and 8 skipped scans. "
+                f"With smart_scan=0 it would cost 20 visits.")
+
+    def why_not(self, answer, f):
+        if answer == 20:
+            return "That is smart_scan=0. With smart scan, a page that keeps failing is skipped more and more."
+        return ""
+
+
+zero_pages = ZeroPages()
+zero_write = ZeroWrite()
+smart_visits = SmartVisits()
+EXERCISES = (zero_pages, zero_write, smart_visits)

@@ -1,0 +1,323 @@
+"""Two runs of one scenario, step by step: figures and their text twins.
+
+    timeline_figure(cmp)   counters after every step: simulator lines, kernel open
+                           markers, a boxed cross where they differ
+    grid_figure(cmp)       every counter and ksm_stat field x every step, the
+                           differing cells boxed and written "sim≠kernel"
+    trace_table(trace)     / compare_table(cmp): the same numbers as text
+
+``cmp`` is a :class:`ksmbook.sidebyside.Comparison` (plain data).  Each figure
+kind keeps a fixed list of traces, so a widget can restyle it in place.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+
+import plotly.graph_objects as go
+
+from ..cli import SHORT, STAT_SHORT
+from ..scenario import COUNTERS, KSM_STAT_FIELDS
+from ..sidebyside import ABSENT
+from .style import OKABE_ITO, base_layout
+from .timeline import STYLE
+
+__all__ = ["PAGE_COUNTERS", "timeline_figure", "grid_figure", "grid_rows", "trace_table",
+           "compare_table", "short_op", "compact"]
+
+#: The counters the timeline draws (all in pages; the grid shows every counter).
+PAGE_COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
+                 "ksm_zero_pages", "pages_skipped")
+#: ksm_stat fields the grid always shows per process (others only where they differ).
+GRID_STAT_FIELDS = ("ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages",
+                    "ksm_process_profit")
+DIFF_COLOUR = OKABE_ITO["vermillion"]
+SCAN_BAND = "#EFEFEF"
+# grid cell classes: equal / equal but changed by this step / differs / one side lacks it
+EQUAL, CHANGED, DIFFERS, ONE_SIDED = 0, 1, 2, 3
+GRID_COLOURS = ("#FFFFFF", "#D4E6F4", "#F8C9A8", "#E4E0C8")
+OP_WIDTH = 34
+
+
+def short_op(op: str, width: int = OP_WIDTH) -> str:
+    return op if len(op) <= width else op[:width - 3] + "..."
+
+
+def compact(value) -> str:
+    """A grid cell's text: 36224 -> '36k', 104857600 -> '105M', absent -> '–'."""
+    if value is None or value == ABSENT:
+        return "–"
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value / 1e6:.0f}M" if abs(value) >= 1e6 else f"{value / 1e3:.0f}k"
+    return str(value)
+
+
+def _scan_steps(trace) -> list[int]:
+    return [i for i, s in enumerate(trace.scenario.steps) if s.op == "scans"]
+
+
+# --------------------------------------------------------------------------
+# The timeline
+# --------------------------------------------------------------------------
+
+def _title(cmp, what: str) -> str:
+    sub = (f"{cmp.left.label} · {cmp.right.label}: {cmp.headline()}" if cmp.right is not None
+           else f"{cmp.left.label}; nothing to compare with yet")
+    return f"{cmp.scenario.name}: {what}<br><span style='font-size:13px'>{sub}</span>"
+
+
+def timeline_figure(cmp, counters=PAGE_COUNTERS, *, width: int = 1000,
+                    height: int = 460) -> go.Figure:
+    """Counters after every step: lines for the left (simulator) trace, open markers
+    for the right one, a boxed cross on every value that differs."""
+    left, right = cmp.left, cmp.right
+    steps = list(range(cmp.steps))
+    ops = [s["op"] for s in left.snapshots]
+    traces, bad_x, bad_y, bad_text = [], [], [], []
+    for i, name in enumerate(counters):
+        colour, dash, symbol = STYLE.get(name, (OKABE_ITO["black"], "solid", "circle"))
+        ys = left.counter(name)
+        traces.append(go.Scatter(
+            x=steps, y=ys, mode="lines+markers", name=name, legendgroup=name,
+            line=dict(color=colour, dash=dash, width=max(2.5, 6.5 - 1.5 * i)),
+            marker=dict(symbol=symbol, size=max(7, 12 - 2 * i), color=colour),
+            customdata=ops, hovertemplate=(f"{name} = %{{y}} ({cmp.sides[0]}) after step "
+                                           f"%{{x}}: %{{customdata}}<extra></extra>")))
+        ks = right.counter(name) if right is not None else []
+        traces.append(go.Scatter(
+            x=steps[:len(ks)], y=ks, mode="markers", name=f"{name} ({cmp.sides[1]})",
+            legendgroup=name, showlegend=False,
+            marker=dict(symbol=f"{symbol}-open", size=17, color=colour, line=dict(width=2)),
+            hovertemplate=(f"{name} = %{{y}} ({cmp.sides[1]}) after step %{{x}}"
+                           "<extra></extra>")))
+        for x, (a, b) in enumerate(zip(ys, ks)):
+            if a != b:
+                bad_x.append(x)
+                bad_y.append(b)
+                bad_text.append(f"{name}: {cmp.sides[0]} {a}, {cmp.sides[1]} {b}")
+    traces.append(go.Scatter(
+        x=bad_x, y=bad_y, mode="markers", name="differs", text=bad_text,
+        marker=dict(symbol="x", size=14, color=DIFF_COLOUR,
+                    line=dict(width=1.5, color="#000000")),
+        hovertemplate="after step %{x}: %{text}<extra>differs</extra>"))
+    top = max([v for t in traces for v in (t.y or ())] + [1])
+    layout = base_layout(_title(cmp, "counters after every step"), width, height,
+                         margin=dict(l=70, r=20, t=95, b=60))
+    layout["legend"].update(orientation="v", y=1.0, yanchor="top", x=1.02, xanchor="left")
+    layout["shapes"] = [dict(type="rect", xref="x", yref="paper", x0=i - 0.45, x1=i + 0.45,
+                             y0=0, y1=1, fillcolor=SCAN_BAND, line=dict(width=0),
+                             layer="below") for i in _scan_steps(left)]
+    layout["xaxis"] = dict(title="step (grey bands: scans(n), ksmd ran)",
+                           range=[-0.6, max(len(steps), 1) - 0.4],
+                           dtick=1 if len(steps) <= 30 else 5, showgrid=False, zeroline=False)
+    layout["yaxis"] = dict(title="pages", rangemode="tozero", range=[-0.3, top * 1.12 + 0.3],
+                           showgrid=True, gridcolor="#E4E4E4", zeroline=False)
+    return go.Figure(data=traces, layout=layout)
+
+
+# --------------------------------------------------------------------------
+# The grid
+# --------------------------------------------------------------------------
+
+def _processes(cmp) -> list[str]:
+    names = []
+    for trace in (cmp.left, cmp.right):
+        for s in (trace.snapshots if trace is not None else ()):
+            names += [p for p in s["ksm_stat"] if p not in names]
+    return names
+
+
+def _stat(snap, proc, key):
+    st = snap["ksm_stat"].get(proc)
+    return None if st is None else st.get(key, ABSENT)
+
+
+def grid_rows(cmp) -> list[tuple[str, object]]:
+    """(label, getter(snapshot) -> value) for every row of the grid: the 11
+    global counters, then per process its main ksm_stat fields and any other
+    field that differs somewhere."""
+    rows = [(c, lambda s, c=c: s["counters"][c]) for c in COUNTERS]
+    differing = {tuple(d.path.split(".")[1:3]) for i in range(cmp.steps)
+                 for d in cmp.at(i, one_sided=True) if d.path.startswith("ksm_stat.")}
+    for proc in _processes(cmp):
+        for key in (*KSM_STAT_FIELDS, "merging_pages_file"):
+            if key in GRID_STAT_FIELDS or (proc, key) in differing:
+                rows.append((f"{proc}: {STAT_SHORT[key]}",
+                             lambda s, p=proc, k=key: _stat(s, p, k)))
+    return rows
+
+
+def _cells(cmp):
+    """Per row: (class or None, text, hover) for every step."""
+    rows = grid_rows(cmp)
+    left = cmp.left.snapshots
+    right = cmp.right.snapshots if cmp.right is not None else ()
+    table = []
+    for label, get in rows:
+        line, before = [], None
+        for i, snap in enumerate(left):
+            a = get(snap)
+            b = get(right[i]) if i < len(right) else a
+            if a is None and b is None:
+                line.append((None, "", ""))
+            elif a != b:
+                cls = ONE_SIDED if ABSENT in (a, b) else DIFFERS
+                line.append((cls, f"{compact(a)}≠{compact(b)}",
+                             f"{label}: {cmp.sides[0]} {a}, {cmp.sides[1]} {b}"))
+            else:
+                cls = CHANGED if i and a != before else EQUAL
+                line.append((cls, compact(a), f"{label} = {a}"))
+            before = a
+        table.append((label, line))
+    return table
+
+
+def grid_figure(cmp, *, max_width: int = 1180) -> go.Figure:
+    """Every value after every step; differing cells orange, boxed and 'a≠b'
+    (a field only one side prints: beige, not boxed)."""
+    table = _cells(cmp)
+    n = max(cmp.steps, 1)
+    label_w = 190
+    cell_w = max(16, min(58, (max_width - label_w - 30) // n))
+    row_h = 22
+    labels = [label for label, _ in table]
+    z = [[c for c, _, _ in line] for _, line in table]
+    show_text = cell_w >= 40
+    text = [[t if show_text else "" for _, t, _ in line] for _, line in table]
+    hover = [[f"after step {i}: {h}" for i, (_, _, h) in enumerate(line)] for _, line in table]
+    bad = [(i, label) for label, line in table for i, (c, _, _) in enumerate(line)
+           if c == DIFFERS]
+    scale = []
+    for k, colour in enumerate(GRID_COLOURS):
+        scale += [[k / len(GRID_COLOURS), colour], [(k + 1) / len(GRID_COLOURS), colour]]
+    heat = go.Heatmap(x=list(range(cmp.steps)), y=labels, z=z, zmin=-0.5,
+                      zmax=len(GRID_COLOURS) - 0.5,
+                      colorscale=scale, showscale=False, xgap=1, ygap=1, text=text,
+                      texttemplate="%{text}", textfont=dict(size=11), customdata=hover,
+                      hovertemplate="%{customdata}<extra></extra>")
+    boxes = go.Scatter(x=[i for i, _ in bad], y=[label for _, label in bad], mode="markers",
+                       name="differs", hoverinfo="skip", showlegend=False,
+                       marker=dict(symbol="square-open", size=min(cell_w, row_h) - 2,
+                                   color=DIFF_COLOUR, line=dict(width=2.5)))
+    width = label_w + cell_w * n + 30
+    height = 150 + row_h * len(labels)
+    layout = base_layout(_title(cmp, "every value after every step"), max(width, 640), height,
+                         margin=dict(l=label_w, r=20, t=110, b=20), showlegend=False,
+                         plot_bgcolor="#BDBDBD")
+    layout["xaxis"] = dict(side="top", tickmode="array", tickvals=list(range(cmp.steps)),
+                           ticktext=[str(i) if n <= 30 or i % 5 == 0 else ""
+                                     for i in range(cmp.steps)],
+                           showgrid=False, zeroline=False, fixedrange=True,
+                           range=[-0.5, n - 0.5])
+    layout["yaxis"] = dict(autorange="reversed", showgrid=False, zeroline=False, fixedrange=True,
+                           tickfont=dict(size=12))
+    layout["annotations"] = [dict(
+        text="white: equal · blue: equal, changed by this step · orange, boxed: differs "
+             "(left≠right) · beige: a field one side does not print · grey: no such process", xref="paper", yref="paper", x=0,
+        y=1.0, yshift=32, xanchor="left", yanchor="bottom", showarrow=False,
+        font=dict(size=12, color="#444444"))]
+    return go.Figure(data=[heat, boxes], layout=layout)
+
+
+# --------------------------------------------------------------------------
+# Text twins
+# --------------------------------------------------------------------------
+
+def _widths(traces) -> list[int]:
+    return [max([len(SHORT[c])] + [len(str(s["counters"][c])) for t in traces if t is not None
+                                   for s in t.snapshots]) for c in COUNTERS]
+
+
+def _head(widths, side: int = 0) -> str:
+    cells = " ".join(f"{SHORT[c]:>{w}}" for c, w in zip(COUNTERS, widths))
+    return f"{'step':>4} {'op':<{OP_WIDTH}} " + (f"{'side':<{side}} " if side else "") + cells
+
+
+def _line(step, op, values, widths, side=None, side_width=0) -> str:
+    cells = " ".join(f"{v:>{w}}" for v, w in zip(values, widths))
+    head = f"{step:>4}" if step is not None else " " * 4
+    return (f"{head} {short_op(op):<{OP_WIDTH}} "
+            + (f"{side:<{side_width}} " if side is not None else "") + cells)
+
+
+def trace_table(trace) -> str:
+    """The counters after every step of one trace (deltas for pages_scanned/skipped)."""
+    widths = _widths([trace])
+    lines = [f"{trace.scenario.name}: {trace.label}", _head(widths)]
+    for s in trace.snapshots:
+        op = s["op"] + (f" -> {s['error']}" if s["error"] else "")
+        lines.append(_line(s["step"], op, [s["counters"][c] for c in COUNTERS], widths))
+    return "\n".join(lines)
+
+
+def _tails(a, b) -> tuple[str, str]:
+    """Two differing texts without their common beginning: ("…0')", "…2000')")."""
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return repr(a), repr(b)
+    cut = len(os.path.commonprefix([a, b]))
+    return (a, b) if cut < 12 else ("…" + a[cut:], "…" + b[cut:])
+
+
+def _ranges(steps: list[int]) -> str:
+    runs = []
+    for _, group in itertools.groupby(enumerate(steps), lambda p: p[1] - p[0]):
+        run = [s for _, s in group]
+        runs.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ("step " if len(steps) == 1 else "steps ") + ", ".join(runs)
+
+
+def compare_table(cmp, limit: int = 24) -> str:
+    """Both traces step by step: one 'both' row where everything agrees; else a row
+    per side, '*' on the differing counters, '·' where the right side agrees, and
+    the differing ksm_stat fields below.  Then every difference, grouped."""
+    if cmp.right is None:
+        return trace_table(cmp.left)
+    left, right = cmp.left, cmp.right
+    a_side, b_side = cmp.sides
+    widths = _widths([left, right])
+    sw = max(len(a_side), len(b_side), len("both"), 4)
+    if left.scenario.name == right.scenario.name:
+        head = f"{cmp.scenario.name}: {left.label} beside {right.label}"
+    else:
+        head = f"{left.scenario.name} ({a_side}) beside {right.scenario.name} ({b_side})"
+    lines = [head,
+             f"  one 'both' row where all agree; else '{a_side}' and '{b_side}' rows, * on what "
+             f"differs, '·' where {b_side} agrees",
+             _head(widths, sw)]
+    for i, (a, b) in enumerate(zip(left.snapshots, right.snapshots)):
+        diffs = cmp.at(i)
+        op = a["op"] + (f" -> {a['error']}" if a["error"] else "")
+        if not diffs:
+            lines.append(_line(i, op, [a["counters"][c] for c in COUNTERS], widths, "both", sw))
+            continue
+        bad = {d.path.split(".", 1)[1] for d in diffs if d.path.startswith("counters.")}
+        lines.append(_line(i, op, [f"{a['counters'][c]}{'*' if c in bad else ''}"
+                                   for c in COUNTERS], widths, a_side, sw))
+        lines.append(_line(None, "", [f"{b['counters'][c]}*" if c in bad else "·"
+                                      for c in COUNTERS], widths, b_side, sw))
+        per_proc: dict[str, list[str]] = {}
+        for d in diffs:
+            parts = d.path.split(".")
+            if parts[0] == "ksm_stat":
+                per_proc.setdefault(parts[1], []).append(f"{STAT_SHORT.get(parts[2], parts[2])} "
+                                                         f"{d.a}|{d.b}")
+            elif parts[0] != "counters":
+                per_proc.setdefault("", []).append(f"{d.path} " + "|".join(_tails(d.a, d.b)))
+        for proc, items in per_proc.items():
+            where = f"ksm_stat {proc}" if proc else "step"
+            lines.append(f"{'':>12}{where} ({a_side}|{b_side}): " + ", ".join(items))
+    groups: dict[tuple, list[int]] = {}
+    for i in cmp.differing_steps():
+        for d in cmp.at(i):
+            groups.setdefault((d.path, d.a, d.b), []).append(i)
+    if len(left.snapshots) != len(right.snapshots):
+        lines.append(f"  != number of steps: {a_side} {len(left.snapshots)}, "
+                     f"{b_side} {len(right.snapshots)}")
+    lines.append("")
+    for (path, va, vb), steps in list(groups.items())[:limit]:
+        va, vb = _tails(va, vb) if path == "op" else (repr(va), repr(vb))
+        lines.append(f"  != {path}: {a_side} {va}, {b_side} {vb}  (after {_ranges(steps)})")
+    if len(groups) > limit:
+        lines.append(f"  ... and {len(groups) - limit} more")
+    lines.append(cmp.summary())
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""The physical-frame map: every frame a cell, coloured by what it holds.
+
+One trace per role (anonymous, KSM, zero page, shmem, page table, free), always
+in that order, so a widget can restyle the figure in place.  Each cell shows the
+pfn and the mapcount (page tables show their level instead).
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from .snapshot import ROLE_NAMES, ROLES, MachineSnapshot
+from .style import LABEL_SIZE, ROLE_MARKERS, ROLE_SYMBOLS, base_layout, blank_axis
+
+CELL = 64          # pixels per cell
+LEVEL_SHORT = ("PGD", "PUD", "PMD", "PTE")
+
+
+def cell_text(f) -> str:
+    if f.role == "table":
+        level = next((lv for lv in LEVEL_SHORT if f.owner.startswith(lv)), "tbl")
+        return f"{f.pfn:#x}<br>{level}"
+    if f.role == "free":
+        return f"{f.pfn:#x}<br>free"
+    if f.role == "zero":
+        return f"{f.pfn:#x}<br>{f.ptes} PTE" + ("s" if f.ptes != 1 else "")
+    return f"{f.pfn:#x}<br>×{f.mapcount}"
+
+
+def hover_text(f) -> str:
+    lines = [f"pfn {f.pfn:#x}: {ROLE_NAMES[f.role]}"]
+    if f.role not in ("free", "table"):
+        lines.append(f"mapcount {f.mapcount}, refcount {f.refcount}, {f.ptes} PTEs")
+    if f.tag:
+        lines.append(f"content {f.tag}")
+    if f.owner:
+        lines.append(f.owner)
+    return "<br>".join(lines)
+
+
+def frame_map_figure(snap: MachineSnapshot, *, columns: int = 12, title: str | None = None,
+                     hide: tuple = ()) -> go.Figure:
+    """Frames as a grid of cells, pfn order, left to right and top to bottom."""
+    frames = [f for f in snap.frames if f.role not in hide]
+    cols = max(1, min(columns, len(frames)))
+    rows = max(1, -(-len(frames) // cols))
+    pos = {f.pfn: (i % cols, -(i // cols)) for i, f in enumerate(frames)}
+    traces = []
+    for role in ROLES:
+        mine = [f for f in frames if f.role == role]
+        traces.append(go.Scatter(
+            x=[pos[f.pfn][0] for f in mine], y=[pos[f.pfn][1] for f in mine],
+            mode="markers+text", name=f"{ROLE_NAMES[role]} ({len(mine)})",
+            text=[cell_text(f) for f in mine], hovertext=[hover_text(f) for f in mine],
+            hoverinfo="text", textposition="middle center",
+            textfont=dict(size=LABEL_SIZE - 1, color="#111111"),
+            marker=dict(symbol=ROLE_SYMBOLS[role], size=CELL - 6, color=ROLE_MARKERS[role],
+                        line=dict(width=1.5, color="#555555")),
+            showlegend=True))
+    width = max(760, cols * CELL + 40)
+    height = rows * CELL + 120
+    plot_w, plot_h = width - 40, rows * CELL
+    layout = base_layout(title or f"Physical frames: pfn and mapcount ({snap.page_size}-byte pages)",
+                         width, height, margin=dict(l=20, r=20, t=100, b=20))
+    # pixel-exact cells: one data unit per CELL pixels in both directions
+    layout["xaxis"] = blank_axis(-0.5, -0.5 + plot_w / CELL)
+    layout["yaxis"] = blank_axis(0.5 - plot_h / CELL, 0.5)
+    layout["legend"].update(y=1.02, x=0.0, xanchor="left")
+    return go.Figure(data=traces, layout=layout)
+
+
+def frame_map_text(snap: MachineSnapshot, hide: tuple = ()) -> str:
+    """The text twin: one line per role with the frames in it."""
+    lines = []
+    for role in ROLES:
+        mine = [f for f in snap.frames if f.role == role and f.role not in hide]
+        if not mine:
+            continue
+        if role in ("table", "free"):
+            cells = ", ".join(f"{f.pfn:#x}" for f in mine)
+        elif role == "zero":
+            cells = ", ".join(f"{f.pfn:#x} ({f.ptes} PTEs)" for f in mine)
+        else:
+            cells = ", ".join(f"{f.pfn:#x} ×{f.mapcount}" for f in mine)
+        lines.append(f"{ROLE_NAMES[role]:>20}: {cells}")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""One look for every figure of the book: palette, fonts, blank axes, in-place sync.
+
+Colours are the Okabe-Ito palette (safe for the common colour-vision
+deficiencies); every colour is paired with a second cue (marker symbol, dash or
+text) so that nothing is told by colour alone.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+# Okabe & Ito, "Color Universal Design" (2008)
+OKABE_ITO = {
+    "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
+    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
+    "grey": "#999999",
+}
+
+ROLE_COLOURS = {
+    "anon": OKABE_ITO["sky"],
+    "ksm": OKABE_ITO["orange"],
+    "zero": "#D9D9D9",
+    "shmem": OKABE_ITO["green"],
+    "table": OKABE_ITO["purple"],
+    "free": "#FFFFFF",
+}
+#: the marker colour of a role (an open square's outline for free frames)
+ROLE_MARKERS = {**ROLE_COLOURS, "free": "#999999"}
+ROLE_SYMBOLS = {"anon": "square", "ksm": "square", "zero": "square", "shmem": "square",
+                "table": "square", "free": "square-open"}
+
+FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=14, color="#222222")
+TITLE_SIZE = 18
+LABEL_SIZE = 13
+BG = "#FFFFFF"
+
+
+def base_layout(title: str, width: int, height: int, **extra) -> dict:
+    """Layout shared by every builder: white, explicit size, big fonts, no zoom clutter."""
+    layout = dict(
+        title=dict(text=title, x=0.01, xanchor="left", font=dict(size=TITLE_SIZE)),
+        width=width, height=height, font=FONT, plot_bgcolor=BG, paper_bgcolor=BG,
+        margin=dict(l=20, r=20, t=60, b=20), hoverlabel=dict(font_size=13),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0,
+                    font=dict(size=13)),
+        showlegend=True,
+        template="none",      # everything is styled here; keeps stored outputs small
+    )
+    layout.update(extra)
+    return layout
+
+
+def blank_axis(lo: float, hi: float, **extra) -> dict:
+    axis = dict(range=[lo, hi], visible=False, fixedrange=True, zeroline=False,
+                showgrid=False)
+    axis.update(extra)
+    return axis
+
+
+def sync_figure(target, source, *, batch: bool = True) -> None:
+    """Make ``target`` (a FigureWidget, usually) show ``source``, in one message.
+
+    Builders keep a fixed list of traces per figure kind, so this only restyles
+    existing traces and relayouts; the widget is never re-created.  Pass
+    ``batch=False`` while the widget has no view yet: plotly 7 loses traces when a
+    FigureWidget that was batch-updated before it was first shown is displayed
+    inside an ipywidgets container (seen in JupyterLab 4.6); plain updates are safe.
+    """
+    def apply():
+        if len(target.data) != len(source.data) or any(
+                a.type != b.type for a, b in zip(target.data, source.data)):
+            target.data = ()
+            target.add_traces(list(source.data))
+        else:
+            for old, new in zip(target.data, source.data):
+                old.update(new.to_plotly_json(), overwrite=True)
+        target.layout.update(source.layout.to_plotly_json(), overwrite=True)
+
+    if batch and hasattr(target, "batch_update"):
+        with target.batch_update():
+            apply()
+    else:
+        apply()
+
+
+def empty_figure() -> go.Figure:
+    return go.Figure(layout=base_layout("", 400, 200))

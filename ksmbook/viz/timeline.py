@@ -1,0 +1,67 @@
+"""KSM's counters over time: one point per full scan, one line per counter.
+
+Each counter has its own colour, dash and marker, so the lines stay apart in
+greyscale too.  The history is a list of counter dicts (``m.ksm.stats()`` or a
+snapshot's ``counters``) that all carry ``full_scans``.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from .style import OKABE_ITO, base_layout
+
+DEFAULT = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+STYLE = {
+    "pages_shared": (OKABE_ITO["vermillion"], "solid", "circle"),
+    "pages_sharing": (OKABE_ITO["orange"], "dash", "square"),
+    "pages_unshared": (OKABE_ITO["blue"], "dot", "diamond"),
+    "pages_volatile": (OKABE_ITO["grey"], "dashdot", "x"),
+    "ksm_zero_pages": (OKABE_ITO["green"], "longdash", "triangle-up"),
+    "pages_skipped": (OKABE_ITO["purple"], "longdashdot", "star"),
+    "pages_scanned": (OKABE_ITO["black"], "solid", "cross"),
+}
+
+
+def per_full_scan(history) -> list[dict]:
+    """Keep the last record of each full_scans value (the state when the scan ended)."""
+    out = {}
+    for rec in history:
+        out[rec["full_scans"]] = rec
+    return [out[k] for k in sorted(out)]
+
+
+def counters_figure(history, counters=DEFAULT, *, title: str | None = None,
+                    width: int = 900, height: int = 420) -> go.Figure:
+    rows = per_full_scan(history)
+    xs = [r["full_scans"] for r in rows]
+    traces = []
+    for i, name in enumerate(counters):
+        colour, dash, symbol = STYLE.get(name, (OKABE_ITO["black"], "solid", "circle"))
+        # earlier lines are drawn wider, so a later line lying on top leaves them visible
+        line_width = max(2.5, 6.5 - 1.5 * i)
+        traces.append(go.Scatter(
+            x=xs, y=[r[name] for r in rows], mode="lines+markers", name=name,
+            line=dict(color=colour, dash=dash, width=line_width),
+            marker=dict(symbol=symbol, size=max(8, 15 - 2 * i), color=colour),
+            hovertemplate=f"{name} = %{{y}} after full scan %{{x}}<extra></extra>"))
+    top = max([r[c] for r in rows for c in counters] + [1])
+    layout = base_layout(title or "KSM counters after each full scan", width, height,
+                         margin=dict(l=70, r=20, t=60, b=60))
+    # a column at the right: room for any number of counters, never over the title
+    layout["legend"].update(orientation="v", y=1.0, yanchor="top", x=1.02, xanchor="left")
+    layout["xaxis"] = dict(title="full_scans", dtick=1, range=[min(xs, default=0) - 0.3,
+                                                               max(xs, default=1) + 0.3],
+                           showgrid=True, gridcolor="#EEEEEE", zeroline=False)
+    layout["yaxis"] = dict(title="pages", rangemode="tozero", range=[-0.3, top * 1.1 + 0.3],
+                           showgrid=True, gridcolor="#EEEEEE", zeroline=False,
+                           dtick=max(1, round(top / 8)))
+    return go.Figure(data=traces, layout=layout)
+
+
+def counters_table(history, counters=DEFAULT) -> str:
+    """The text twin: a table of the counters per full scan."""
+    rows = per_full_scan(history)
+    head = "full_scans " + " ".join(f"{c:>15}" for c in counters)
+    lines = [head] + [f"{r['full_scans']:>10} " + " ".join(f"{r[c]:>15}" for c in counters)
+                      for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The frame every interactive view of the book shares: a scene, its live figures,
+the text of the last step, the counters, and Reset.
+
+Subclasses only add buttons whose handlers call the simulator's public API
+(``m.ksmd.scan``, ``p.write`` ...) inside ``self.act``; the app records the
+events, refreshes every view in place and keeps a text twin (``text()``) that
+prints exactly what the widgets show.
+"""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as w
+
+from .. import viz
+from ..kernel.events import Fault, KsmEvent, PageAlloc, PageFree, PteChange
+from .views import VIEWS, FigureView, figure_widget
+
+ALL_EVENTS = (KsmEvent, Fault, PteChange, PageAlloc, PageFree)
+
+
+class SceneApp:
+    """A scene (rebuilt by Reset) shown through one FigureWidget per view."""
+
+    kind = "ksmbook-app"
+    event_kinds = ALL_EVENTS
+    event_limit = 40
+
+    def __init__(self, scene_factory, views=("mappings", "trees"), *, factory=figure_widget):
+        self.scene_factory = scene_factory
+        self.scene = scene_factory()
+        self.history = [self.machine.ksm.stats()]
+        self.last_action = "start"
+        self.last_events: list = []
+        self.error = ""
+        snap = viz.snapshot(self.scene)
+        self.views = {name: FigureView(name, VIEWS[name], snap, self.history, factory)
+                      for name in views}
+        self.status = w.HTML(layout=w.Layout(min_width="200px")).add_class("ksmbook-counters")
+        self.log = w.HTML(layout=w.Layout(flex="1 1 auto", max_height="320px",
+                                          overflow="auto")).add_class("ksmbook-events")
+        self.reset_button = self._button("Reset", "ksmbook-reset", self.reset,
+                                         "rebuild the scene from scratch")
+        self._render_text()
+
+    # --- plumbing ---
+    @property
+    def machine(self):
+        return self.scene.machine
+
+    def _button(self, label, css, handler, tooltip=""):
+        b = w.Button(description=label, tooltip=tooltip, layout=w.Layout(width="auto"))
+        b.add_class("ksmbook-button")
+        b.add_class(css)
+        b.on_click(lambda _b: handler())
+        return b
+
+    def controls(self) -> list:
+        """The row of buttons (subclasses prepend theirs)."""
+        return [self.reset_button]
+
+    def extra(self) -> list:
+        """Widgets between the buttons and the figures (knobs ...)."""
+        return []
+
+    @property
+    def box(self):
+        if not hasattr(self, "_box"):
+            self._box = w.VBox([w.HBox(self.controls()), *self.extra(),
+                                w.HBox([self.status, self.log]),
+                                *[v.widget for v in self.views.values()]])
+            self._box.add_class("ksmbook-app")
+            self._box.add_class(self.kind)
+        return self._box
+
+    # --- actions ---
+    def act(self, label: str, fn) -> None:
+        """Run ``fn()`` (a simulator call), record its events, refresh everything."""
+        self.error = ""
+        with self.machine.events.capture() as events:
+            try:
+                fn()
+            except (OSError, RuntimeError, ValueError) as exc:   # kernel-shaped refusals
+                self.error = f"{type(exc).__name__}: {exc}"
+        self.last_action = label
+        self.last_events = list(events)
+        self.history.append(self.machine.ksm.stats())
+        self.refresh()
+
+    def reset(self) -> None:
+        self.scene = self.scene_factory()
+        self.history = [self.machine.ksm.stats()]
+        self.last_action = "reset"
+        self.last_events = []
+        self.error = ""
+        self.on_reset()
+        self.refresh()
+
+    def on_reset(self) -> None:
+        """Hook for subclasses that hold other machine-bound widgets."""
+
+    def refresh(self) -> None:
+        snap = viz.snapshot(self.scene)
+        for v in self.views.values():
+            v.update(snap, self.history)
+        self._render_text()
+
+    # --- text ---
+    def event_lines(self) -> list[str]:
+        return viz.describe_events(self.last_events, self.scene.label, kinds=self.event_kinds,
+                                   limit=self.event_limit)
+
+    def counters_text(self) -> str:
+        return "  ".join(f"{k}={v}" for k, v in self.status_rows())
+
+    def status_rows(self) -> list[tuple[str, int]]:
+        """The numbers shown beside the event log (KSM's counters by default)."""
+        c = self.machine.ksm.stats()
+        return [(k, c[k]) for k in ("full_scans", "pages_shared", "pages_sharing",
+                                    "pages_unshared", "pages_volatile", "pages_skipped",
+                                    "ksm_zero_pages")]
+
+    def _render_text(self) -> None:
+        rows = "".join(f"<tr><td>{k}</td><td style='text-align:right'><b>{v}</b></td></tr>"
+                       for k, v in self.status_rows())
+        self.status.value = f"<table class='ksmbook-counter-table'>{rows}</table>"
+        lines = self.event_lines() or ["(no events)"]
+        err = (f"<div style='color:#B00020'>{html.escape(self.error)}</div>" if self.error else "")
+        self.log.value = (f"<div><b>{html.escape(self.last_action)}</b></div>{err}"
+                          f"<pre style='font-size:12px;line-height:1.3;margin:0;"
+                          f"white-space:pre'>"
+                          f"{html.escape(chr(10).join(lines))}</pre>")
+
+    def text(self, views: bool = False) -> str:
+        """The text twin: last action, its events, the counters (and each view's text)."""
+        out = [f"[{self.last_action}]"]
+        if self.error:
+            out.append(f"refused: {self.error}")
+        out += self.event_lines()
+        out.append(self.counters_text())
+        if views:
+            snap = viz.snapshot(self.scene)
+            for v in self.views.values():
+                out.append(v.text(snap, self.history))
+        return "\n".join(out)
+
+    def summary(self) -> str:
+        return f"{type(self).__name__}(views={list(self.views)})"
+
+    def _repr_mimebundle_(self, **kw):
+        for v in self.views.values():
+            v.shown = True
+        bundle = self.box._repr_mimebundle_(**kw) or {}
+        bundle["text/plain"] = self.summary()     # deterministic, unlike a widget repr
+        return bundle

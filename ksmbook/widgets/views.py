@@ -1,0 +1,61 @@
+"""One figure per view, created once and then updated in place.
+
+A view is a builder (snapshot + counter history -> plotly Figure) and its text
+twin.  ``FigureView`` wraps the builder's first figure in a FigureWidget and,
+on every later ``update``, builds a fresh plain Figure and copies it into the
+widget with ``sync_figure`` (one ``batch_update`` message).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import plotly.graph_objects as go
+
+from .. import viz
+
+
+ALL_COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
+                "ksm_zero_pages", "pages_skipped")
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    build: Callable          # (snapshot, history) -> go.Figure
+    text: Callable           # (snapshot, history) -> str
+
+
+VIEWS = {
+    "mappings": ViewSpec(lambda s, h: viz.mappings_figure(s), lambda s, h: viz.mappings_text(s)),
+    "trees": ViewSpec(lambda s, h: viz.trees_figure(s), lambda s, h: viz.trees_text(s)),
+    "frames": ViewSpec(lambda s, h: viz.frame_map_figure(s), lambda s, h: viz.frame_map_text(s)),
+    "counters": ViewSpec(lambda s, h: viz.counters_figure(h), lambda s, h: viz.counters_table(h)),
+    # the same with the zero-page and smart-scan counters (chapter 05)
+    "counters_all": ViewSpec(lambda s, h: viz.counters_figure(h, ALL_COUNTERS),
+                             lambda s, h: viz.counters_table(h, ALL_COUNTERS)),
+}
+
+
+def figure_widget(fig: go.Figure):
+    """A FigureWidget (an anywidget) holding ``fig``."""
+    return go.FigureWidget(fig)
+
+
+class FigureView:
+    """One live figure: ``widget`` is created once; ``update`` restyles it in place."""
+
+    def __init__(self, name: str, spec: ViewSpec, snap, history, factory=figure_widget):
+        self.name = name
+        self.spec = spec
+        self.widget = factory(spec.build(snap, history))
+        self.widget.add_class("ksmbook-view")
+        self.widget.add_class(f"ksmbook-view-{name}")
+        self.updates = 0
+        self.shown = False       # set once the app is displayed: then updates are batched
+
+    def update(self, snap, history) -> None:
+        viz.sync_figure(self.widget, self.spec.build(snap, history), batch=self.shown)
+        self.updates += 1
+
+    def text(self, snap, history) -> str:
+        return self.spec.text(snap, history)

@@ -1,0 +1,129 @@
+"""Figures of chapters 06 and 08: pure functions of records, fixed traces, text twins."""
+import math
+
+import plotly.graph_objects as go
+
+from ksmbook import eras, sidechannel as sc
+from ksmbook.eras import STEPS, EraStory
+from ksmbook.viz import kvm as kvm_viz
+from ksmbook.viz import notifiers as seq
+from ksmbook.viz import sidechannel as sc_viz
+
+
+def merge_record(kernel):
+    story = EraStory(kernel)
+    story.next()
+    return story.next()
+
+
+def test_sequence_items_cover_the_drawn_events_in_order():
+    rec = merge_record("3.7")
+    items = seq.sequence_items(rec)
+    assert [it.x for it in items] == list(range(1, len(items) + 1))
+    lanes = seq.lanes()
+    assert all(it.lane in lanes and it.kind in seq.KINDS for it in items)
+    explained = rec.explain()
+    assert all(it.why in explained for it in items)
+    kinds = [it.kind for it in items]
+    assert kinds.count("range") == 6 and kinds.count("miss") == 3 and "remap" not in kinds
+    # every mark is in exactly one band, bands are contiguous and in order
+    bands = seq.bands(items)
+    covered = [x for x0, x1, _ in bands for x in range(x0, x1 + 1)]
+    assert covered == [it.x for it in items]
+    assert [b[2] for b in bands] == ["write_protect_page · gfn 1", "write_protect_page · gfn 0",
+                                     "replace_page · gfn 0", "ksmd"]
+
+
+def test_the_seed_merge_is_drawn_as_remaps_and_no_bracket():
+    items = seq.sequence_items(merge_record("2.6.32"))
+    kinds = [it.kind for it in items]
+    assert kinds.count("remap") == 3 and "range" not in kinds and "zap" not in kinds
+
+
+def test_sequence_figure_keeps_one_trace_per_kind():
+    empty = seq.sequence_figure(None)
+    full = seq.sequence_figure(merge_record("3.7"))
+    assert len(empty.data) == len(full.data) == len(seq.KINDS)
+    assert [t.name for t in empty.data] == [t.name for t in full.data]
+    assert sum(len(t.x) for t in full.data) == len(seq.sequence_items(merge_record("3.7")))
+    assert full.layout.width == empty.layout.width, "the live figure keeps its size"
+    assert "press" in empty.layout.annotations[-1].text
+
+
+def test_sequence_text_numbers_the_marks_like_the_x_axis():
+    rec = merge_record("3.7")
+    lines = seq.sequence_text(rec).splitlines()
+    rules = seq.era_rules(rec)
+    assert len(rules) == 2 and all("3.7-6.9" in r for r in rules)
+    assert lines[0] == seq.step_title(rec)
+    assert len(lines) == 1 + len(rules) + len(seq.sequence_items(rec))
+    first = lines[1 + len(rules)]
+    assert first.split()[0] == "1" and "range_start" in first
+    assert "rule: " + rules[0] in seq.sequence_figure(rec).layout.title.text
+
+
+def test_story_lines_name_guest_frames_instead_of_addresses():
+    rec = merge_record("3.7")
+    lines = seq.story_lines(rec)
+    assert len(lines) == len(rec.explain())
+    for hva in rec.hva_to_gfn:
+        assert f"{hva:#x}" not in "\n".join(lines)
+    assert any("gfn 1 from write_protect_page" in ln for ln in lines)
+    assert not any("pid " in ln for ln in lines)
+
+
+def test_state_table_shows_steps_that_ran_and_leaves_the_rest_blank():
+    story = EraStory("2.6.32")
+    story.next()
+    story.next()
+    fig = kvm_viz.state_table_figure(story.records, STEPS)
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Table)
+    cols = fig.data[0].cells.values
+    assert len(cols) == len(STEPS) + 1
+    assert all(v == "" for v in cols[3]) and all(v == "" for v in cols[4])
+    assert "KSM page" in cols[2][0]
+    text = kvm_viz.state_table_text(story.records, STEPS)
+    assert "2 · merge" in text and "3 · read" not in text
+    assert kvm_viz.state_table_text([], STEPS) == "(no step has run yet)"
+
+
+def test_era_table_figure_shows_every_row_and_its_exits():
+    rows = eras.era_table(("2.6.32", "3.7"))
+    fig = kvm_viz.era_table_figure(rows)
+    heat = fig.data[0]
+    assert list(heat.y) == [kvm_viz.era_row_label(r) for r in rows]
+    assert [z[1] for z in heat.z] == [r.read for r in rows]
+    assert "COW" in heat.text[0][-1] and "COW" not in heat.text[1][-1]
+    text = kvm_viz.era_table_text(rows).splitlines()
+    assert len(text) == 3 and text[1].startswith("2.6.32") and "remap in place" in text[1]
+
+
+def test_histogram_counts_every_probe_once():
+    exp = sc.run_experiment(candidates=64)
+    edges = sc_viz.bin_edges()
+    assert sum(sc_viz.counts(exp.measured(True), edges)) == 32
+    assert sum(sc_viz.counts([0.1, 1e9], edges)) == 2, "out-of-range readings are clamped"
+    fig = sc_viz.latency_figure(exp, 500)
+    assert len(fig.data) == 3 and fig.layout.xaxis.type == "log"
+    assert list(fig.data[2].x) == [500, 500]
+    text = sc_viz.latency_text(exp, 500)
+    assert str(exp.rates(500)) in text
+    rows = text.splitlines()[2:6]
+    assert sum(int(r.split()[-2]) for r in rows) == 32
+
+
+def test_roc_and_signal_figures():
+    exps = {"a": sc.run_experiment(candidates=32), "b": sc.run_experiment(
+        "6.18", "ksm_off", candidates=32)}
+    fig = sc_viz.roc_figure(exps)
+    assert len(fig.data) == 3 and "AUC" in fig.data[1].name
+    xs, ys = sc_viz.roc_points(exps["a"])
+    assert xs == sorted(xs) and (xs[0], ys[0]) == (0.0, 0.0)
+    assert len(sc_viz.roc_text(exps).splitlines()) == 3
+    sigs = [sc.signal("3.7", "write"), sc.signal("3.7", "read")]
+    sfig = sc_viz.signal_figure(sigs)
+    assert [t.name for t in sfig.data] == ["write probe", "read probe"]
+    assert list(sfig.data[0].y) == [sigs[0].gap_ns]
+    assert len(sc_viz.signal_text(sigs).splitlines()) == 3
+    assert sc_viz.fmt_ns(1500) == "1.5 µs" and sc_viz.fmt_ns(20) == "20 ns"
+    assert math.isclose(sc_viz.bin_edges()[0], sc_viz.LO_NS)
