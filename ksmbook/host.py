@@ -14,6 +14,7 @@ live runner's job (``ksmbook.live``), which restores every one.
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,19 +106,22 @@ def _ratio(a: int, b: int) -> str:
 def ksm_report(ksm: dict, procs: list[ProcessKsm], where: str, unreadable: int = 0) -> str:
     """A plain-text reading of KSM's state: knobs, counters, what they mean, processes."""
     run = {0: "stopped", 1: "merging", 2: "unmerging"}.get(ksm.get("run"), "?")
-    knobs = "  ".join(f"{k}={ksm[k]}" for k in KNOBS if k in ksm)
-    counters = "  ".join(f"{c}={ksm[c]}" for c in COUNTERS if c in ksm)
+    knobs = " ".join(f"{k}={ksm[k]}" for k in KNOBS if k in ksm)
+    counters = " ".join(f"{c}={ksm[c]}" for c in COUNTERS if c in ksm)
+    indent = " " * 12
     lines = [f"KSM on {where}: run={ksm.get('run')} ({run})",
-             f"  tunables: {knobs}",
-             f"  counters: {counters}"]
+             textwrap.fill(knobs, 96, initial_indent="  tunables: ", subsequent_indent=indent),
+             textwrap.fill(counters, 96, initial_indent="  counters: ", subsequent_indent=indent)]
     shared, sharing = ksm.get("pages_shared", 0), ksm.get("pages_sharing", 0)
-    lines.append(f"  {shared} KSM pages stand in for {shared + sharing} mappings; "
-                 f"sharing/shared = {_ratio(sharing, shared)} (high is good), "
-                 f"unshared/sharing = {_ratio(ksm.get('pages_unshared', 0), sharing)} "
-                 "(high is wasted scanning)")
+    pages = "1 KSM page stands" if shared == 1 else f"{shared} KSM pages stand"
+    lines.append(f"  {pages} in for {shared + sharing} mappings: sharing/shared = "
+                 f"{_ratio(sharing, shared)} (high: a good bargain)")
+    lines.append(f"  unshared/sharing = {_ratio(ksm.get('pages_unshared', 0), sharing)} "
+                 "(high: ksmd keeps scanning pages that do not merge)")
     if "general_profit" in ksm:
         lines.append(f"  general_profit = {ksm['general_profit']} bytes "
-                     f"({ksm['general_profit'] / 2**20:.2f} MiB), the rmap_items' own memory subtracted")
+                     f"({ksm['general_profit'] / 2**20:.2f} MiB), the rmap_items' own memory "
+                     "subtracted")
     if not procs:
         lines.append("  no process has KSM state" +
                      (f" ({unreadable} ksm_stat files were not readable: not root?)"

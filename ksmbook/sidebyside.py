@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from .scenario import _ABSENT as ABSENT          # what diff_traces writes for a
 from .scenario import (COUNTERS, SCENARIOS, FieldDiff, Scenario, diff_traces, fill, knob,
                        madvise, mmap, run_in_simulator, scans, spawn)
 
-__all__ = ["ABSENT", "Trace", "Comparison", "simulate", "recorded", "recorded_names", "traces_dir",
-           "live_trace", "scenario_named", "scenario_names", "MODEL_KERNELS", "chain_prune_scenario"]
+__all__ = ["ABSENT", "Trace", "Comparison", "simulate", "recorded", "recorded_names",
+           "traces_dir", "live_trace", "this_kernel_model", "scenario_named", "scenario_names",
+           "MODEL_KERNELS",
+           "chain_prune_scenario"]
 
 #: Kernels the simulator can model for these scenarios: every snapshot reads
 #: pages_skipped, which appeared in 6.7.
@@ -165,8 +168,10 @@ class Comparison:
         missing = self.missing_fields()
         if missing:
             fields = sorted({m.rsplit(".", 1)[-1] for m in missing})
-            lines.append(f"{len(self.diffs) - n} more fields differ only because one side "
-                         f"does not print them: {', '.join(fields)}")
+            k = len(self.diffs) - n
+            lines.append(f"{k} more field{'s differ' if k > 1 else ' differs'} only because "
+                         f"one side does not print {'them' if k > 1 else 'it'}: "
+                         + ", ".join(fields))
         return "\n".join(lines)
 
 
@@ -192,7 +197,8 @@ def _simulated(scenario: Scenario, kernel: str) -> tuple:
 
 
 def simulate(scenario: Scenario | str, kernel: str = "6.18") -> Trace:
-    """The scenario in the simulator (cached: the simulator is deterministic)."""
+    """The scenario in the simulator (cached, since the simulator is deterministic:
+    the snapshots are shared, treat them as read-only)."""
     sc = scenario_named(scenario) if isinstance(scenario, str) else scenario
     return Trace(sc, "simulator", kernel, _simulated(sc, kernel))
 
@@ -221,6 +227,18 @@ def recorded(name: str) -> Trace:
     doc = json.loads((traces_dir() / f"{name}.json").read_text())
     return Trace(Scenario.from_dict(doc["scenario"]), "recorded", doc["kernel"],
                  tuple(doc["snapshots"]))
+
+
+def this_kernel_model(release: str | None = None) -> str:
+    """The version the simulator should model beside this machine's kernel: its
+    major.minor ("6.18.44-fc-v595" -> "6.18"), or the newest modelled version
+    for a newer kernel (or a release that does not parse)."""
+    from .kernel.versions import NEWEST, parse_version
+    match = re.match(r"(\d+)\.(\d+)", release or os.uname().release)
+    if match is None:
+        return NEWEST
+    version = f"{match[1]}.{match[2]}"
+    return NEWEST if parse_version(version) > parse_version(NEWEST) else version
 
 
 def live_trace(scenario: Scenario, timeout: float = 60.0) -> Trace:

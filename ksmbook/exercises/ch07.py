@@ -38,8 +38,8 @@ class FirstSharing(Exercise):
                 f"{b['pages_volatile']} pages are volatile: that visit only recorded each "
                 f"page's checksum. Step {f['answer']} ({f['op']}) is the second visit: the "
                 f"checksum held still, the first page went into the unstable tree, the second "
-                f"merged with it into a KSM page, and the other {f['sharing'] - 1} found that page in the "
-                f"stable tree: pages_sharing {f['sharing']}. Linux 6.18 recorded "
+                f"merged with it into a KSM page, and the other {f['sharing'] - 1} found that "
+                f"page in the stable tree: pages_sharing {f['sharing']}. Linux 6.18 recorded "
                 f"{f['kernel_sharing']} at the same step"
                 + (", and the same value after every step." if f["kernel_agrees"] else "."))
 

@@ -61,9 +61,16 @@ def _scan_steps(trace) -> list[int]:
 # --------------------------------------------------------------------------
 
 def _title(cmp, what: str) -> str:
-    sub = (f"{cmp.left.label} · {cmp.right.label}: {cmp.headline()}" if cmp.right is not None
-           else f"{cmp.left.label}; nothing to compare with yet")
-    return f"{cmp.scenario.name}: {what}<br><span style='font-size:13px'>{sub}</span>"
+    left, right = cmp.left, cmp.right
+    name = left.scenario.name
+    if right is None:
+        sub = f"{left.label}; nothing to compare with yet"
+    elif right.scenario.name != name:
+        name = f"{name} vs {right.scenario.name}"
+        sub = f"{cmp.sides[0]} · {cmp.sides[1]}: {cmp.headline()}"
+    else:
+        sub = f"{left.label} · {right.label}: {cmp.headline()}"
+    return f"{name}: {what}<br><span style='font-size:13px'>{sub}</span>"
 
 
 def timeline_figure(cmp, counters=PAGE_COUNTERS, *, width: int = 1000,
@@ -71,6 +78,7 @@ def timeline_figure(cmp, counters=PAGE_COUNTERS, *, width: int = 1000,
     """Counters after every step: lines for the left (simulator) trace, open markers
     for the right one, a boxed cross on every value that differs."""
     left, right = cmp.left, cmp.right
+    this, other = cmp.sides[0], cmp.sides[1] or "kernel"
     steps = list(range(cmp.steps))
     ops = [s["op"] for s in left.snapshots]
     traces, bad_x, bad_y, bad_text = [], [], [], []
@@ -81,20 +89,20 @@ def timeline_figure(cmp, counters=PAGE_COUNTERS, *, width: int = 1000,
             x=steps, y=ys, mode="lines+markers", name=name, legendgroup=name,
             line=dict(color=colour, dash=dash, width=max(2.5, 6.5 - 1.5 * i)),
             marker=dict(symbol=symbol, size=max(7, 12 - 2 * i), color=colour),
-            customdata=ops, hovertemplate=(f"{name} = %{{y}} ({cmp.sides[0]}) after step "
+            customdata=ops, hovertemplate=(f"{name} = %{{y}} ({this}) after step "
                                            f"%{{x}}: %{{customdata}}<extra></extra>")))
         ks = right.counter(name) if right is not None else []
         traces.append(go.Scatter(
-            x=steps[:len(ks)], y=ks, mode="markers", name=f"{name} ({cmp.sides[1]})",
+            x=steps[:len(ks)], y=ks, mode="markers", name=f"{name} ({other})",
             legendgroup=name, showlegend=False,
             marker=dict(symbol=f"{symbol}-open", size=17, color=colour, line=dict(width=2)),
-            hovertemplate=(f"{name} = %{{y}} ({cmp.sides[1]}) after step %{{x}}"
+            hovertemplate=(f"{name} = %{{y}} ({other}) after step %{{x}}"
                            "<extra></extra>")))
         for x, (a, b) in enumerate(zip(ys, ks)):
             if a != b:
                 bad_x.append(x)
                 bad_y.append(b)
-                bad_text.append(f"{name}: {cmp.sides[0]} {a}, {cmp.sides[1]} {b}")
+                bad_text.append(f"{name}: {this} {a}, {other} {b}")
     traces.append(go.Scatter(
         x=bad_x, y=bad_y, mode="markers", name="differs", text=bad_text,
         marker=dict(symbol="x", size=14, color=DIFF_COLOUR,
@@ -195,28 +203,30 @@ def grid_figure(cmp, *, max_width: int = 1180) -> go.Figure:
                       colorscale=scale, showscale=False, xgap=1, ygap=1, text=text,
                       texttemplate="%{text}", textfont=dict(size=11), customdata=hover,
                       hovertemplate="%{customdata}<extra></extra>")
-    boxes = go.Scatter(x=[i for i, _ in bad], y=[label for _, label in bad], mode="markers",
-                       name="differs", hoverinfo="skip", showlegend=False,
-                       marker=dict(symbol="square-open", size=min(cell_w, row_h) - 2,
-                                   color=DIFF_COLOUR, line=dict(width=2.5)))
     width = label_w + cell_w * n + 30
-    height = 150 + row_h * len(labels)
-    layout = base_layout(_title(cmp, "every value after every step"), max(width, 640), height,
-                         margin=dict(l=label_w, r=20, t=110, b=20), showlegend=False,
+    height = 175 + row_h * len(labels)
+    layout = base_layout(_title(cmp, "every value after every step"), max(width, 760), height,
+                         margin=dict(l=label_w, r=20, t=100, b=55), showlegend=False,
                          plot_bgcolor="#BDBDBD")
+    # a box around each differing cell (shapes: they frame the cell, not cover its text)
+    layout["shapes"] = [dict(type="rect", xref="x", yref="y", x0=i - 0.47, x1=i + 0.47,
+                             y0=labels.index(label) - 0.44, y1=labels.index(label) + 0.44,
+                             line=dict(color=DIFF_COLOUR, width=2.5), fillcolor="rgba(0,0,0,0)")
+                        for i, label in bad]
     layout["xaxis"] = dict(side="top", tickmode="array", tickvals=list(range(cmp.steps)),
                            ticktext=[str(i) if n <= 30 or i % 5 == 0 else ""
                                      for i in range(cmp.steps)],
                            showgrid=False, zeroline=False, fixedrange=True,
                            range=[-0.5, n - 0.5])
-    layout["yaxis"] = dict(autorange="reversed", showgrid=False, zeroline=False, fixedrange=True,
-                           tickfont=dict(size=12))
+    layout["yaxis"] = dict(range=[len(labels) - 0.5, -0.5], showgrid=False, zeroline=False,
+                           fixedrange=True, tickfont=dict(size=12))
     layout["annotations"] = [dict(
-        text="white: equal · blue: equal, changed by this step · orange, boxed: differs "
-             "(left≠right) · beige: a field one side does not print · grey: no such process", xref="paper", yref="paper", x=0,
-        y=1.0, yshift=32, xanchor="left", yanchor="bottom", showarrow=False,
-        font=dict(size=12, color="#444444"))]
-    return go.Figure(data=[heat, boxes], layout=layout)
+        text=(f"white: equal · blue: equal, changed by this step · grey: no such process<br>"
+              f"orange, boxed: differs ({cmp.sides[0]}≠{cmp.sides[1] or 'other'}) · "
+              "beige: a field only one side prints"),
+        xref="paper", yref="paper", x=0, y=0, yshift=-6, xanchor="left", yanchor="top",
+        align="left", showarrow=False, font=dict(size=12, color="#444444"))]
+    return go.Figure(data=[heat], layout=layout)
 
 
 # --------------------------------------------------------------------------

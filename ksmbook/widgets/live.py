@@ -11,6 +11,7 @@ simulated or measured here.
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import time
 
@@ -87,7 +88,13 @@ class TraceApp:
     def refresh(self) -> None:
         cmp = self.comparison()
         for view, fig in self.figures.items():
-            sync_figure(fig, BUILDERS[view](cmp), batch=self.shown)
+            new = BUILDERS[view](cmp)
+            with fig.batch_update() if self.shown else contextlib.nullcontext():
+                sync_figure(fig, new, batch=False)
+                # layout.update() skips an empty list: without this, the boxes of the
+                # last scenario's differences would stay when the new one has none
+                fig.layout.shapes = new.layout.shapes
+                fig.layout.annotations = new.layout.annotations
         self.updates += 1
         self._render()
 
@@ -170,7 +177,8 @@ class RecordedCompare(TraceApp):
 
 
 class LiveCompare(TraceApp):
-    """Section 3: the simulator beside this machine's kernel, run when asked.
+    """Section 4: the simulator beside this machine's kernel, run when asked; the
+    simulator models this kernel's version (``sb.this_kernel_model()``).
 
     ``run()`` (the button) runs the scenario with ``ksmbook.live``; where that
     cannot work (no root, no KSM, no compiler) the button is disabled and the
@@ -182,8 +190,9 @@ class LiveCompare(TraceApp):
     views = ("timeline", "grid")
 
     def __init__(self, name: str = DEFAULT, *, timeout: float = 60.0, availability=None,
-                 runner=None, **kw):
+                 runner=None, kernel: str | None = None, **kw):
         from .. import live
+        kernel = kernel or sb.this_kernel_model()      # model the version that runs here
         self.timeout = timeout
         self.availability = availability or live.available
         self.runner = runner or sb.live_trace
@@ -199,7 +208,7 @@ class LiveCompare(TraceApp):
         self.run_button.add_class("ksmbook-button")
         self.run_button.add_class("ksmbook-run-live")
         self.run_button.on_click(lambda _b: self.run())
-        super().__init__(name, **kw)
+        super().__init__(name, kernel=kernel, **kw)
 
     def other(self) -> sb.Trace | None:
         return self.kernel_trace
@@ -216,7 +225,8 @@ class LiveCompare(TraceApp):
             self.error = f"cannot run on this kernel: {self.reason}"
             self.refresh()
             return False
-        self.about.value += "<div class='ksmbook-live-running'><b>running on the kernel…</b></div>"
+        self.about.value += ("<div class='ksmbook-live-running'><b>running on the kernel…"
+                             "</b></div>")
         started = time.monotonic()
         try:
             self.kernel_trace = self.runner(self.scenario, self.timeout)
