@@ -17,7 +17,6 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from _common import build_sim, print_machine, result
 

@@ -143,6 +143,9 @@ def _ksmd_cpu_ns() -> int | None:
 
 def _one_kernel_run(n_pages: int) -> dict:
     """From run=2 to full_scans == 3 with a fresh child; knobs already set."""
+    others = ksm_users()
+    if others:                                   # never unmerge someone else's run
+        raise KernelUnavailable(f"another KSM user appeared: {others}")
     write_knob("run", 2)                         # unmerge everything, full_scans = 0
     write_knob("run", 0)
     ready_r, ready_w = os.pipe()
@@ -215,8 +218,13 @@ def _kernel_runs(n_pages: int, pages_to_scan: int, repeat: int) -> list[dict]:
                 write_knob(name, value)
         return [_one_kernel_run(n_pages) for _ in range(repeat)]
     finally:
-        write_knob("run", 2)
         write_knob("run", 0)
+        others = ksm_users()
+        if others:      # our child is gone; resetting the counters would hit their run
+            print(f"  note: not writing run=2 at the end, other KSM users: {others}")
+        else:
+            write_knob("run", 2)
+            write_knob("run", 0)
         if "advisor_mode" in saved:
             write_knob("advisor_mode", "none")
         for name in names:

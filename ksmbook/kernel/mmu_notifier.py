@@ -234,30 +234,46 @@ def ptep_clear_flush(mm, address: int, site: str) -> int:
     return old
 
 
-class pte_notify_bracket:
+def pte_notify_bracket(mm, start: int, end: int, site: str):
     """invalidate_range_start/end around a set_pte_at_notify site, from 3.7 on.
 
     6bdb913f0a70 added the bracket so that notifiers could sleep (RDMA on-demand
     paging); before it the site was unbracketed and change_pte alone told KVM.  The
     bracket outlived change_pte: 6.10 keeps start/end and calls set_pte_at inside.
-    (A small class rather than a generator: ksmd enters two per merge.)
+    Returns a context manager: the bracket, or one shared do-nothing one when the
+    era has no bracket or no notifier is registered (ksmd enters two per merge).
     """
+    prof = mm.machine.profile
+    if not (prof.bracket_set_pte_at_notify and mm.notifiers.list):
+        return _NO_BRACKET
+    return _PteNotifyBracket(mm, start, end, site,
+                             RULE_BRACKET if prof.change_pte else RULE_BRACKET_NO_CHANGE_PTE)
+
+
+class _PteNotifyBracket:
     __slots__ = ("mm", "start", "end", "site", "rule")
 
-    def __init__(self, mm, start: int, end: int, site: str):
-        prof = mm.machine.profile
-        # None: no bracket (the era has none, or no notifier is registered)
-        self.mm = mm if prof.bracket_set_pte_at_notify and mm.notifiers.list else None
-        self.start, self.end, self.site = start, end, site
-        self.rule = RULE_BRACKET if prof.change_pte else RULE_BRACKET_NO_CHANGE_PTE
+    def __init__(self, mm, start: int, end: int, site: str, rule: str):
+        self.mm, self.start, self.end, self.site, self.rule = mm, start, end, site, rule
 
     def __enter__(self):
-        if self.mm is not None:
-            self.mm.notifiers.invalidate_range_start(self.start, self.end, self.site, "clear",
-                                                     self.rule)
+        self.mm.notifiers.invalidate_range_start(self.start, self.end, self.site, "clear",
+                                                 self.rule)
 
     def __exit__(self, *exc) -> bool:
-        if self.mm is not None:
-            self.mm.notifiers.invalidate_range_end(self.start, self.end, self.site, "clear",
-                                                   self.rule)
+        self.mm.notifiers.invalidate_range_end(self.start, self.end, self.site, "clear",
+                                               self.rule)
         return False
+
+
+class _NoBracket:
+    __slots__ = ()
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+_NO_BRACKET = _NoBracket()

@@ -46,7 +46,9 @@ class UnstableTreeMixin:
 
     def init_unstable_tree(self) -> None:
         self._unstable_lazy = False     # shortcut 2 on: the index answers, the rbtrees lag
-        self._unstable_log = []         # pending insertions (items) and erasures ((item,))
+        # pending insertions (an item) and erasures (None, then the item: no tuple to
+        # allocate, so no extra work for the cyclic garbage collector)
+        self._unstable_log = []
         self._unstable_erased = []      # the items of those erasures
         self._unstable_index = {}       # checksum (| nid << 32 off node 0) -> item
         self._unstable_index_more = {}  # the same key, more items (checksum clashes)
@@ -197,9 +199,10 @@ class UnstableTreeMixin:
         log = self._unstable_log
         self._unstable_log, self._unstable_erased = [], []
         roots = self._unstable_roots
-        for entry in log:
-            if entry.__class__ is tuple:
-                item = entry[0]
+        entries = iter(log)
+        for entry in entries:
+            if entry is None:                # an erasure: the item follows
+                item = next(entries)
                 rb_erase(item, roots[item.nid])
                 item.tree_data = None
                 continue
@@ -306,7 +309,7 @@ class UnstableTreeMixin:
                 raise AssertionError(f"unstable item {item!r} survived {age} scans")
             if age == 0 and self._unstable_lazy:
                 if self._unstable_unindex(item):
-                    self._unstable_log.append((item,))  # settling erases it, drops its bytes
+                    self._unstable_log += (None, item)  # settling erases it, drops its bytes
                     self._unstable_erased.append(item)
             else:
                 if self._unstable_log and flags & SEQNR_MASK == self._unstable_tree_seqnr:
