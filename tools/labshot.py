@@ -297,7 +297,10 @@ def screenshot_notebook(lab: LabServer, name: str, out_png: str | os.PathLike,
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
 
         ms = int(timeout_s * 1000)
-        page.goto(f"{lab.url}/lab/tree/{name}", wait_until="domcontentloaded", timeout=ms)
+        # ?reset: start from an empty workspace. The server's workspace dir is shared by
+        # every page of a session, and without it JupyterLab reopens the notebooks of
+        # earlier pages (and their kernels' widgets) in this one.
+        page.goto(f"{lab.url}/lab/tree/{name}?reset", wait_until="domcontentloaded", timeout=ms)
         page.wait_for_function(_JS_PANEL, timeout=ms)
         page.wait_for_function(_JS_READY, timeout=ms)
         # Give the notebook the whole window: no file browser, no right panel.

@@ -36,6 +36,8 @@ class Exercise:
     question = ""
     hints: tuple = ()
     answer_format = "a number"
+    #: reads the reader's answer (``as_int``, ``as_name`` ...); None keeps it as given
+    parse = None
 
     def __init__(self):
         self._facts = None
@@ -51,7 +53,7 @@ class Exercise:
         raise NotImplementedError
 
     def normalise(self, answer):
-        return answer
+        return answer if self.parse is None else self.parse(answer)
 
     def why_not(self, answer, facts: dict) -> str:
         return ""

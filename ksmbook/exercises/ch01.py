@@ -16,6 +16,7 @@ def _table_frames(machine) -> int:
 
 class TablesForOnePage(Exercise):
     name = "tables_for_one_page"
+    parse = staticmethod(as_int)
     question = ("A new process maps 16 KiB and writes one byte at the start. How many "
                 "page-table frames does its mm hold now?")
     hints = ("Before the write the process already has a PGD (mm_alloc allocates it).",
@@ -30,9 +31,6 @@ class TablesForOnePage(Exercise):
         after_mmap = _table_frames(s.machine)
         s.write("p", 0, b"x")
         return {"answer": _table_frames(s.machine), "before": before, "after_mmap": after_mmap}
-
-    def normalise(self, answer):
-        return as_int(answer)
 
     def explain(self, f):
         return (f"A fresh mm has {f['before']} table frame (its PGD); mmap() adds none "
@@ -49,6 +47,7 @@ class TablesForOnePage(Exercise):
 
 class TablesForFarPages(Exercise):
     name = "tables_for_far_pages"
+    parse = staticmethod(as_int)
     question = ("The process maps 2 GiB (nothing is allocated yet), writes one byte at the start "
                 "and one byte 1 GiB further. How many page-table frames does it hold now?")
     hints = ("1 GiB is exactly the span of one PUD entry with 4 KiB pages: 512 × 512 × 4 KiB.",
@@ -66,9 +65,6 @@ class TablesForFarPages(Exercise):
                   if pt.index(a, level) != pt.index(a + GiB, level)]
         return {"answer": _table_frames(s.machine), "differ": differ}
 
-    def normalise(self, answer):
-        return as_int(answer)
-
     def explain(self, f):
         return (f"The two addresses differ in their {', '.join(f['differ'])} indices, so below "
                 f"the first differing level each needs its own tables: {f['answer']} frames "
@@ -84,6 +80,7 @@ class TablesForFarPages(Exercise):
 
 class ReadThenWrite(Exercise):
     name = "read_then_write"
+    parse = staticmethod(as_name)
     question = ("A process reads an untouched page, then writes to it. Name the kernel "
                 "function that gives the page its own frame on the write.")
     answer_format = "a function name in quotes"
@@ -103,9 +100,6 @@ class ReadThenWrite(Exercise):
         write = [e.handler for e in write_ev if isinstance(e, Fault)]
         return {"answer": write[0], "read": read[0],
                 "pfn_after": pte_pfn(p.mm.pagetables.get_pte(s.addr("p")))}
-
-    def normalise(self, answer):
-        return as_name(answer)
 
     def explain(self, f):
         return (f"The read fault was handled by {f['read']}; the write fault reached do_wp_page(), "

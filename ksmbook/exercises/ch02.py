@@ -13,6 +13,7 @@ def _pfn(scene, proc, page):
 
 class MapcountAfterFork(Exercise):
     name = "mapcount_after_fork"
+    parse = staticmethod(as_int)
     question = ("A parent with 4 written pages forks. Before anyone writes, what is the "
                 "mapcount of the frame behind parent[2]?")
     hints = ("fork() copies the page tables (copy_page_range), not the pages.",)
@@ -22,9 +23,6 @@ class MapcountAfterFork(Exercise):
         page = s.machine.memory.pfn_to_page(_pfn(s, "parent", 2))
         return {"answer": page.mapcount, "pfn": page.pfn,
                 "same": _pfn(s, "child", 2) == page.pfn}
-
-    def normalise(self, answer):
-        return as_int(answer)
 
     def explain(self, f):
         return (f"parent[2] and child[2] both map pfn {f['pfn']:#x} "
@@ -40,6 +38,7 @@ class MapcountAfterFork(Exercise):
 
 class FramesForWrites(Exercise):
     name = "frames_for_writes"
+    parse = staticmethod(as_int)
     question = ("After that fork: the child writes page 0, then the parent writes page 0, then "
                 "the child writes page 1. How many new frames do these three writes allocate?")
     hints = ("Every write hits a read-only PTE and goes to do_wp_page().",
@@ -56,9 +55,6 @@ class FramesForWrites(Exercise):
             allocs += sum(1 for e in ev if isinstance(e, PageAlloc) and e.purpose == "anon")
         return {"answer": allocs, "handlers": handlers}
 
-    def normalise(self, answer):
-        return as_int(answer)
-
     def explain(self, f):
         steps = "; ".join(f"{proc}[{page}]: {h}" for proc, page, h in f["handlers"])
         return (f"{steps}. The parent's write came after the child had copied page 0 away, so "
@@ -73,6 +69,7 @@ class FramesForWrites(Exercise):
 
 class WhoKeepsTheOriginal(Exercise):
     name = "who_keeps_the_original"
+    parse = staticmethod(as_name)
     question = ("After the child writes page 0, which process still maps the original frame: "
                 "'parent' or 'child'?")
     answer_format = "'parent' or 'child'"
@@ -84,9 +81,6 @@ class WhoKeepsTheOriginal(Exercise):
         s.write("child", 0, b"!")
         keeper = "parent" if _pfn(s, "parent", 0) == before else "child"
         return {"answer": keeper, "pfn": before, "child_pfn": _pfn(s, "child", 0)}
-
-    def normalise(self, answer):
-        return as_name(answer)
 
     def explain(self, f):
         return (f"The child faulted, so the child got the copy (pfn {f['child_pfn']:#x}); "

@@ -8,6 +8,7 @@ from .base import Exercise, as_int, as_name
 
 class MergeScan(Exercise):
     name = "merge_scan"
+    parse = staticmethod(as_int)
     question = ("Four identical, freshly written pages are made MADV_MERGEABLE and run=1. "
                 "After which full scan (1, 2, 3, ...) is pages_sharing first above 0?")
     hints = ("What does an rmap_item's oldchecksum hold when KSM meets the page the first time?",
@@ -21,9 +22,6 @@ class MergeScan(Exercise):
             s.machine.ksmd.run_full_scans(1)
             history.append((s.stat("full_scans"), s.stat("pages_volatile"), s.stat("pages_sharing")))
         return {"answer": history[-1][0], "history": history}
-
-    def normalise(self, answer):
-        return as_int(answer)
 
     def explain(self, f):
         per = "; ".join(f"after scan {n}: volatile {v}, sharing {sh}" for n, v, sh in f["history"])
@@ -40,6 +38,7 @@ class MergeScan(Exercise):
 
 class SurvivingFrame(Exercise):
     name = "surviving_frame"
+    parse = staticmethod(as_name)
     question = ("vm1[0] and vm1[1] hold the same bytes. When they merge, whose original frame "
                 "becomes the KSM page: 'vm1[0]' or 'vm1[1]'?")
     answer_format = "'vm1[0]' or 'vm1[1]'"
@@ -56,9 +55,6 @@ class SurvivingFrame(Exercise):
         owner = next(k for k, v in before.items() if v == kpfn)
         return {"answer": owner.lower(), "before": before, "kpfn": kpfn}
 
-    def normalise(self, answer):
-        return as_name(answer)
-
     def explain(self, f):
         b = f["before"]
         return (f"Before: vm1[0] had pfn {b['vm1[0]']:#x}, vm1[1] pfn {b['vm1[1]']:#x}. After the "
@@ -72,6 +68,7 @@ class SurvivingFrame(Exercise):
 
 class BatchSize(Exercise):
     name = "batch_size"
+    parse = staticmethod(as_int)
     question = ("pages_to_scan is 100 and the only mergeable mm has 6 pages. How many pages "
                 "does the first batch, m.ksmd.scan(), process?")
     hints = ("ksm_do_scan() stops when scan_get_next_rmap_item() returns NULL.",)
@@ -84,9 +81,6 @@ class BatchSize(Exercise):
         s.machine.ksmd.scan()
         return {"answer": after - before, "pages_to_scan": s.stat("pages_to_scan"),
                 "full_scans": s.stat("full_scans"), "second": s.stat("pages_scanned") - after}
-
-    def normalise(self, answer):
-        return as_int(answer)
 
     def explain(self, f):
         return (f"pages_scanned grew by {f['answer']}, not {f['pages_to_scan']}: the batch ended "

@@ -38,6 +38,7 @@ class ZeroPages(Exercise):
 
 class ZeroWrite(Exercise):
     name = "zero_write"
+    parse = staticmethod(as_int)
     question = ("Then the program writes one byte into one of those pages. What does "
                 "ksm_zero_pages read right after the write, before ksmd runs again?")
     hints = ("Unlike pages_sharing, ksm_zero_pages is not fixed up by the scanner.",)
@@ -48,9 +49,6 @@ class ZeroWrite(Exercise):
         before = s.stat("ksm_zero_pages")
         s.write("vm1", 3, b"!")
         return {"answer": s.stat("ksm_zero_pages"), "before": before}
-
-    def normalise(self, answer):
-        return as_int(answer)
 
     def explain(self, f):
         return (f"{f['before']} -> {f['answer']} at once: wp_page_copy() calls "
@@ -65,6 +63,7 @@ class ZeroWrite(Exercise):
 
 class SmartVisits(Exercise):
     name = "smart_visits"
+    parse = staticmethod(as_int)
     question = ("smart_scan=1. A page that never finds a twin: how many times does "
                 "cmp_and_merge_page() process it in the first 20 full scans?")
     hints = ("The first four visits are always processed.",
@@ -82,9 +81,6 @@ class SmartVisits(Exercise):
             if s.stat("pages_skipped") > skips:
                 skipped.append(n)
         return {"answer": len(visits), "visits": tuple(visits), "skipped": len(skipped)}
-
-    def normalise(self, answer):
-        return as_int(answer)
 
     def explain(self, f):
         return (f"It was processed in scans {', '.join(map(str, f['visits']))} and skipped "

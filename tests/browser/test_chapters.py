@@ -50,18 +50,30 @@ def test_chapter_runs_clean_in_jupyterlab(screenshot_notebook, chapter):
         "use_zero_pages=1")) >= min_plots
 
 
+_JS_SHUTDOWN_SESSIONS = """async (name) => {
+  const sessions = window.jupyterapp.serviceManager.sessions;
+  await sessions.refreshRunning();
+  for (const m of [...sessions.running()])
+    if (m.path.endsWith(name)) await sessions.shutdown(m.id);
+}"""
+
+
 def _open_and_run(lab, chromium, name, timeout_ms=300_000):
+    """Open ``name`` in a fresh kernel and Run All.
+
+    An earlier test of the session may have left this notebook's kernel running, with
+    its widgets; a reader starts from a new kernel, so that session is shut down first.
+    """
     context = chromium.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{lab.url}/lab/tree/{name}", wait_until="domcontentloaded", timeout=timeout_ms)
-    page.wait_for_function(labshot._JS_READY, timeout=timeout_ms)
-    # a fresh kernel, as a reader starts: the session's kernel may still hold the widgets
-    # of an earlier run of this notebook (the screenshot test), and replacing live
-    # anywidget models while the page adopts them makes anywidget log an error
-    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext"
-                  ".session.kernel.restart()")
+    page.goto(f"{lab.url}/lab?reset", wait_until="domcontentloaded", timeout=timeout_ms)
+    page.wait_for_function("() => window.jupyterapp && "
+                           "window.jupyterapp.serviceManager.sessions.isReady", timeout=timeout_ms)
+    page.evaluate(_JS_SHUTDOWN_SESSIONS, name)
+    page.goto(f"{lab.url}/lab/tree/{name}?reset", wait_until="domcontentloaded",
+              timeout=timeout_ms)
     page.wait_for_function(labshot._JS_READY, timeout=timeout_ms)
     page.evaluate(labshot._JS_RUN_ALL)
     page.wait_for_function(labshot._JS_RUN_DONE, timeout=timeout_ms, polling=250)
