@@ -64,7 +64,8 @@ class StableTreeMixin:
         self.stable_node_dups += 1
         self.stable_seq += 1
         self._emit("dup_created", None, 0, dup.kpfn or 0,
-                   f"stable_node#{dup.id} joins chain#{chain.id} ({len(chain.hlist)} dups)")
+                   f"stable_node#{dup.id} joins chain#{chain.id} "
+                   f"({len(chain.hlist)} dup{'' if len(chain.hlist) == 1 else 's'})")
 
     def __stable_node_dup_del(self, dup) -> None:
         dup.chain.dup_memo = None
