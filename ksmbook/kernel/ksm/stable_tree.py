@@ -101,19 +101,24 @@ class StableTreeMixin:
         self.stable_node_chains -= 1
         self.stable_seq += 1
 
+    def unaccount_stable_item(self, node, item, sharing: bool) -> None:
+        """The accounting both removal paths of mm/ksm.c share: an item that still had
+        company on the hlist was one of the 'sharing', the last one the 'shared'."""
+        if sharing:
+            self.ksm_pages_sharing -= 1
+        else:
+            self.ksm_pages_shared -= 1
+        item.mm.ksm_merging_pages -= 1
+        node.rmap_hlist_len -= 1
+        item.anon_vma = None
+        item.head = None
+        item.flags = 0
+
     def remove_node_from_stable_tree(self, node) -> None:
         """A stale node goes: every item on it turns volatile, counters fall at once."""
         n = len(node.hlist)
         for i, item in enumerate(node.hlist):
-            if i < n - 1:           # hlist.next != NULL
-                self.ksm_pages_sharing -= 1
-            else:
-                self.ksm_pages_shared -= 1
-            item.mm.ksm_merging_pages -= 1
-            node.rmap_hlist_len -= 1
-            item.anon_vma = None
-            item.head = None
-            item.flags = 0
+            self.unaccount_stable_item(node, item, sharing=i < n - 1)   # hlist.next != NULL
         node.hlist = []
         self.stable_seq += 1
         self.stable_node_dup_del(node)

@@ -294,15 +294,7 @@ class UnstableTreeMixin:
             node.hlist.remove(item)
             self.stable_seq += 1                 # see stable_tree.py: the shortcuts
             self._chain_changed(node)
-            if node.hlist:
-                self.ksm_pages_sharing -= 1
-            else:
-                self.ksm_pages_shared -= 1
-            item.mm.ksm_merging_pages -= 1
-            node.rmap_hlist_len -= 1
-            item.anon_vma = None
-            item.head = None
-            item.flags = 0
+            self.unaccount_stable_item(node, item, sharing=bool(node.hlist))
         elif flags & UNSTABLE_FLAG:
             age = (self.ksm_scan.seqnr - (flags & SEQNR_MASK)) & 0xFF
             if age > 1:
