@@ -12,8 +12,9 @@ the global ``/sys/kernel/mm/ksm`` counters and every live process's
 every field on which two runs disagree: that list is the fidelity measure of
 the whole project.
 
-This module imports nothing from the simulator at module level, so the live
-runner and the scenario tooling work even while the simulator is broken.
+The simulator itself is imported only inside :func:`run_in_simulator`; the one
+thing shared at module level is the kernel's ksm_stat parser (kernel/sysfs.py),
+so the simulator's /proc and the real one are read by the same code.
 
 Step names and arguments are a contract shared with the tests and notebooks:
 
@@ -42,6 +43,8 @@ import dataclasses
 import errno as _errno
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, NamedTuple, TypedDict
+
+from .kernel.sysfs import parse_ksm_stat
 
 __all__ = [
     "Step", "Spawn", "Mmap", "Fill", "Unique", "Poke", "TouchRead", "Madvise",
@@ -543,24 +546,6 @@ class Snapshot(TypedDict):
     error: str | None
     counters: dict[str, int]
     ksm_stat: dict[str, dict[str, int | str]]
-
-
-def parse_ksm_stat(text: str) -> dict[str, int | str]:
-    """Parse /proc/<pid>/ksm_stat: ``name value`` or ``name: value`` lines.
-
-    Numbers become ints; ``yes``/``no`` stay strings, as the kernel prints them.
-    """
-    out: dict[str, int | str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        name, _, value = line.partition(" ")
-        name, value = name.rstrip(":"), value.strip()
-        try:
-            out[name] = int(value)
-        except ValueError:
-            out[name] = value
-    return out
 
 
 def error_name(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from .ksm import Ksm
 from .ksm.ksmd import Ksmd
 from .memory import PhysicalMemory
 from .mm import MM, AnonVma, Process, dup_mmap
-from .pagetable import pte_present
+from .pagetable import pte_pfn, pte_present
 from .sysfs import ProcFs, SysFs
 from .versions import profile as kernel_profile
 
@@ -152,7 +152,7 @@ class Machine:
             mm = p.mm
             for v in mm.vmas:
                 for _addr, pte in mm.pagetables.present(v.start, v.end):
-                    pfn = (pte >> 12) & ((1 << 40) - 1)
+                    pfn = pte_pfn(pte)
                     if pte_present(pte) and pfn:
                         maps[pfn] += 1
             stack = [mm.pagetables.pgd]

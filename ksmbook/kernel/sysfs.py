@@ -280,10 +280,19 @@ class ProcFs:
 
 
 def parse_ksm_stat(text: str) -> dict:
-    """'ksm_rmap_items 3\\nksm_merge_any: no' -> {'ksm_rmap_items': 3, 'ksm_merge_any': 'no'}."""
+    """Parse /proc/<pid>/ksm_stat: ``name value`` or ``name: value`` lines.
+
+    'ksm_rmap_items 3\nksm_merge_any: no' -> {'ksm_rmap_items': 3, 'ksm_merge_any': 'no'};
+    numbers become ints, ``yes``/``no`` stay strings, as the kernel prints them.
+    """
     out = {}
     for line in text.splitlines():
-        key, _, value = line.replace(":", " ").partition(" ")
-        value = value.strip()
-        out[key] = int(value) if value.lstrip("-").isdigit() else value
+        if not line.strip():
+            continue
+        name, _, value = line.partition(" ")
+        name, value = name.rstrip(":"), value.strip()
+        try:
+            out[name] = int(value)
+        except ValueError:
+            out[name] = value
     return out
