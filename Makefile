@@ -19,7 +19,7 @@ NBVAL_ARGS := --nbval --nbval-current-env \
               --nbval-kernel-startup-timeout=120 --nbval-cell-timeout=600 \
               -p no:python
 
-.PHONY: setup .venv browser-deps lab test test-py test-notebooks execute-notebooks bench clean distclean
+.PHONY: setup .venv browser-deps lab test test-py test-notebooks sync-notebooks execute-notebooks bench clean distclean
 
 # --- set-up -------------------------------------------------------------------
 
@@ -64,14 +64,26 @@ test-py: setup
 test-notebooks: setup
 	$(VPY) -m pytest $(NBVAL_ARGS) notebooks/
 
-# Re-execute notebooks in place with the venv kernel so their stored outputs
-# (what nbval compares) come from a clean run:  make execute-notebooks [NB=notebooks/03_x.ipynb]
+# The notebooks' source of truth is the jupytext MyST file beside each .ipynb
+# (notebooks/NN_name.md: text that git can merge).  The .ipynb holds the executed
+# outputs that nbval compares and that GitHub/nbviewer show.
+#   make sync-notebooks      .md -> .ipynb sources, keeping stored outputs
+#   make execute-notebooks   sync, then re-execute in place with the venv kernel
+#                            [NB=notebooks/03_x.ipynb]
 # Widget state is not stored: plotly's FigureWidget would embed its 5 MB JS bundle.
-NB ?= notebooks/[0-9]*.ipynb
-execute-notebooks: setup
+NB ?= $(filter-out $(MOVED_NB),$(wildcard notebooks/[0-9]*.ipynb))
+# Stub pages left at old chapter names (metadata ksmbook.moved_to): never executed.
+MOVED_NB = $(shell grep -l '"moved_to"' notebooks/[0-9]*.ipynb 2>/dev/null)
+sync-notebooks: setup
+	@for nb in $(NB); do md="$${nb%.ipynb}.md"; \
+	  if [ -f "$$md" ]; then $(VENV)/bin/jupytext --quiet --to ipynb --update "$$md" -o "$$nb"; fi; \
+	done
+
+execute-notebooks: sync-notebooks
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 \
 	  --ExecutePreprocessor.store_widget_state=False $(NB)
+	@for nb in $(NB); do $(VENV)/bin/jupytext --quiet --sync "$$nb" >/dev/null; done
 
 # --- benchmarks -------------------------------------------------------------------
 

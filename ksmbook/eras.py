@@ -1,4 +1,4 @@
-"""Chapter 06's experiment: one KSM merge seen by KVM, replayed under each kernel era.
+"""Chapter 07's experiment: one KSM merge seen by KVM, replayed under each kernel era.
 
 The story of the seed commit (set_pte_at_notify, 2.6.32) in four steps, run on the
 simulated kernel of the era the reader picks:
@@ -111,7 +111,7 @@ class StepRecord:
 
 
 class KvmNotifierWithoutChangePte(KvmMmuNotifier):
-    """KVM's notifier with a NULL ->change_pte: the counterfactual of chapter 06.
+    """KVM's notifier with a NULL ->change_pte: the counterfactual of chapter 07.
 
     The seed commit says drivers without change_pte "will just receive the
     mmu_notifier_invalidate_page() callback"; this is what KVM would have received

@@ -7,7 +7,7 @@
 
 A :class:`Trace` is a scenario, where it ran, and one snapshot per step (see
 :mod:`ksmbook.scenario`); a :class:`Comparison` lines two traces up step by step
-with :func:`~ksmbook.scenario.diff_traces`.  Chapter 07's figures, widgets and
+with :func:`~ksmbook.scenario.diff_traces`.  Chapter 09's figures, widgets and
 exercises are built on these two types; nothing here draws or touches widgets.
 """
 from __future__ import annotations
@@ -253,7 +253,7 @@ def live_trace(scenario: Scenario, timeout: float = 60.0) -> Trace:
 
 
 # --------------------------------------------------------------------------
-# A scenario of chapter 07: chain pruning, the one place the clock matters
+# A scenario of chapter 09: chain pruning, the one place the clock matters
 # --------------------------------------------------------------------------
 
 def chain_prune_scenario(prune_ms: int) -> Scenario:

@@ -1,4 +1,4 @@
-"""Chapter 08's experiment: what a write-timing attacker learns from KSM.
+"""Chapter 10's experiment: what a write-timing attacker learns from KSM.
 
 An attacker VM and a victim VM run on one simulated host.  The victim's guest holds
 pages the attacker wants to know about; the attacker's guest plants *candidate*

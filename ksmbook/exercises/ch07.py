@@ -1,160 +1,143 @@
-"""Chapter 07 exercises: the simulator beside a real kernel, and the full-scan protocol."""
+"""Chapter 07 exercises: MMU notifiers and KVM through the eras."""
 from __future__ import annotations
 
-import ksmbook
+from ..eras import STEPS, EraStory, measure_era, untouched_read
+from ..kernel.versions import parse_version
+from .base import Exercise, as_int
 
-from .. import sidebyside as sb
-from ..scenario import COUNTERS, unique_page_bytes
-from .base import Exercise, as_int, as_ints
+READS_THEN_WRITE = (STEPS[0], STEPS[1], ("read", "the guest reads gfn 0"),
+                    ("read gfn 1", "the guest reads gfn 1"),
+                    ("write gfn 1", "the guest writes gfn 1"))
+CANDIDATE_KERNELS = ("2.6.32", "3.6", "3.7", "4.13", "6.10")
 
-KSM = "/sys/kernel/mm/ksm"
 
-
-class FirstSharing(Exercise):
-    name = "first_sharing"
-    question = ("In ten_identical_pages, after which step does pages_sharing first become "
-                "non-zero? Give the step number of the trace.")
-    hints = ("Steps 0-3 only set the process up; ksmd runs only inside scans(n).",
-             "cmp_and_merge_page() goes no further than the checksum while a page's checksum "
-             "differs from the one recorded on its previous visit, and a first visit has "
-             "none recorded.")
+class ExitsForSequence(Exercise):
+    name = "exits_for_sequence"
+    question = ("Linux 3.7. After ksmd merged gfn 0 and gfn 1, the guest reads gfn 0, then "
+                "reads gfn 1, then writes gfn 1. How many EPT-violation exits do these three "
+                "accesses take in total?")
+    hints = ("From 3.7 the merge leaves both gfns without an spte: invalidate_range_start "
+             "zapped them.",
+             "A read of a KSM page maps it read-only (one exit). A write to a read-only spte "
+             "copies the page in the host, and that copy's invalidation makes KVM's own fault "
+             "retry.")
 
     def simulate(self):
-        sim = sb.simulate("ten_identical_pages")
-        rec = sb.recorded("ten_identical_pages")
-        sharing = sim.counter("pages_sharing")
-        step = next(i for i, v in enumerate(sharing) if v)
-        return {"answer": step, "op": sim.snapshots[step]["op"], "sharing": sharing[step],
-                "before": sim.snapshots[step - 1]["counters"],
-                "kernel_sharing": rec.counter("pages_sharing")[step],
-                "kernel_agrees": rec.counter("pages_sharing") == sharing}
+        recs = EraStory("3.7", steps=READS_THEN_WRITE).run_all()
+        per = [(r.name, r.exits) for r in recs[2:]]
+        return {"answer": sum(e for _n, e in per), "per": per,
+                "seed": sum(r.exits for r in EraStory("2.6.32", steps=READS_THEN_WRITE)
+                            .run_all()[2:])}
 
     def normalise(self, answer):
         return as_int(answer)
 
     def explain(self, f):
-        b = f["before"]
-        return (f"After step {f['answer'] - 1}, the first full scan, all "
-                f"{b['pages_volatile']} pages are volatile: that visit only recorded each "
-                f"page's checksum. Step {f['answer']} ({f['op']}) is the second visit: the "
-                f"checksum held still, the first page went into the unstable tree, the second "
-                f"merged with it into a KSM page, and the other {f['sharing'] - 1} found that "
-                f"page in the stable tree: pages_sharing {f['sharing']}. Linux 6.18 recorded "
-                f"{f['kernel_sharing']} at the same step"
-                + (", and the same value after every step." if f["kernel_agrees"] else "."))
+        parts = ", ".join(f"{n}: {e}" for n, e in f["per"])
+        return (f"{parts}. Each read finds no spte (zapped at the merge) and exits once to "
+                f"map the KSM page read-only; the write exits on that read-only spte, its "
+                f"copy-on-write bumps mmu_invalidate_seq, so KVM retries and exits once more. "
+                f"In 2.6.32 the same accesses take {f['seed']} exits: change_pte had already "
+                f"remapped both sptes.")
 
     def why_not(self, answer, f):
-        if answer == f["answer"] - 1:
-            return "After that step every page is volatile: the first visit only records checksums."
-        if answer < f["answer"] - 1:
-            return "madvise() only marks the VMA; nothing is scanned before scans(n)."
+        if answer == f["seed"]:
+            return "That is the seed era's count: in 3.7 the merge zapped the sptes."
+        if answer == 3:
+            return "Count the write's retry: a copy-on-write invalidates the page during the exit."
         return ""
 
 
-class LateJoinerCounters(Exercise):
-    name = "late_joiner_counters"
-    question = ("Compare the simulator modelling Linux 6.10 with the recorded Linux 6.18 trace "
-                "of late_joiners. Which global counters (files of /sys/kernel/mm/ksm) differ? "
-                "Answer with their names, e.g. ('pages_shared', 'full_scans').")
-    answer_format = "a tuple of counter names"
-    hints = ("RecordedCompare('late_joiners', kernel='6.10') shows it; the grid boxes them.",
-             "b and c make their pages mergeable after a's pages are already a KSM page. "
-             "What does cmp_and_merge_page() do first with a page it visits for the first "
-             "time: search the stable tree, or compare checksums? It changed in 6.11.")
+def _version_key(v: str):
+    return parse_version(v)
+
+
+class FreeReadEras(Exercise):
+    name = "free_read_eras"
+    question = ("Which of these kernels let the guest read a page that ksmd has just merged "
+                "without any exit: 2.6.32, 3.6, 3.7, 4.13, 6.10? Answer with a tuple of "
+                "version strings, e.g. ('4.13', '6.10').")
+    answer_format = "a tuple of version strings"
+    hints = ("The read is free only if change_pte could remap the spte in place.",
+             "Look up when 6bdb913f0a70 ('mm: wrap calls to set_pte_at_notify with "
+             "invalidate_range_start and invalidate_range_end') was merged: its date is "
+             "2012-10-09.")
 
     def simulate(self):
-        cmp = sb.Comparison(sb.simulate("late_joiners", "6.10"), sb.recorded("late_joiners"))
-        first = cmp.first_step
-        diffs = {d.path.split(".", 1)[1]: (d.a, d.b) for d in cmp.at(first)
-                 if d.path.startswith("counters.")}
-        return {"answer": tuple(cmp.counters_that_differ()), "first": first,
-                "op": cmp.left.snapshots[first]["op"], "diffs": diffs,
-                "steps": tuple(cmp.differing_steps()), "missing": cmp.missing_fields()}
+        rows = {k: measure_era(k) for k in CANDIDATE_KERNELS}
+        free = tuple(k for k, r in rows.items() if r.read == 0)
+        return {"answer": free, "rows": rows}
 
     def normalise(self, answer):
         if isinstance(answer, str):
             answer = (answer,)
         if not hasattr(answer, "__iter__"):
-            raise TypeError("a tuple of counter names")
-        names = {str(a).strip().rsplit("/", 1)[-1] for a in answer}
-        unknown = sorted(names - set(COUNTERS))
-        if unknown:
-            raise ValueError(f"not a global counter: {', '.join(unknown)} "
-                             f"(they are: {', '.join(COUNTERS)})")
-        return tuple(c for c in COUNTERS if c in names)
+            raise TypeError("a tuple of version strings, e.g. ('2.6.32',)")
+        out = []
+        for a in answer:
+            a = str(a).strip()
+            parse_version(a)
+            out.append(a)
+        return tuple(sorted(set(out), key=_version_key))
 
     def explain(self, f):
-        d = f["diffs"]
-        pairs = ", ".join(f"{c} {a} vs {b}" for c, (a, b) in d.items())
-        steps = " and ".join(str(s) for s in f["steps"])
-        return (f"They differ after steps {steps}, the first scans after b and then c opt in "
-                f"(after step {f['first']}: 6.10 model vs 6.18 kernel: {pairs}). Up to 6.10, "
-                "cmp_and_merge_page() searched the stable tree before looking at the checksum, "
-                "so b's pages, identical to a's KSM page, joined it on their very first visit. "
-                "6.11 (d58a361b0350) tests the checksum first: a first visit has no recorded "
-                "checksum to match, so the page returns as volatile and merges one scan later. "
-                "general_profit follows pages_sharing. (The ksm_stat lines ksm_merge_any and "
-                "ksm_mergeable differ too, but only because 6.10 does not print them.)")
+        rows = "; ".join(f"{k}: {r.read} exit{'s' if r.read != 1 else ''} ({r.merge_action})"
+                         for k, r in f["rows"].items())
+        return (f"{rows}. 6bdb913f0a70 is dated 2012-10-09, after v3.6 shipped (2012-09-30): "
+                f"it went into 3.7, so 3.6 still remaps in place. From 3.7 range_start zaps "
+                f"the spte before change_pte arrives, and 6.10 deleted change_pte altogether.")
 
     def why_not(self, answer, f):
-        want = set(f["answer"])
-        if set(answer) < want:
-            n = len(want - set(answer))
-            return f"Right so far, but {n} more counter{'s differ' if n > 1 else ' differs'}."
-        if set(answer) > want:
-            return "Some of these are equal on both sides after every step."
+        if "3.6" not in answer and "2.6.32" in answer:
+            return ("3.6 is often given as the bracket's release, but the commit went into "
+                    "3.7.")
+        if "3.7" in answer:
+            return "In 3.7 the merge's invalidate_range_start zaps the spte first."
         return ""
 
 
-class BatchBoundary(Exercise):
-    name = "batch_boundary"
-    question = ("pages_to_scan=100 and one process with 300 mergeable pages, all different. "
-                "ksmd starts and runs batch after batch. Which batch is the first after which "
-                "full_scans reads 1, and how many pages did that batch process? Answer "
-                "(batch, pages).")
-    answer_format = "a tuple of two numbers"
-    hints = ("ksm_do_scan() returns as soon as scan_get_next_rmap_item() returns NULL, and "
-             "that happens exactly once per full scan, when the cursor runs off the end of "
-             "the mm list.",
-             "Three batches of 100 process all 300 pages, but none of them has asked for a "
-             "301st page yet.")
+class UntouchedRead(Exercise):
+    name = "untouched_read"
+    question = ("Linux 2.6.32. QEMU itself wrote 'A'×4096 into gfn 0 and gfn 1 (the guest "
+                "never touched them), ksmd merged them, and then the guest reads gfn 0 for the "
+                "first time. How many exits does that read take, and is gfn 0 still backed by "
+                "the KSM page afterwards? Answer (exits, True or False).")
+    answer_format = "a pair (exits, True/False)"
+    hints = ("The guest never touched the pages, so there was no spte for change_pte to "
+             "remap: the read exits.",
+             "Before 2.6.38 hva_to_pfn() asked get_user_pages() for a writable page on every "
+             "fault, reads included.")
 
     def simulate(self):
-        m = ksmbook.Machine()
-        p = m.spawn("a")
-        addr = p.mmap(300 * m.page_size)
-        p.write(addr, b"".join(unique_page_bytes(1, i, m.page_size) for i in range(300)))
-        p.madvise(addr, 300 * m.page_size, ksmbook.MADV_MERGEABLE)
-        m.sysfs.write(f"{KSM}/pages_to_scan", "100")
-        m.sysfs.write(f"{KSM}/run", "1")
-        batches = []
-        while not batches or batches[-1][1] == 0:
-            before = m.ksm.stats()["pages_scanned"]
-            m.ksmd.scan()
-            s = m.ksm.stats()
-            batches.append((s["pages_scanned"] - before, s["full_scans"]))
-        return {"answer": (len(batches), batches[-1][0]), "batches": batches}
+        seed, later = untouched_read("2.6.32"), untouched_read("2.6.38")
+        return {"answer": (seed["exits"], seed["stays_merged"]),
+                "later": (later["exits"], later["stays_merged"])}
 
     def normalise(self, answer):
-        return as_ints(answer, 2)
+        if isinstance(answer, (str, bytes)) or not hasattr(answer, "__iter__"):
+            raise TypeError("a pair such as (1, True)")
+        answer = tuple(answer)
+        if len(answer) != 2 or not isinstance(answer[1], bool):
+            raise ValueError("two items: a number of exits and True or False")
+        return (as_int(answer[0]), answer[1])
 
     def explain(self, f):
-        rows = ", ".join(f"batch {i + 1}: {n} pages" for i, (n, _) in enumerate(f["batches"]))
-        return (f"{rows}. The third batch ends because pages_to_scan is used up, before "
-                "scan_get_next_rmap_item() is asked for another page; the fourth asks, gets "
-                "NULL (end of the list: ksm_scan.seqnr++, full_scans 1) and returns at once. A "
-                "batch never crosses a full-scan boundary, which is why the live runner sets "
-                "pages_to_scan far above any scenario's page count: then every wake-up is "
-                "exactly one full scan.")
+        exits, merged = f["answer"]
+        return (f"{exits} exits and the merge is {'kept' if merged else 'broken'}: the read's "
+                f"writable get_user_pages() ran do_wp_page(), which copied the KSM page; that "
+                f"copy's change_pte bumped the sequence, so KVM retried and exited again. From "
+                f"2.6.38 a read fault maps the page read-only: "
+                f"{f['later'][0]} exit, merge {'kept' if f['later'][1] else 'broken'}. This is "
+                f"why change_pte mattered so much in the seed era: only pages whose spte it "
+                f"remapped could be read without undoing the merge.")
 
     def why_not(self, answer, f):
-        if answer == (3, 100):
-            return ("After the third batch all 300 pages are processed, but the scan has not "
-                    "ended yet: nobody has asked for the next page.")
+        if answer == f["later"]:
+            return "That is what 2.6.38 and later do. What did hva_to_pfn() ask for in 2.6.32?"
         return ""
 
 
-first_sharing = FirstSharing()
-late_joiner_counters = LateJoinerCounters()
-batch_boundary = BatchBoundary()
-EXERCISES = (first_sharing, late_joiner_counters, batch_boundary)
+exits_for_sequence = ExitsForSequence()
+free_read_eras = FreeReadEras()
+untouched_read_exercise = UntouchedRead()
+EXERCISES = (exits_for_sequence, free_read_eras, untouched_read_exercise)

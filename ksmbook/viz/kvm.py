@@ -1,4 +1,4 @@
-"""KVM's side of chapter 06: the state of every guest frame after each step, and the
+"""KVM's side of chapter 07: the state of every guest frame after each step, and the
 era table (exits per step, per kernel) as a figure.
 
 ``state_table_figure(records)`` is a table whose columns are the steps of the story

@@ -1,4 +1,4 @@
-"""One step of chapter 06's story as a sequence diagram: who did what, in order.
+"""One step of chapter 07's story as a sequence diagram: who did what, in order.
 
 Lanes, top to bottom: the vCPU (exits and retries), KVM's spte for each guest frame,
 the MMU notifier calls, the host PTE behind each guest frame, and the host's own

@@ -1,4 +1,4 @@
-"""Chapter 08's figures: probe latencies, the attacker's classifier, the signal per era.
+"""Chapter 10's figures: probe latencies, the attacker's classifier, the signal per era.
 
 ``latency_figure(exp, threshold)`` is a histogram (log-spaced bins on a log axis) of
 the attacker's readings for right guesses and wrong guesses, with the threshold as a

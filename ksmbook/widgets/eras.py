@@ -1,4 +1,4 @@
-"""Chapter 06's stepper: pick a kernel era, then step one merge through KVM.
+"""Chapter 07's stepper: pick a kernel era, then step one merge through KVM.
 
 ``EraStepper()`` shows an era picker (2.6.32 / 3.7 / 6.10), **Next step**, **All
 steps** and **Reset**; two live figures (the step's sequence diagram and the state
@@ -24,7 +24,7 @@ STAT_ROWS = ("exits", "retries", "sptes_installed", "sptes_zapped", "sptes_remap
 
 
 class EraStepper:
-    """The four steps of chapter 06 on the era the reader picks."""
+    """The four steps of chapter 07 on the era the reader picks."""
 
     kind = "ksmbook-eras"
 

@@ -1,4 +1,4 @@
-"""Chapter 07's apps: one scenario, the simulator beside a Linux kernel.
+"""Chapter 09's apps: one scenario, the simulator beside a Linux kernel.
 
     SimulatorTrace(name)      pick a scenario; its counters after every step, simulated
     RecordedCompare(name)     ... beside the trace Linux 6.18 recorded (any machine)

@@ -1,4 +1,4 @@
-"""Chapter 08's lab: the attacker's histogram under the defence, era and probe you pick.
+"""Chapter 10's lab: the attacker's histogram under the defence, era and probe you pick.
 
 ``SideChannelLab()`` shows toggles for the defence (none / KSM off / zero pages only /
 VUsion-like), the kernel and the probe (write or read), a threshold slider, one live

@@ -1,4 +1,4 @@
-"""Chapter 06's experiment layer (ksmbook.eras): the story of one merge seen by KVM.
+"""Chapter 07's experiment layer (ksmbook.eras): the story of one merge seen by KVM.
 
 The expectations are the era semantics of the research notes (3.4) and of the
 kernel history: change_pte remaps in place until 3.6, 6bdb913f0a70's bracket (3.7)

@@ -1,5 +1,5 @@
 """ksmbook.sidebyside: traces from the simulator and from recorded kernel runs, and
-the comparison that lines them up (chapter 07)."""
+the comparison that lines them up (chapter 09)."""
 import dataclasses
 from pathlib import Path
 
@@ -100,7 +100,7 @@ def test_traces_dir_is_found_from_the_notebooks_folder_without_a_source_checkout
         sb.traces_dir()
 
 
-# --- the clock rule of chapter 07 -------------------------------------------------
+# --- the clock rule of chapter 09 -------------------------------------------------
 
 def run_with_pause(scenario, before_step, ms):
     """The scenario in the simulator with ``ms`` of idle time before one step (a

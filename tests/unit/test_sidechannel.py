@@ -1,4 +1,4 @@
-"""Chapter 08's experiment (ksmbook.sidechannel): the write-timing side channel.
+"""Chapter 10's experiment (ksmbook.sidechannel): the write-timing side channel.
 
 The simulated cost of every probe comes from the kernel's VM (vm.access_log); the
 timer noise is the experiment's own, seeded.  The tests check what each defence

@@ -1,4 +1,4 @@
-"""Figures of chapters 06 and 08: pure functions of records, fixed traces, text twins."""
+"""Figures of chapters 07 and 08: pure functions of records, fixed traces, text twins."""
 import math
 
 import plotly.graph_objects as go

@@ -1,4 +1,4 @@
-"""Chapters 06 and 08's widgets, driven headlessly: button.click(), value assignment.
+"""Chapters 07 and 08's widgets, driven headlessly: button.click(), value assignment.
 
 Each test checks what the reader sees (text, counters, figure data) and that the
 figures are updated in place: the same FigureWidget object, never re-created.

@@ -1,4 +1,4 @@
-"""Chapter 07's apps, driven headlessly: menu values, button clicks.
+"""Chapter 09's apps, driven headlessly: menu values, button clicks.
 
 The live app gets a fake availability check and a fake runner, so these tests
 never touch the machine's KSM; the real runner is tested in tests/test_live.py.

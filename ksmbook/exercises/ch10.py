@@ -1,4 +1,4 @@
-"""Chapter 08 exercises: the write-timing side channel."""
+"""Chapter 10 exercises: the write-timing side channel."""
 from __future__ import annotations
 
 import math

@@ -1,0 +1,160 @@
+"""Chapter 09 exercises: the simulator beside a real kernel, and the full-scan protocol."""
+from __future__ import annotations
+
+import ksmbook
+
+from .. import sidebyside as sb
+from ..scenario import COUNTERS, unique_page_bytes
+from .base import Exercise, as_int, as_ints
+
+KSM = "/sys/kernel/mm/ksm"
+
+
+class FirstSharing(Exercise):
+    name = "first_sharing"
+    question = ("In ten_identical_pages, after which step does pages_sharing first become "
+                "non-zero? Give the step number of the trace.")
+    hints = ("Steps 0-3 only set the process up; ksmd runs only inside scans(n).",
+             "cmp_and_merge_page() goes no further than the checksum while a page's checksum "
+             "differs from the one recorded on its previous visit, and a first visit has "
+             "none recorded.")
+
+    def simulate(self):
+        sim = sb.simulate("ten_identical_pages")
+        rec = sb.recorded("ten_identical_pages")
+        sharing = sim.counter("pages_sharing")
+        step = next(i for i, v in enumerate(sharing) if v)
+        return {"answer": step, "op": sim.snapshots[step]["op"], "sharing": sharing[step],
+                "before": sim.snapshots[step - 1]["counters"],
+                "kernel_sharing": rec.counter("pages_sharing")[step],
+                "kernel_agrees": rec.counter("pages_sharing") == sharing}
+
+    def normalise(self, answer):
+        return as_int(answer)
+
+    def explain(self, f):
+        b = f["before"]
+        return (f"After step {f['answer'] - 1}, the first full scan, all "
+                f"{b['pages_volatile']} pages are volatile: that visit only recorded each "
+                f"page's checksum. Step {f['answer']} ({f['op']}) is the second visit: the "
+                f"checksum held still, the first page went into the unstable tree, the second "
+                f"merged with it into a KSM page, and the other {f['sharing'] - 1} found that "
+                f"page in the stable tree: pages_sharing {f['sharing']}. Linux 6.18 recorded "
+                f"{f['kernel_sharing']} at the same step"
+                + (", and the same value after every step." if f["kernel_agrees"] else "."))
+
+    def why_not(self, answer, f):
+        if answer == f["answer"] - 1:
+            return "After that step every page is volatile: the first visit only records checksums."
+        if answer < f["answer"] - 1:
+            return "madvise() only marks the VMA; nothing is scanned before scans(n)."
+        return ""
+
+
+class LateJoinerCounters(Exercise):
+    name = "late_joiner_counters"
+    question = ("Compare the simulator modelling Linux 6.10 with the recorded Linux 6.18 trace "
+                "of late_joiners. Which global counters (files of /sys/kernel/mm/ksm) differ? "
+                "Answer with their names, e.g. ('pages_shared', 'full_scans').")
+    answer_format = "a tuple of counter names"
+    hints = ("RecordedCompare('late_joiners', kernel='6.10') shows it; the grid boxes them.",
+             "b and c make their pages mergeable after a's pages are already a KSM page. "
+             "What does cmp_and_merge_page() do first with a page it visits for the first "
+             "time: search the stable tree, or compare checksums? It changed in 6.11.")
+
+    def simulate(self):
+        cmp = sb.Comparison(sb.simulate("late_joiners", "6.10"), sb.recorded("late_joiners"))
+        first = cmp.first_step
+        diffs = {d.path.split(".", 1)[1]: (d.a, d.b) for d in cmp.at(first)
+                 if d.path.startswith("counters.")}
+        return {"answer": tuple(cmp.counters_that_differ()), "first": first,
+                "op": cmp.left.snapshots[first]["op"], "diffs": diffs,
+                "steps": tuple(cmp.differing_steps()), "missing": cmp.missing_fields()}
+
+    def normalise(self, answer):
+        if isinstance(answer, str):
+            answer = (answer,)
+        if not hasattr(answer, "__iter__"):
+            raise TypeError("a tuple of counter names")
+        names = {str(a).strip().rsplit("/", 1)[-1] for a in answer}
+        unknown = sorted(names - set(COUNTERS))
+        if unknown:
+            raise ValueError(f"not a global counter: {', '.join(unknown)} "
+                             f"(they are: {', '.join(COUNTERS)})")
+        return tuple(c for c in COUNTERS if c in names)
+
+    def explain(self, f):
+        d = f["diffs"]
+        pairs = ", ".join(f"{c} {a} vs {b}" for c, (a, b) in d.items())
+        steps = " and ".join(str(s) for s in f["steps"])
+        return (f"They differ after steps {steps}, the first scans after b and then c opt in "
+                f"(after step {f['first']}: 6.10 model vs 6.18 kernel: {pairs}). Up to 6.10, "
+                "cmp_and_merge_page() searched the stable tree before looking at the checksum, "
+                "so b's pages, identical to a's KSM page, joined it on their very first visit. "
+                "6.11 (d58a361b0350) tests the checksum first: a first visit has no recorded "
+                "checksum to match, so the page returns as volatile and merges one scan later. "
+                "general_profit follows pages_sharing. (The ksm_stat lines ksm_merge_any and "
+                "ksm_mergeable differ too, but only because 6.10 does not print them.)")
+
+    def why_not(self, answer, f):
+        want = set(f["answer"])
+        if set(answer) < want:
+            n = len(want - set(answer))
+            return f"Right so far, but {n} more counter{'s differ' if n > 1 else ' differs'}."
+        if set(answer) > want:
+            return "Some of these are equal on both sides after every step."
+        return ""
+
+
+class BatchBoundary(Exercise):
+    name = "batch_boundary"
+    question = ("pages_to_scan=100 and one process with 300 mergeable pages, all different. "
+                "ksmd starts and runs batch after batch. Which batch is the first after which "
+                "full_scans reads 1, and how many pages did that batch process? Answer "
+                "(batch, pages).")
+    answer_format = "a tuple of two numbers"
+    hints = ("ksm_do_scan() returns as soon as scan_get_next_rmap_item() returns NULL, and "
+             "that happens exactly once per full scan, when the cursor runs off the end of "
+             "the mm list.",
+             "Three batches of 100 process all 300 pages, but none of them has asked for a "
+             "301st page yet.")
+
+    def simulate(self):
+        m = ksmbook.Machine()
+        p = m.spawn("a")
+        addr = p.mmap(300 * m.page_size)
+        p.write(addr, b"".join(unique_page_bytes(1, i, m.page_size) for i in range(300)))
+        p.madvise(addr, 300 * m.page_size, ksmbook.MADV_MERGEABLE)
+        m.sysfs.write(f"{KSM}/pages_to_scan", "100")
+        m.sysfs.write(f"{KSM}/run", "1")
+        batches = []
+        while not batches or batches[-1][1] == 0:
+            before = m.ksm.stats()["pages_scanned"]
+            m.ksmd.scan()
+            s = m.ksm.stats()
+            batches.append((s["pages_scanned"] - before, s["full_scans"]))
+        return {"answer": (len(batches), batches[-1][0]), "batches": batches}
+
+    def normalise(self, answer):
+        return as_ints(answer, 2)
+
+    def explain(self, f):
+        rows = ", ".join(f"batch {i + 1}: {n} pages" for i, (n, _) in enumerate(f["batches"]))
+        return (f"{rows}. The third batch ends because pages_to_scan is used up, before "
+                "scan_get_next_rmap_item() is asked for another page; the fourth asks, gets "
+                "NULL (end of the list: ksm_scan.seqnr++, full_scans 1) and returns at once. A "
+                "batch never crosses a full-scan boundary, which is why the live runner sets "
+                "pages_to_scan far above any scenario's page count: then every wake-up is "
+                "exactly one full scan.")
+
+    def why_not(self, answer, f):
+        if answer == (3, 100):
+            return ("After the third batch all 300 pages are processed, but the scan has not "
+                    "ended yet: nobody has asked for the next page.")
+        return ""
+
+
+first_sharing = FirstSharing()
+late_joiner_counters = LateJoinerCounters()
+batch_boundary = BatchBoundary()
+EXERCISES = (first_sharing, late_joiner_counters, batch_boundary)

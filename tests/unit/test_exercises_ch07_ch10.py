@@ -1,0 +1,62 @@
+"""Chapters 07 and 10's exercises: each accepts its own answer, refuses wrong ones with
+a reason, and takes its answer from the simulator."""
+import pytest
+
+from ksmbook.exercises import ch07, ch10
+from ksmbook.exercises.base import Feedback
+
+ALL = [*ch07.EXERCISES, *ch10.EXERCISES]
+
+
+@pytest.mark.parametrize("ex", ALL, ids=lambda ex: ex.name)
+def test_exercise_accepts_its_answer_and_explains_it(ex):
+    fb = ex.check(ex.expected())
+    assert isinstance(fb, Feedback) and fb.correct is True and fb.text.startswith("Correct")
+    assert len(fb.text) > 80 and ex.solution().text.startswith("Answer: ")
+
+
+@pytest.mark.parametrize("ex", ALL, ids=lambda ex: ex.name)
+def test_unanswered_and_unreadable_answers(ex):
+    assert ex.check(...).correct is None
+    assert ex.check(object()).correct is False
+    assert ex.hints and ex.hint(9).text.startswith(ex.hints[-1])
+
+
+@pytest.mark.parametrize("ex, wrong, reason", [
+    (ch07.exits_for_sequence, 2, "seed era"),
+    (ch07.exits_for_sequence, 3, "retry"),
+    (ch07.free_read_eras, ("2.6.32",), "went into 3.7"),
+    (ch07.free_read_eras, ("2.6.32", "3.6", "3.7"), "zaps the spte"),
+    (ch07.untouched_read_exercise, (1, True), "2.6.38"),
+    (ch10.pick_threshold, 30, "wrong guesses are above"),
+    (ch10.pick_threshold, 20_000, "right guesses are below"),
+    (ch10.ksmd_wakeups, 16, "end of the first full scan"),
+    (ch10.ksmd_wakeups, 10, "first visit"),
+])
+def test_wrong_answers_say_why(ex, wrong, reason):
+    fb = ex.check(wrong)
+    assert fb.correct is False and reason in fb.text
+
+
+def test_answers_come_from_the_simulator():
+    seq = ch07.exits_for_sequence.facts
+    assert seq["answer"] == sum(e for _n, e in seq["per"]) and seq["answer"] > seq["seed"]
+    eras = ch07.free_read_eras.facts
+    assert eras["answer"] == tuple(k for k, r in eras["rows"].items() if r.read == 0)
+    lo, hi = ch10.pick_threshold.facts["answer"]
+    exp = ch10.pick_threshold.facts["exp"]
+    assert exp.rates(hi).fpr < ch10.MAX_FPR and exp.rates(hi).tpr >= ch10.MIN_TPR
+    assert not (exp.rates(lo).fpr < ch10.MAX_FPR and exp.rates(lo).tpr >= ch10.MIN_TPR)
+    rates = ch10.probes_needed.facts["rates"]
+    k = ch10.probes_needed.expected()
+    assert rates[k].fpr < ch10.MAX_FPR and all(rates[j].fpr >= ch10.MAX_FPR for j in range(1, k))
+
+
+def test_answer_formats():
+    assert ch07.free_read_eras.check("2.6.32").correct is False
+    assert ch07.free_read_eras.check(["3.6", "2.6.32", "3.6"]).correct is True
+    assert ch07.free_read_eras.check(("banana",)).correct is False
+    assert ch07.untouched_read_exercise.check((2, 0)).correct is False     # not a bool
+    assert ch07.untouched_read_exercise.check([2, False]).correct is True
+    assert ch10.pick_threshold.check("1000 ns").correct is True
+    assert ch10.pick_threshold.check(-5).correct is False
