@@ -32,8 +32,8 @@ from _common import (PAGE_SIZE, build_sim, expected_merge, print_machine, result
                      workload_chunks)
 
 try:                                    # the live runner's knob helpers and machine lock
-    from ksmbook import live
-    from ksmbook.live import read_knob, write_knob
+    from ksmbook.oracle import live
+    from ksmbook.oracle.live import read_knob, write_knob
 except ImportError as exc:              # pragma: no cover - the kernel side says why
     live, LIVE_IMPORT_ERROR = None, exc
 
@@ -73,7 +73,7 @@ def sim_run(n_pages: int, pages_to_scan: int) -> dict:
 def kernel_available() -> str | None:
     """None if the kernel side can run, else why not."""
     if live is None:
-        return f"ksmbook.live cannot be imported: {LIVE_IMPORT_ERROR}"
+        return f"ksmbook.oracle.live cannot be imported: {LIVE_IMPORT_ERROR}"
     if os.uname().sysname != "Linux":
         return "not Linux"
     if not (KSM / "run").exists():

@@ -19,7 +19,7 @@ import sys
 import textwrap
 import time
 
-from .scenario import (COUNTERS, DELTA_COUNTERS, KSM_STAT_FIELDS, SCENARIOS, Scans, Scenario,
+from .oracle.scenario import (COUNTERS, DELTA_COUNTERS, KSM_STAT_FIELDS, SCENARIOS, Scans, Scenario,
                        diff_snapshots, diff_traces, run_in_simulator)
 
 #: Column headers for the global counters, in COUNTERS order.
@@ -52,7 +52,7 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------
 
 def _scenarios() -> dict[str, Scenario]:
-    from . import workloads  # noqa: F401  (registers the built-in scenarios)
+    from .oracle import workloads  # noqa: F401  (registers the built-in scenarios)
     return SCENARIOS
 
 
@@ -298,7 +298,7 @@ def print_compare(scenario: Scenario, sim, ker, kernel: str, show_stat: bool, ou
 
 
 def cmd_compare(args, out, err) -> int:
-    from . import live
+    from .oracle import live
     scenario = find_scenario(args.scenario)
     ok, why = live.available()
     if not ok:

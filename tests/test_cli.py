@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from ksmbook import cli, live
-from ksmbook.scenario import COUNTERS, SCENARIOS, diff_traces, run_in_simulator
+from ksmbook import cli
+from ksmbook.oracle import live
+from ksmbook.oracle.scenario import COUNTERS, SCENARIOS, diff_traces, run_in_simulator
 
 LIVE_OK, LIVE_WHY = live.available()
 

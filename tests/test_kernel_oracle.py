@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ksmbook import live
-from ksmbook.scenario import SCENARIOS, Scenario, diff_traces, run_in_simulator
-from ksmbook.workloads import (COW_PAIRS, FUNCTIONAL_PAGES, random_scenario_with_knobs,
+from ksmbook.oracle import live
+from ksmbook.oracle.scenario import SCENARIOS, Scenario, diff_traces, run_in_simulator
+from ksmbook.oracle.workloads import (COW_PAIRS, FUNCTIONAL_PAGES, random_scenario_with_knobs,
                                selftest_pages_count)
 
 TRACES = Path(__file__).parent / "data" / "kernel_traces"
@@ -61,7 +61,7 @@ def test_simulator_matches_live_kernel_on_random_scenarios(seed):
 def test_every_builtin_scenario_has_a_recorded_trace():
     """A scenario without a trace is only compared where the live runner works."""
     missing = sorted(n for n in SCENARIOS if not (TRACES / f"{n}.json").exists())
-    assert not missing, ("record them with: python -m ksmbook.live "
+    assert not missing, ("record them with: python -m ksmbook.oracle.live "
                          + " ".join(missing) + " --record tests/data/kernel_traces")
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import ksmbook.workloads  # noqa: F401
-from ksmbook import live
-from ksmbook.scenario import (SCENARIOS, Scenario, diff_traces, fill, madvise, mmap,
+import ksmbook.oracle.workloads  # noqa: F401
+from ksmbook.oracle import live
+from ksmbook.oracle.scenario import (SCENARIOS, Scenario, diff_traces, fill, madvise, mmap,
                               prctl_merge, scans, spawn, unique)
 
 OK, WHY = live.available()

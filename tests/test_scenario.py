@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import ksmbook.workloads  # noqa: F401  (registers the built-ins)
-from ksmbook.scenario import (COUNTERS, KSM_STAT_FIELDS, SCENARIOS, Scenario,
+import ksmbook.oracle.workloads  # noqa: F401  (registers the built-ins)
+from ksmbook.oracle.scenario import (COUNTERS, KSM_STAT_FIELDS, SCENARIOS, Scenario,
                               ScenarioError, diff_snapshots, diff_traces, exit,
                               fill, fork, knob, madvise, make_snapshot, mmap,
                               mprotect, munmap, parse_ksm_stat, poke, prctl_merge,

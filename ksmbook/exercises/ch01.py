@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..kernel.events import Fault
 from ..kernel.memory import PG_table
 from ..kernel.pagetable import pte_pfn
-from ..scenes import Scene
+from ..labs.scenes import Scene
 from .base import Exercise, as_int, as_name
 
 GiB = 1 << 30

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..kernel.events import Fault, PageAlloc
 from ..kernel.pagetable import pte_pfn
-from ..scenes import forked_pages
+from ..labs.scenes import forked_pages
 from .base import Exercise, as_int, as_name
 
 

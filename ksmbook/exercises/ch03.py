@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..kernel.pagetable import pte_pfn
-from ..scenes import identical_pages
+from ..labs.scenes import identical_pages
 from .base import Exercise, as_int, as_name
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import errno
 
-from ..scenes import identical_pages
+from ..labs.scenes import identical_pages
 from .base import Exercise, as_ints, as_name
 
 COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared")

@@ -1,7 +1,7 @@
 """Chapter 05 exercises: zero pages and smart scan."""
 from __future__ import annotations
 
-from ..scenes import identical_pages
+from ..labs.scenes import identical_pages
 from .base import Exercise, as_int, as_ints
 
 

@@ -1,7 +1,7 @@
 """Chapter 07 exercises: MMU notifiers and KVM through the eras."""
 from __future__ import annotations
 
-from ..eras import STEPS, EraStory, measure_era, untouched_read
+from ..labs.eras import STEPS, EraStory, measure_era, untouched_read
 from ..kernel.versions import parse_version
 from .base import Exercise, as_int
 

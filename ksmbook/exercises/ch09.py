@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import ksmbook
 
-from .. import sidebyside as sb
-from ..scenario import COUNTERS, unique_page_bytes
+from ..oracle import sidebyside as sb
+from ..oracle.scenario import COUNTERS, unique_page_bytes
 from .base import Exercise, as_int, as_ints
 
 KSM = "/sys/kernel/mm/ksm"

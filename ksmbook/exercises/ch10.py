@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ..sidechannel import NOISY, QUIET, run_experiment, time_to_merge
+from ..labs.sidechannel import NOISY, QUIET, run_experiment, time_to_merge
 from .base import Exercise, Feedback, as_int
 
 CANDIDATES = 512

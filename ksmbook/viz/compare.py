@@ -6,7 +6,7 @@
                            differing cells boxed and written "sim≠kernel"
     trace_table(trace)     / compare_table(cmp): the same numbers as text
 
-``cmp`` is a :class:`ksmbook.sidebyside.Comparison` (plain data).  Each figure
+``cmp`` is a :class:`ksmbook.oracle.sidebyside.Comparison` (plain data).  Each figure
 kind keeps a fixed list of traces, so a widget can restyle it in place.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 import plotly.graph_objects as go
 
 from ..cli import SHORT, STAT_SHORT
-from ..scenario import COUNTERS, KSM_STAT_FIELDS
-from ..sidebyside import ABSENT
+from ..oracle.scenario import COUNTERS, KSM_STAT_FIELDS
+from ..oracle.sidebyside import ABSENT
 from .style import OKABE_ITO, base_layout
 from .timeline import STYLE
 

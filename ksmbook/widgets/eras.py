@@ -5,7 +5,7 @@ steps** and **Reset**; two live figures (the step's sequence diagram and the sta
 of every guest frame after each step), the explain() lines of the last step and the
 VM's counters.  Changing the era replays the new era's story up to the same step,
 so the same moment can be compared across eras.  The simulation is
-``ksmbook.eras.EraStory``; this module only wires widgets to it.
+``ksmbook.labs.eras.EraStory``; this module only wires widgets to it.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import html
 
 import ipywidgets as w
 
-from ..eras import ERAS, STEPS, EraStory
+from ..labs.eras import ERAS, STEPS, EraStory
 from ..viz import kvm as kvm_viz
 from ..viz import notifiers as seq_viz
 from ..viz.style import sync_figure

@@ -6,7 +6,7 @@
 
 Each app has a scenario picker, the scenario's description, one FigureWidget per
 view (updated in place) and a ``text()`` twin.  The runs themselves come from
-``ksmbook.sidebyside`` (simulator, recorded file, ``ksmbook.live``); nothing is
+``ksmbook.oracle.sidebyside`` (simulator, recorded file, ``ksmbook.oracle.live``); nothing is
 simulated or measured here.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 
 import ipywidgets as w
 
-from .. import sidebyside as sb
-from ..live import KsmBusy, LiveUnavailable, ProtocolError
+from ..oracle import sidebyside as sb
+from ..oracle.live import KsmBusy, LiveUnavailable, ProtocolError
 from ..viz import compare as vc
 from ..viz.style import sync_figure
 from .views import figure_widget
@@ -28,7 +28,7 @@ BUILDERS = {"timeline": vc.timeline_figure, "grid": vc.grid_figure}
 
 
 class TraceApp:
-    """A scenario picker and live figures of a :class:`~ksmbook.sidebyside.Comparison`."""
+    """A scenario picker and live figures of a :class:`~ksmbook.oracle.sidebyside.Comparison`."""
 
     kind = "ksmbook-trace"
     views = ("timeline",)
@@ -180,7 +180,7 @@ class LiveCompare(TraceApp):
     """Section 4: the simulator beside this machine's kernel, run when asked; the
     simulator models this kernel's version (``sb.this_kernel_model()``).
 
-    ``run()`` (the button) runs the scenario with ``ksmbook.live``; where that
+    ``run()`` (the button) runs the scenario with ``ksmbook.oracle.live``; where that
     cannot work (no root, no KSM, no compiler) the button is disabled and the
     reason is shown in red.  Nothing is ever shown as a kernel result that did
     not come from the kernel.
@@ -191,7 +191,7 @@ class LiveCompare(TraceApp):
 
     def __init__(self, name: str = DEFAULT, *, timeout: float = 60.0, availability=None,
                  runner=None, kernel: str | None = None, **kw):
-        from .. import live
+        from ..oracle import live
         kernel = kernel or sb.this_kernel_model()      # model the version that runs here
         self.timeout = timeout
         self.availability = availability or live.available

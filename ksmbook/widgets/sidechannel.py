@@ -3,7 +3,7 @@
 ``SideChannelLab()`` shows toggles for the defence (none / KSM off / zero pages only /
 VUsion-like), the kernel and the probe (write or read), a threshold slider, one live
 histogram and the classifier's rates.  Each (kernel, defence, probe) experiment is
-run once by ``ksmbook.sidechannel.run_experiment`` and cached; moving the threshold
+run once by ``ksmbook.labs.sidechannel.run_experiment`` and cached; moving the threshold
 only re-reads it.  No simulation logic lives here.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import html
 
 import ipywidgets as w
 
-from ..sidechannel import DEFENCES, PROBES, QUIET, run_experiment
+from ..labs.sidechannel import DEFENCES, PROBES, QUIET, run_experiment
 from ..viz import sidechannel as sc_viz
 from ..viz.style import sync_figure
 from .views import figure_widget

@@ -1,4 +1,4 @@
-"""Chapter 07's experiment layer (ksmbook.eras): the story of one merge seen by KVM.
+"""Chapter 07's experiment layer (ksmbook.labs.eras): the story of one merge seen by KVM.
 
 The expectations are the era semantics of the research notes (3.4) and of the
 kernel history: change_pte remaps in place until 3.6, 6bdb913f0a70's bracket (3.7)
@@ -7,8 +7,8 @@ writable page.  The records are also checked against the VM they came from.
 """
 import pytest
 
-from ksmbook import eras
-from ksmbook.eras import STEPS, EraStory, KvmNotifierWithoutChangePte
+from ksmbook.labs import eras
+from ksmbook.labs.eras import STEPS, EraStory, KvmNotifierWithoutChangePte
 from ksmbook.kernel.events import KvmEvent, NotifierCall
 from ksmbook.kernel.mmu_notifier import RULE_SEED_FALLBACK
 

@@ -2,7 +2,7 @@
 with a reason, every answer computed from the simulator and the recorded traces."""
 import pytest
 
-from ksmbook import sidebyside as sb
+from ksmbook.oracle import sidebyside as sb
 from ksmbook.exercises import ch09
 from ksmbook.exercises.base import Feedback
 

@@ -1,4 +1,4 @@
-"""ksmbook.host: reading KSM's state read-only, from the simulator or this machine."""
+"""ksmbook.oracle.host: reading KSM's state read-only, from the simulator or this machine."""
 import builtins
 import io
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import ksmbook
-from ksmbook import host
-from ksmbook.scenario import COUNTERS
+from ksmbook.oracle import host
+from ksmbook.oracle.scenario import COUNTERS
 
 KSM = "/sys/kernel/mm/ksm"
 

@@ -2,7 +2,7 @@
 import pytest
 
 from ksmbook import MADV_MERGEABLE
-from ksmbook.scenes import Scene, forked_pages, identical_pages
+from ksmbook.labs.scenes import Scene, forked_pages, identical_pages
 
 
 def test_identical_pages_builds_mergeable_regions_and_starts_ksmd():

@@ -1,12 +1,12 @@
-"""ksmbook.sidebyside: traces from the simulator and from recorded kernel runs, and
+"""ksmbook.oracle.sidebyside: traces from the simulator and from recorded kernel runs, and
 the comparison that lines them up (chapter 09)."""
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-from ksmbook import sidebyside as sb
-from ksmbook.scenario import COUNTERS, Scans, _SimRunner, diff_traces
+from ksmbook.oracle import sidebyside as sb
+from ksmbook.oracle.scenario import COUNTERS, Scans, _SimRunner, diff_traces
 
 
 def altered(trace, step, path, value):
@@ -92,7 +92,7 @@ def test_nothing_to_compare_with():
 
 def test_traces_dir_is_found_from_the_notebooks_folder_without_a_source_checkout(monkeypatch):
     repo = Path(__file__).resolve().parents[2]
-    monkeypatch.setattr(sb, "__file__", "/nonexistent/site-packages/ksmbook/sidebyside.py")
+    monkeypatch.setattr(sb, "__file__", "/nonexistent/site-packages/ksmbook/oracle/sidebyside.py")
     monkeypatch.chdir(repo / "notebooks")
     assert sb.traces_dir().resolve() == (repo / "tests" / "data" / "kernel_traces").resolve()
     monkeypatch.chdir("/")

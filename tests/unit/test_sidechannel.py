@@ -1,4 +1,4 @@
-"""Chapter 10's experiment (ksmbook.sidechannel): the write-timing side channel.
+"""Chapter 10's experiment (ksmbook.labs.sidechannel): the write-timing side channel.
 
 The simulated cost of every probe comes from the kernel's VM (vm.access_log); the
 timer noise is the experiment's own, seeded.  The tests check what each defence
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ksmbook import sidechannel as sc
+from ksmbook.labs import sidechannel as sc
 from ksmbook.kernel import costs
 
 
@@ -134,7 +134,7 @@ TRACES = Path(__file__).parents[1] / "data" / "kernel_traces"
 
 @pytest.mark.parametrize("path", sorted(TRACES.glob("attacker_wait_*.json")), ids=lambda p: p.stem)
 def test_merge_delay_matches_the_recorded_6_18_kernel(path):
-    """The traces were recorded on Linux 6.18 (ksmbook.live): a victim's 16 pages sit
+    """The traces were recorded on Linux 6.18 (ksmbook.oracle.live): a victim's 16 pages sit
     unmerged for some full scans, an attacker plants copies, then one scan at a time."""
     doc = json.loads(path.read_text())
     steps = doc["scenario"]["steps"]

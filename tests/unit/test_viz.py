@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import pytest
 
 from ksmbook import viz
-from ksmbook.scenes import Scene, identical_pages
+from ksmbook.labs.scenes import Scene, identical_pages
 from ksmbook.viz.frames import CELL
 from ksmbook.viz.snapshot import ROLES, content_tag
 from ksmbook.viz.trees import COL, LEVEL

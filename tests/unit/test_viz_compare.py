@@ -1,8 +1,8 @@
 """ksmbook.viz.compare: the side-by-side figures and their text twins."""
 import dataclasses
 
-from ksmbook import sidebyside as sb
-from ksmbook.scenario import COUNTERS
+from ksmbook.oracle import sidebyside as sb
+from ksmbook.oracle.scenario import COUNTERS
 from ksmbook.viz import compare as vc
 
 

@@ -3,8 +3,8 @@ import math
 
 import plotly.graph_objects as go
 
-from ksmbook import eras, sidechannel as sc
-from ksmbook.eras import STEPS, EraStory
+from ksmbook.labs import eras, sidechannel as sc
+from ksmbook.labs.eras import STEPS, EraStory
 from ksmbook.viz import kvm as kvm_viz
 from ksmbook.viz import notifiers as seq
 from ksmbook.viz import sidechannel as sc_viz

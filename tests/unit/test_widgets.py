@@ -8,7 +8,7 @@ import functools
 
 import plotly.graph_objects as go
 
-from ksmbook import scenes
+from ksmbook.labs import scenes
 from ksmbook.widgets import ActionStepper, Knobs, KsmStepper, WalkExplorer
 
 KSM = "/sys/kernel/mm/ksm"

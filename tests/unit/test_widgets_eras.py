@@ -5,7 +5,7 @@ figures are updated in place: the same FigureWidget object, never re-created.
 """
 import plotly.graph_objects as go
 
-from ksmbook.eras import STEPS
+from ksmbook.labs.eras import STEPS
 from ksmbook.widgets.eras import EraStepper
 from ksmbook.widgets.sidechannel import SideChannelLab
 

@@ -8,8 +8,8 @@ import dataclasses
 import plotly.graph_objects as go
 import pytest
 
-from ksmbook import sidebyside as sb
-from ksmbook.live import KsmBusy, ProtocolError
+from ksmbook.oracle import sidebyside as sb
+from ksmbook.oracle.live import KsmBusy, ProtocolError
 from ksmbook.viz import compare as vc
 from ksmbook.widgets.live import LiveCompare, RecordedCompare, SimulatorTrace
 

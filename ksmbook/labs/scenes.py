@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .kernel.machine import Machine
-from .kernel.mm import MADV_MERGEABLE
+from ..kernel.machine import Machine
+from ..kernel.mm import MADV_MERGEABLE
 
 KSM = "/sys/kernel/mm/ksm"
 

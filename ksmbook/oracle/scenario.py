@@ -4,7 +4,7 @@ A :class:`Scenario` is a list of small, frozen steps (``spawn``, ``mmap``,
 ``fill``, ``madvise``, ``scans`` ...).  The same scenario runs
 
 * in the simulator, with :func:`run_in_simulator` (pure Python, no root), and
-* on the real Linux kernel, with :func:`ksmbook.live.run_live` (root + KSM),
+* on the real Linux kernel, with :func:`ksmbook.oracle.live.run_live` (root + KSM),
 
 and both return the same thing: one :data:`Snapshot` after every step, holding
 the global ``/sys/kernel/mm/ksm`` counters and every live process's
@@ -44,7 +44,7 @@ import errno as _errno
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, NamedTuple, TypedDict
 
-from .kernel.sysfs import parse_ksm_stat
+from ..kernel.sysfs import parse_ksm_stat
 
 __all__ = [
     "Step", "Spawn", "Mmap", "Fill", "Unique", "Poke", "TouchRead", "Madvise",
@@ -519,7 +519,7 @@ class Scenario:
                    d.get("page_size", 4096))
 
 
-#: Built-in scenarios by name; ksmbook.workloads fills it (see :func:`register`).
+#: Built-in scenarios by name; ksmbook.oracle.workloads fills it (see :func:`register`).
 SCENARIOS: dict[str, Scenario] = {}
 
 

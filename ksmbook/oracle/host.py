@@ -9,7 +9,7 @@ The same three calls read both, because the simulator's ``m.sysfs`` and
     print(ksm_report(ksm, procs, where="this machine"))
 
 Nothing here ever writes: KSM's knobs are global, and changing them is the
-live runner's job (``ksmbook.live``), which restores every one.
+live runner's job (``ksmbook.oracle.live``), which restores every one.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .kernel.sysfs import parse_ksm_stat
+from ..kernel.sysfs import parse_ksm_stat
 from .scenario import COUNTERS, WRITABLE_KNOBS
 
 __all__ = ["HostFiles", "KSM_DIR", "read_ksm", "read_processes", "host_pids", "ksm_report",

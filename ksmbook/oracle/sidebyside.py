@@ -6,8 +6,8 @@
     cmp.diffs, cmp.first_step, cmp.counters_that_differ()
 
 A :class:`Trace` is a scenario, where it ran, and one snapshot per step (see
-:mod:`ksmbook.scenario`); a :class:`Comparison` lines two traces up step by step
-with :func:`~ksmbook.scenario.diff_traces`.  Chapter 09's figures, widgets and
+:mod:`ksmbook.oracle.scenario`); a :class:`Comparison` lines two traces up step by step
+with :func:`~ksmbook.oracle.scenario.diff_traces`.  Chapter 09's figures, widgets and
 exercises are built on these two types; nothing here draws or touches widgets.
 """
 from __future__ import annotations
@@ -180,7 +180,7 @@ class Comparison:
 # --------------------------------------------------------------------------
 
 def scenario_names() -> list[str]:
-    """The built-in scenarios, in the order ksmbook.workloads registers them."""
+    """The built-in scenarios, in the order ksmbook.oracle.workloads registers them."""
     from . import workloads  # noqa: F401  (registers the built-in scenarios)
     return list(SCENARIOS)
 
@@ -223,7 +223,7 @@ def recorded_names() -> list[str]:
 
 @functools.lru_cache(maxsize=64)
 def recorded(name: str) -> Trace:
-    """The trace ``python -m ksmbook.live --record`` wrote for ``name``."""
+    """The trace ``python -m ksmbook.oracle.live --record`` wrote for ``name``."""
     doc = json.loads((traces_dir() / f"{name}.json").read_text())
     return Trace(Scenario.from_dict(doc["scenario"]), "recorded", doc["kernel"],
                  tuple(doc["snapshots"]))
@@ -233,7 +233,7 @@ def this_kernel_model(release: str | None = None) -> str:
     """The version the simulator should model beside this machine's kernel: its
     major.minor ("6.18.44-fc-v595" -> "6.18"), or the newest modelled version
     for a newer kernel (or a release that does not parse)."""
-    from .kernel.versions import NEWEST, parse_version
+    from ..kernel.versions import NEWEST, parse_version
     match = re.match(r"(\d+)\.(\d+)", release or os.uname().release)
     if match is None:
         return NEWEST
@@ -242,9 +242,9 @@ def this_kernel_model(release: str | None = None) -> str:
 
 
 def live_trace(scenario: Scenario, timeout: float = 60.0) -> Trace:
-    """Run ``scenario`` on this machine's kernel now (root + KSM; see ksmbook.live).
+    """Run ``scenario`` on this machine's kernel now (root + KSM; see ksmbook.oracle.live).
 
-    Raises what :func:`ksmbook.live.run_live` raises: LiveUnavailable, KsmBusy,
+    Raises what :func:`ksmbook.oracle.live.run_live` raises: LiveUnavailable, KsmBusy,
     ProtocolError.
     """
     from . import live

@@ -1,4 +1,4 @@
-"""Built-in scenarios (registered in :data:`ksmbook.scenario.SCENARIOS`).
+"""Built-in scenarios (registered in :data:`ksmbook.oracle.scenario.SCENARIOS`).
 
 Each one is small enough to read in one breath and checks one fact that the
 book relies on; ``tests/data/kernel_traces/<name>.json`` holds what Linux 6.18

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .kernel.events import Fault, KsmEvent, KvmEvent, NotifierCall, PteChange
-from .kernel.kvm import KvmMmuNotifier, explain
-from .kernel.machine import Machine
-from .kernel.memory import PG_ksm
-from .kernel.mm import MADV_MERGEABLE
-from .kernel.mmu_notifier import MmuNotifier
-from .kernel.pagetable import pte_pfn, pte_present, pte_write
+from ..kernel.events import Fault, KsmEvent, KvmEvent, NotifierCall, PteChange
+from ..kernel.kvm import KvmMmuNotifier, explain
+from ..kernel.machine import Machine
+from ..kernel.memory import PG_ksm
+from ..kernel.mm import MADV_MERGEABLE
+from ..kernel.mmu_notifier import MmuNotifier
+from ..kernel.pagetable import pte_pfn, pte_present, pte_write
 
 PAGE_SIZE = 4096
 KSM_RUN = "/sys/kernel/mm/ksm/run"

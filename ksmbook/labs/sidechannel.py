@@ -40,11 +40,11 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from .kernel import costs
-from .kernel.machine import Machine
-from .kernel.memory import PG_ksm, PG_zero
-from .kernel.mm import MADV_MERGEABLE
-from .kernel.pagetable import pte_pfn, pte_present
+from ..kernel import costs
+from ..kernel.machine import Machine
+from ..kernel.memory import PG_ksm, PG_zero
+from ..kernel.mm import MADV_MERGEABLE
+from ..kernel.pagetable import pte_pfn, pte_present
 
 PAGE_SIZE = 4096
 KSM = "/sys/kernel/mm/ksm"

@@ -1,4 +1,4 @@
-"""Run a :class:`~ksmbook.scenario.Scenario` on the real Linux kernel.
+"""Run a :class:`~ksmbook.oracle.scenario.Scenario` on the real Linux kernel.
 
 The real kernel is the oracle the simulator is measured against, so this
 module's only job is to make the kernel's numbers *exact and repeatable*:
@@ -158,7 +158,7 @@ def worker_binary() -> Path:
     cc = _compiler()
     if cc is None:
         raise LiveUnavailable("no C compiler (cc, gcc or clang) to build the live worker")
-    source = resources.files("ksmbook").joinpath("_worker.c").read_bytes()
+    source = resources.files("ksmbook.oracle").joinpath("_worker.c").read_bytes()
     digest = hashlib.sha256(source + cc.encode()).hexdigest()[:16]
     out = _cache_dir() / f"worker-{digest}"
     if out.exists():
@@ -680,13 +680,13 @@ def run_live(scenario: Scenario, timeout: float = 60.0) -> list[Snapshot]:
 
 
 # --------------------------------------------------------------------------
-# python -m ksmbook.live: run built-in scenarios, print or record their traces
+# python -m ksmbook.oracle.live: run built-in scenarios, print or record their traces
 # --------------------------------------------------------------------------
 
 def trace_document(scenario: Scenario, snapshots: list[Snapshot]) -> dict:
     """What a recorded trace file holds: the scenario, the kernel, the snapshots."""
     return {"scenario": scenario.to_dict(), "kernel": os.uname().release,
-            "machine": os.uname().machine, "recorded_with": "ksmbook.live.run_live",
+            "machine": os.uname().machine, "recorded_with": "ksmbook.oracle.live.run_live",
             "snapshots": snapshots}
 
 
@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import workloads  # noqa: F401  (registers the built-in scenarios)
     from .scenario import SCENARIOS
 
-    ap = argparse.ArgumentParser(prog="python -m ksmbook.live",
+    ap = argparse.ArgumentParser(prog="python -m ksmbook.oracle.live",
                                  description="Run scenarios on the real kernel's KSM (root).")
     ap.add_argument("names", nargs="*", help="scenario names (default: all built-in)")
     ap.add_argument("--record", metavar="DIR", help="write DIR/<name>.json per scenario")
