@@ -1,4 +1,4 @@
-"""The book's exercises, one module per chapter (ch01 ... ch05).
+"""The book's exercises, one module per chapter (ch01 ... ch10).
 
     from ksmbook.exercises import ch03
     ch03.merge_scan.check(2)      # instant feedback, computed from the simulator

@@ -176,6 +176,14 @@ class RecordedCompare(TraceApp):
         return [self.picker, self.model]
 
 
+#: Said before anything runs: what a live run does to this machine.
+LIVE_RUN_TOUCHES = ("it takes /tmp/ksmbook-live.lock, saves every knob in /sys/kernel/mm/ksm, "
+                    "writes run=2 then run=0 (unmerging every KSM page on this machine), starts "
+                    "small worker processes that mmap and madvise(MADV_MERGEABLE) their own "
+                    "memory, drives ksmd through pages_to_scan and sleep_millisecs, and then "
+                    "kills the workers and restores every knob, leaving run as it found it")
+
+
 class LiveCompare(TraceApp):
     """Section 4: the simulator beside this machine's kernel, run when asked; the
     simulator models this kernel's version (``sb.this_kernel_model()``).
@@ -251,8 +259,8 @@ class LiveCompare(TraceApp):
         if self.error:
             return f"NOT RUN: {self.error}"
         if self.kernel_trace is None:
-            return ("ready: root, KSM and a C compiler are here; press 'Run on this kernel' "
-                    "(or call run()) to run the scenario on this machine's KSM")
+            return ("ready, not run: root, KSM and a C compiler are here. Nothing runs until you "
+                    "press 'Run on this kernel' (or call run()); then " + LIVE_RUN_TOUCHES + ".")
         took = f" in {self.seconds:.1f} s" if self.seconds is not None else ""
         return f"ran on Linux {self.kernel_trace.kernel}{took}: {self.comparison().headline()}"
 

@@ -98,3 +98,22 @@ def test_this_machine_is_only_read(monkeypatch):
     assert all(p.pid > 0 and "ksm_rmap_items" in p.stat for p in procs) and unreadable >= 0
     assert any(f.startswith(KSM) for f, _ in opened)
     assert all(set(mode) <= set("rbt") for _, mode in opened)
+
+
+# The verdicts follow the values (issue 8: "unshared/sharing = 0.0 (high: ...)" was printed).
+import pytest as _pytest  # noqa: E402
+
+from ksmbook.oracle.host import sharing_verdict, unshared_verdict  # noqa: E402
+
+
+@_pytest.mark.parametrize("shared,sharing,word", [
+    (0, 0, "nothing merged"), (10, 10, "little sharing"), (10, 90, "good sharing")])
+def test_sharing_verdict_follows_the_ratio(shared, sharing, word):
+    assert word in sharing_verdict(shared, sharing)
+
+
+@_pytest.mark.parametrize("unshared,sharing,word", [
+    (0, 0, "no wasted effort"), (0, 50, "no wasted effort"), (40, 0, "all effort, no saving"),
+    (100, 10, "wasted effort: ksmd scans more"), (5, 50, "little wasted effort")])
+def test_unshared_verdict_follows_the_ratio(unshared, sharing, word):
+    assert unshared_verdict(unshared, sharing).startswith(word)

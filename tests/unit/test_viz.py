@@ -275,3 +275,23 @@ def test_describe_events_names_pages_and_kernel_functions():
 
 def test_roles_are_the_legend_order():
     assert ROLES == ("anon", "ksm", "zero", "shmem", "table", "free")
+
+
+def test_a_mid_scan_record_is_drawn_as_now_not_as_a_scan_end():
+    """Issue 8: the counters figure said "after each full scan" but plotted a mid-scan point."""
+    s = identical_pages(4, unique=2)
+    hist = [s.machine.ksm.stats()]
+    s.machine.ksmd.run_full_scans(2)
+    hist.append({**s.machine.ksm.stats(), "mid_scan": s.machine.ksm.scan_in_progress()})
+    assert not hist[-1]["mid_scan"]
+    s.machine.ksmd.scan(1)
+    assert s.machine.ksm.scan_in_progress()
+    hist.append({**s.machine.ksm.stats(), "mid_scan": True})
+    fig = viz.counters_figure(hist)
+    assert list(fig.data[0].x) == [0, 2, 2.5]
+    assert list(fig.data[0].marker.symbol)[-1].endswith("-open")
+    assert "now, mid-scan" in fig.layout.title.text
+    table = viz.counters_table(hist)
+    assert "now*" in table and "full scan 3 in progress" in table
+    # without a mid-scan record the figure is as before
+    assert "now" not in viz.counters_figure(hist[:2]).layout.title.text
