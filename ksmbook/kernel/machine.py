@@ -11,6 +11,7 @@ from collections import Counter
 from .events import EventLog
 from .ksm import Ksm
 from .ksm.ksmd import Ksmd
+from .swap import CpuFbatches
 from .memory import PhysicalMemory
 from .mm import MM, AnonVma, Process, dup_mmap
 from .pagetable import pte_pfn, pte_present
@@ -43,6 +44,7 @@ class Machine:
         self.vmstat = Counter(cow_ksm=0, ksm_swpin_copy=0)
         self.events = EventLog(enabled=events)
         self.memory = PhysicalMemory(self, page_size, numa_nodes, pages_per_node)
+        self.cpu_fbatches = CpuFbatches(self)     # mm/swap.c per-CPU lru_add batches
         self.processes: dict[int, Process] = {}
         self._next_pid = 1000
         self._anon_vma_ids = 0
@@ -125,6 +127,7 @@ class Machine:
         self.mapping_seq += 1
         self.ksm.ksm_exit(mm)
         mm.notifiers.release()
+        self.cpu_fbatches.lru_add_drain()             # exit_mmap(): lru_add_drain()
         for v in list(mm.vmas):
             mm.zap_range(v.start, v.end, "exit_mmap")
         for v in mm.vmas:
