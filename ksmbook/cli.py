@@ -52,7 +52,6 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------
 
 def _scenarios() -> dict[str, Scenario]:
-    from .oracle import workloads  # noqa: F401  (registers the built-in scenarios)
     return SCENARIOS
 
 

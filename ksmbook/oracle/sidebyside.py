@@ -181,7 +181,6 @@ class Comparison:
 
 def scenario_names() -> list[str]:
     """The built-in scenarios, in the order ksmbook.oracle.workloads registers them."""
-    from . import workloads  # noqa: F401  (registers the built-in scenarios)
     return list(SCENARIOS)
 
 
