@@ -39,11 +39,13 @@ def nav_line(prev: str | None, nxt: str | None) -> str:
     parts = [f"[← {title(prev)}]({prev}.ipynb)" if prev else "",
              "[Index](00_index.ipynb)",
              f"[{title(nxt)} →]({nxt}.ipynb)" if nxt else ""]
-    return MARK + " " + " · ".join(p for p in parts if p)
+    # the marker goes last: a line that *starts* with "<!--" is an HTML block in
+    # CommonMark, and its links would be shown as raw text
+    return " · ".join(p for p in parts if p) + " " + MARK
 
 
 def with_nav(text: str, line: str) -> str:
-    text = re.sub(rf"\n*(\+\+\+\n\n)?{re.escape(MARK)}[^\n]*\n*", "\n\n", text)   # drop old
+    text = re.sub(rf"\n*(\+\+\+\n\n)?[^\n]*{re.escape(MARK)}[^\n]*\n*", "\n\n", text)  # drop old
     text = re.sub(r"^(# [^\n]+\n)", lambda m: m.group(1) + "\n" + line + "\n", text, count=1,
                   flags=re.M)
     return text.rstrip("\n") + "\n\n+++\n\n" + line + "\n"

@@ -52,9 +52,12 @@ def tradeoff_figure(timelines, *, title: str = "Faster merging costs ksmd CPU",
     fig = go.Figure()
     for i, (x, y, label) in enumerate(pts):
         colour, _dash, symbol = _style(i)
+        # of two neighbouring points, the higher one is labelled above, the lower below
+        near = min((p for p in pts if p[2] != label), key=lambda p: abs(p[0] - x), default=None)
+        above = near is None or y >= near[1]
         fig.add_trace(go.Scatter(
             x=[x], y=[y], mode="markers+text", name=label, text=[label],
-            textposition="top right" if i % 2 == 0 else "bottom right",
+            textposition="top right" if above else "bottom right",
             marker=dict(symbol=symbol, size=14, color=colour),
             hovertemplate=f"{label}: %{{x:.1f}}% CPU, 90% saved after %{{y:.1f}} s<extra></extra>"))
     top_x = max([x for x, _y, _l in pts] + [1])
