@@ -21,6 +21,9 @@ class PredictCounters(Exercise):
              "unstable tree to find a partner for a new copy. A last page with no partner stays "
              "there.")
 
+    def __init__(self, pages: int = 9, max_sharing: int = 4):
+        super().__init__(pages=pages, max_sharing=max_sharing)
+
     def vary(self, rng):
         return {"pages": rng.randint(5, 24), "max_sharing": rng.randint(2, 6)}
 
