@@ -69,7 +69,7 @@ from importlib import resources
 from pathlib import Path
 
 from .scenario import (DELTA_COUNTERS, WRITABLE_KNOBS, Scenario, Snapshot, Step,
-                       error_name, make_snapshot, parse_ksm_stat)
+                       error_name, handlers, make_snapshot, parse_ksm_stat)
 
 __all__ = ["available", "run_live", "LiveRun", "LiveUnavailable", "KsmBusy",
            "ProtocolError", "worker_binary", "DEFAULT_TUNABLES"]
@@ -583,7 +583,7 @@ class LiveRun:
     def do_step(self, index: int, step: Step) -> Snapshot:
         error = None
         try:
-            getattr(self, "do_" + step.op)(step)
+            getattr(self, self.DO[step.op])(step)
         except (OSError, SegmentationFault) as exc:
             error = error_name(exc)
         procs = [(w.name, w.pid) for w in self.workers.values()]
@@ -666,6 +666,10 @@ class LiveRun:
         write_knob("run", s.value)
 
 
+#: The live runner's handler per step (import fails if a declared step has none).
+LiveRun.DO = handlers(LiveRun, "do_")
+
+
 def _read_proc(pid: int, file: str) -> str:
     return Path(f"/proc/{pid}/{file}").read_text()
 
@@ -694,7 +698,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from . import workloads  # noqa: F401  (registers the built-in scenarios)
     from .scenario import SCENARIOS
 
     ap = argparse.ArgumentParser(prog="python -m ksmbook.oracle.live",
