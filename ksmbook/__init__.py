@@ -10,7 +10,8 @@ simulated kernel that drives it.
 """
 from .kernel.errors import SegmentationFault
 from .kernel.machine import Machine
-from .kernel.mm import (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, PR_GET_MEMORY_MERGE,
+from .kernel.mm import (MADV_DONTNEED, MADV_HUGEPAGE, MADV_MERGEABLE, MADV_NOHUGEPAGE,
+                        MADV_UNMERGEABLE, PR_GET_MEMORY_MERGE,
                         PR_SET_MEMORY_MERGE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE)
 from .kernel.sysfs import parse_ksm_stat
 from .kernel.versions import KNOWN_ERAS, profile
@@ -28,7 +29,8 @@ _install_moved(__name__, {
     "scenes": "labs.scenes", "eras": "labs.eras", "sidechannel": "labs.sidechannel",
 })
 
-__all__ = ["Machine", "SegmentationFault", "MADV_DONTNEED", "MADV_MERGEABLE",
+__all__ = ["Machine", "SegmentationFault", "MADV_DONTNEED", "MADV_MERGEABLE", "MADV_HUGEPAGE",
+           "MADV_NOHUGEPAGE",
            "MADV_UNMERGEABLE", "PR_SET_MEMORY_MERGE", "PR_GET_MEMORY_MERGE", "PROT_NONE",
            "PROT_READ", "PROT_WRITE", "PROT_EXEC", "parse_ksm_stat", "profile", "KNOWN_ERAS",
            "__version__"]

@@ -154,3 +154,22 @@ def test_recorded_facts_of_linux_6_18():
             c["stable_node_chains"], c["stable_node_dups"]) == (2, 2, 1, 1, 2)
     c = last("zero_pages_to_zero_page")
     assert (c["pages_shared"], c["pages_sharing"], c["ksm_zero_pages"]) == (0, 0, 10)
+
+
+def test_hugepage_steps_refuse_regions_that_could_hold_a_thp():
+    from ksmbook.oracle.scenario import Scenario, ScenarioError, hugepage, mmap, spawn
+    Scenario("thp_small", "", [spawn("a"), mmap("a", "r", 511), hugepage("a", "r", 0, 511)]).check()
+    with pytest.raises(ScenarioError, match="THP"):
+        Scenario("thp_big", "", [spawn("a"), mmap("a", "r", 512), hugepage("a", "r", 0, 512)]).check()
+
+
+def test_madv_hugepage_sets_the_vma_flag_and_splits_the_vma():
+    import ksmbook
+    m = ksmbook.Machine()
+    p = m.spawn()
+    addr = p.mmap(8 * 4096)
+    p.madvise(addr + 4096, 2 * 4096, ksmbook.MADV_HUGEPAGE)
+    vmas = p.mm.vmas
+    assert [bool(v.flags & v.VM_HUGEPAGE) for v in vmas] == [False, True, False]
+    p.madvise(addr, 8 * 4096, ksmbook.MADV_NOHUGEPAGE)
+    assert all(v.flags & v.VM_NOHUGEPAGE and not v.flags & v.VM_HUGEPAGE for v in p.mm.vmas)

@@ -24,6 +24,8 @@ MAP_SHARED, MAP_PRIVATE = 0x01, 0x02
 MADV_DONTNEED = 4
 MADV_MERGEABLE = 12
 MADV_UNMERGEABLE = 13
+MADV_HUGEPAGE = 14
+MADV_NOHUGEPAGE = 15
 PR_SET_MEMORY_MERGE = 67
 PR_GET_MEMORY_MERGE = 68
 
@@ -74,6 +76,7 @@ class VMA:
     VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE = 0x10, 0x20, 0x40, 0x80
     VM_PFNMAP, VM_IO, VM_DONTEXPAND, VM_HUGETLB = 0x400, 0x4000, 0x40000, 0x400000
     VM_MIXEDMAP, VM_MERGEABLE = 0x10000000, 0x80000000
+    VM_HUGEPAGE, VM_NOHUGEPAGE = 0x20000000, 0x40000000
 
     def __init__(self, mm, start, end, flags, *, shmem=None, pgoff=0, nid=None):
         self.mm, self.start, self.end, self.flags = mm, start, end, flags
@@ -394,9 +397,16 @@ class Process:
         return bool(v and v.flags & VMA.VM_SHARED)
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
-        """madvise(): MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE."""
+        """madvise(): MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_[NO]HUGEPAGE.
+
+        MADV_HUGEPAGE/MADV_NOHUGEPAGE are hugepage_madvise() (mm/khugepaged.c, 6.18):
+        the VMA flags only (VM_HUGEPAGE / VM_NOHUGEPAGE, the VMA split at the range).
+        Huge (PMD) faults are not modelled: a range holding a 2 MiB-aligned 2 MiB
+        block would get a THP on Linux in "always" or "madvise" mode.
+        """
         start, end = self._page_range(addr, length, "madvise", allow_empty=True)
-        if advice not in (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE):
+        if advice not in (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
+                          MADV_NOHUGEPAGE):
             raise einval(f"madvise: advice {advice}")
         if start == end:
             return
@@ -405,6 +415,11 @@ class Process:
             if advice == MADV_DONTNEED:
                 self.machine.cpu_fbatches.lru_add_drain()    # zap_page_range_single()
                 self.mm.zap_range(s, e, "madvise_dontneed")
+            elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
+                on, off = ((VMA.VM_HUGEPAGE, VMA.VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE
+                           else (VMA.VM_NOHUGEPAGE, VMA.VM_HUGEPAGE))
+                for v in self.mm.isolate(s, e):
+                    v.flags = (v.flags & ~off) | on
             else:
                 self.machine.ksm.ksm_madvise(self.mm, s, e, advice)
         if sum(e - s for s, e in runs) != end - start:

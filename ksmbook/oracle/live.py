@@ -98,7 +98,8 @@ SCAN_BATCH = 1 << 30
 SLEEP_VALUES = ("600000", "600001")
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "ksmbook-live.lock"
-MADV = {"MADV_MERGEABLE": 12, "MADV_UNMERGEABLE": 13, "MADV_DONTNEED": 4}
+MADV = {"MADV_MERGEABLE": 12, "MADV_UNMERGEABLE": 13, "MADV_DONTNEED": 4, "MADV_HUGEPAGE": 14,
+        "MADV_NOHUGEPAGE": 15}
 PROT = {"none": 0, "r": 1, "rw": 3}
 
 
@@ -622,6 +623,11 @@ class LiveRun:
 
     def do_spawn(self, s):
         w = Worker.spawn(s.proc, self.binary)
+        # every worker (and its forks) on one CPU, as the simulator's single per-CPU
+        # lru_add batch assumes (kernel/swap.py): a fresh folio's reference then sits
+        # in one known batch
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(w.pid, {min(os.sched_getaffinity(0))})
         self.workers[s.proc] = w
         self.all_workers.append(w)
 
@@ -686,6 +692,16 @@ class LiveRun:
 
     def do_run(self, s):
         write_knob("run", s.value)
+
+    def do_hugepage(self, s):
+        advice = "MADV_HUGEPAGE" if s.on else "MADV_NOHUGEPAGE"
+        self.cmd(s, f"madvise {self.addr(s)} {self.length(s)} {MADV[advice]}")
+
+    def do_dontneed(self, s):
+        self.cmd(s, f"madvise {self.addr(s)} {self.length(s)} {MADV['MADV_DONTNEED']}")
+
+    def do_sleep(self, s):
+        time.sleep(s.ms / 1000)
 
     def do_batch(self, s):
         self.ksmd.ensure_scan_knobs(self.max_pages)

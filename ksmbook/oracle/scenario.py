@@ -90,7 +90,10 @@ WRITABLE_KNOBS = (
     "advisor_max_pages_to_scan", "advisor_target_scan_time",
 )
 
-ADVICES = ("MADV_MERGEABLE", "MADV_UNMERGEABLE", "MADV_DONTNEED")
+ADVICES = ("MADV_MERGEABLE", "MADV_UNMERGEABLE", "MADV_DONTNEED")   # THP: the hugepage step
+#: A region this large may hold an aligned 2 MiB block: Linux could fault a THP there,
+#: which the simulator does not model, so hugepage steps refuse such regions.
+THP_PAGES = 512
 PROTS = ("none", "r", "rw")
 
 
@@ -384,6 +387,49 @@ class Batch(Step):
             raise ScenarioError(f"{self.describe()}: pages must be an int >= 1")
 
 
+@step
+@dataclass(frozen=True)
+class Hugepage(Step):
+    """madvise(MADV_HUGEPAGE), or MADV_NOHUGEPAGE with ``on=False``, as QEMU does
+    on guest RAM: VM_HUGEPAGE on the VMA.  Regions of 512 pages or more are refused
+    (a huge-page fault there is not modelled yet)."""
+    op: ClassVar[str] = "hugepage"
+    proc: str
+    region: str
+    page: int
+    count: int
+    on: bool = True
+
+    def __post_init__(self) -> None:
+        self._check_range()
+
+
+@step
+@dataclass(frozen=True)
+class Dontneed(Step):
+    """madvise(MADV_DONTNEED): zap the pages; the next touch faults them anew."""
+    op: ClassVar[str] = "dontneed"
+    proc: str
+    region: str
+    page: int
+    count: int
+
+    def __post_init__(self) -> None:
+        self._check_range()
+
+
+@step
+@dataclass(frozen=True)
+class Sleep(Step):
+    """Wall-clock (live) or simulated time passes with ksmd stopped (run=0)."""
+    op: ClassVar[str] = "sleep"
+    ms: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.ms, int) and 0 <= self.ms <= 60_000):
+            raise ScenarioError(f"{self.describe()}: ms must be an int in 0..60000")
+
+
 # The contract names: lower-case constructors, e.g. ``fill("vm1", "buf", 0, 2, 0x2a)``.
 spawn = Spawn
 mmap = Mmap
@@ -400,6 +446,9 @@ exit = Exit  # noqa: A001 - the contract name
 knob = Knob
 scans = Scans
 batch = Batch
+hugepage = Hugepage
+dontneed = Dontneed
+sleep = Sleep
 run = Run
 
 def step_from_dict(d: dict) -> Step:
@@ -531,6 +580,19 @@ class _Checker:
         pass
 
     def on_batch(self, i, s):
+        pass
+
+    def on_hugepage(self, i, s):
+        r = self.region(i, s)
+        self.need_prot(i, s, r, PROTS, "")
+        if r.pages >= THP_PAGES:
+            self.fail(i, s, f"region of {r.pages} pages may hold a 2 MiB THP, which the "
+                            f"simulator does not model (keep regions under {THP_PAGES} pages)")
+
+    def on_dontneed(self, i, s):
+        self.need_prot(i, s, self.region(i, s), PROTS, "")
+
+    def on_sleep(self, i, s):
         pass
 
 
@@ -824,6 +886,17 @@ class _SimRunner:
 
     def do_run(self, s):
         self.write_sysfs("run", s.value)
+
+    def do_hugepage(self, s):
+        k = self.k
+        self.procs[s.proc].madvise(self.addr(s), self.length(s),
+                                   k.MADV_HUGEPAGE if s.on else k.MADV_NOHUGEPAGE)
+
+    def do_dontneed(self, s):
+        self.procs[s.proc].madvise(self.addr(s), self.length(s), self.k.MADV_DONTNEED)
+
+    def do_sleep(self, s):
+        self.m.advance(s.ms)
 
     def do_batch(self, s):
         ksm = self.m.ksm

@@ -6,7 +6,8 @@ did with it.
 """
 from __future__ import annotations
 
-from .scenario import (SCENARIOS, Scenario, batch, exit, fill, fork, knob, madvise, mmap,
+from .scenario import (SCENARIOS, Scenario, batch, dontneed, exit, fill, fork, hugepage, knob,
+                       madvise, mmap, munmap, sleep,
                        mprotect, poke, prctl_merge, register, run, scans, spawn,
                        touch_read, unique)
 
@@ -647,3 +648,16 @@ lru_batch_fills_at_31 = register(Scenario(
     "the next full scan's drain.",
     [spawn("a"), mmap("a", "r", 40), fill("a", "r", 0, 40, 0x66), madvise("a", "r", 0, 40, M),
      scans(2), batch(1), fill("a", "r", 0, 40, 0x66), batch(64), scans(1), scans(1)]))
+
+hugepage_dontneed_munmap_mprotect_sleep = register(Scenario(
+    "hugepage_dontneed_munmap_mprotect_sleep",
+    "Guest-RAM style: a region marked MADV_HUGEPAGE (no 2 MiB block fits, so it "
+    "stays small pages and KSM merges them as usual), then DONTNEED on a merged "
+    "page (pages_sharing drops at the next scan), a DONTNEED'd page refaulted "
+    "inside a full scan (LRU batch: merges one scan later), mprotect read-only "
+    "of a merged page, a munmap of a merged page and a sleep with ksmd stopped.",
+    [spawn("a"), mmap("a", "r", 8), hugepage("a", "r", 0, 8), fill("a", "r", 0, 8, 0x3C),
+     madvise("a", "r", 0, 8, M), scans(2), dontneed("a", "r", 1, 1), scans(1),
+     batch(1), fill("a", "r", 1, 1, 0x3C), batch(16), mprotect("a", "r", 2, 1, "r"),
+     munmap("a", "r", 3, 1), sleep(50), hugepage("a", "r", 4, 2, False), scans(1),
+     scans(1)]))
