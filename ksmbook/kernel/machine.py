@@ -18,15 +18,29 @@ from .sysfs import ProcFs, SysFs
 from .versions import profile as kernel_profile
 
 
+def _require_int(name: str, value, accepted: str = "an int") -> None:
+    """Refuse bools and non-ints for an integer argument, naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be {accepted}, not {type(value).__name__} {value!r}")
+
+
 class Machine:
     """One Linux box: ``spawn`` processes, drive ``ksmd``, read ``sysfs``/``procfs``."""
 
     def __init__(self, kernel: str = "6.18", *, page_size: int = 4096, numa_nodes: int = 1,
                  pages_per_node: int | None = None, events: bool = True):
-        if not isinstance(page_size, int) or page_size < 64 or page_size & (page_size - 1):
+        _require_int("page_size", page_size)
+        if page_size < 64 or page_size & (page_size - 1):
             raise ValueError(f"page_size must be a power of two >= 64, not {page_size!r}")
-        if not isinstance(numa_nodes, int) or not 1 <= numa_nodes <= 64:
+        _require_int("numa_nodes", numa_nodes)
+        if not 1 <= numa_nodes <= 64:
             raise ValueError(f"numa_nodes must be 1..64, not {numa_nodes!r}")
+        if pages_per_node is not None:
+            _require_int("pages_per_node", pages_per_node, "an int or None (no limit)")
+            if pages_per_node < 0:      # 0 is a memoryless node, as NUMA machines have
+                raise ValueError(f"pages_per_node must be >= 0 or None, not {pages_per_node!r}")
+        if not isinstance(events, bool):
+            raise TypeError(f"events must be True or False, not {events!r}")
         self.profile = kernel_profile(kernel)
         self.kernel = self.profile.version
         self.page_size = page_size
@@ -67,13 +81,18 @@ class Machine:
 
     # --- processes ---
     def spawn(self, name: str = "proc", *, node: int = 0) -> Process:
-        """A new process with an empty address space, allocating from NUMA ``node``."""
+        """A new process with an empty address space, allocating from NUMA ``node``.
+
+        Out of memory (no frame for its page-global directory) raises ENOMEM and
+        changes nothing: no pid is used up, as fork() frees its pid on failure."""
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, not {type(name).__name__} {name!r}")
+        _require_int("node", node)
         if not 0 <= node < self.numa_nodes:
-            raise ValueError(f"no NUMA node {node}")
+            raise ValueError(f"no NUMA node {node}: this machine has nodes 0..{self.numa_nodes - 1}")
         pid = self._next_pid
+        mm = MM(self, pid, nid=node)        # may raise ENOMEM: nothing is taken yet
         self._next_pid += 1
-        mm = MM(self, pid)
-        mm.nid = node
         proc = Process(self, pid, str(name), mm)
         self.processes[pid] = proc
         return proc

@@ -173,7 +173,7 @@ class VmaList(list):
 class MM:
     """mm_struct: page tables, the VMA list, KSM flags and per-mm KSM counters."""
 
-    def __init__(self, machine, owner_pid: int):
+    def __init__(self, machine, owner_pid: int, nid: int = 0):
         self.machine = machine
         self.owner_pid = owner_pid
         self.page_size = machine.page_size
@@ -185,7 +185,7 @@ class MM:
         self.ksm_merging_pages = 0
         self.ksm_rmap_items = 0
         self.ksm_zero_pages = 0
-        self.nid = 0                        # the node this process allocates from
+        self.nid = nid                      # the node this process allocates from
         self.notifiers = MmuNotifierSubscriptions(self)
 
     # --- VMA lookup ---
