@@ -6,6 +6,8 @@ the same calls give the same pfns, events and counters.
 """
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 
 from .events import EventLog
@@ -176,8 +178,10 @@ class Machine:
     # --- time ---
     def advance(self, ms: float) -> None:
         """Let ``ms`` milliseconds of simulated time pass; ksmd runs if run=1."""
-        if ms < 0:
-            raise ValueError("time only moves forward")
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+            raise TypeError(f"advance: ms must be a number of milliseconds, not {type(ms).__name__}")
+        if not math.isfinite(ms) or ms < 0:
+            raise ValueError(f"advance: ms must be finite and >= 0 (time only moves forward), not {ms}")
         self.ksmd.advance(ms)
 
     # --- checks used by tests and the book ---
