@@ -6,11 +6,14 @@ the same calls give the same pfns, events and counters.
 """
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 
 from .events import EventLog
 from .ksm import Ksm
 from .ksm.ksmd import Ksmd
+from .swap import CpuFbatches
 from .memory import PhysicalMemory
 from .mm import MM, AnonVma, Process, dup_mmap
 from .pagetable import pte_pfn, pte_present
@@ -75,6 +78,7 @@ class Machine:
         if event_sink is not None:
             self.events.subscribe(event_sink)
         self.memory = PhysicalMemory(self, page_size, numa_nodes, pages_per_node)
+        self.cpu_fbatches = CpuFbatches(self)     # mm/swap.c per-CPU lru_add batches
         self.processes: dict[int, Process] = {}
         self._next_pid = 1000
         self._anon_vma_ids = 0
@@ -162,6 +166,7 @@ class Machine:
         self.mapping_seq += 1
         self.ksm.ksm_exit(mm)
         mm.notifiers.release()
+        self.cpu_fbatches.lru_add_drain()             # exit_mmap(): lru_add_drain()
         for v in list(mm.vmas):
             mm.zap_range(v.start, v.end, "exit_mmap")
         for v in mm.vmas:
@@ -173,8 +178,10 @@ class Machine:
     # --- time ---
     def advance(self, ms: float) -> None:
         """Let ``ms`` milliseconds of simulated time pass; ksmd runs if run=1."""
-        if ms < 0:
-            raise ValueError("time only moves forward")
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+            raise TypeError(f"advance: ms must be a number of milliseconds, not {type(ms).__name__}")
+        if not math.isfinite(ms) or ms < 0:
+            raise ValueError(f"advance: ms must be finite and >= 0 (time only moves forward), not {ms}")
         self.ksmd.advance(ms)
 
     # --- checks used by tests and the book ---

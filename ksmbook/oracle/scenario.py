@@ -52,46 +52,31 @@ import errno as _errno
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, NamedTuple, TypedDict
 
+from ..kernel.errors import SegmentationFault
 from ..kernel.sysfs import parse_ksm_stat
+from ..uapi import (KSM_COUNTERS, KSM_STAT_FIELDS, KSM_SYSFS, KSM_TUNABLES, MADV_BY_NAME,
+                    NEVER_RESET_COUNTERS, PROT_BY_NAME)
 
 __all__ = [
     # every step class and its lower-case contract name join at the end of the module
     "Step", "STEP_TYPES", "step", "step_from_dict",
     "Scenario", "ScenarioError", "Snapshot", "FieldDiff", "SCENARIOS", "register",
-    "COUNTERS", "DELTA_COUNTERS", "KSM_STAT_FIELDS", "WRITABLE_KNOBS",
+    "COUNTERS", "SNAPSHOT_COUNTERS", "DELTA_COUNTERS", "KSM_STAT_FIELDS", "WRITABLE_KNOBS",
     "parse_ksm_stat", "make_snapshot", "diff_snapshots", "diff_traces",
     "run_in_simulator", "unique_page_bytes",
 ]
 
-KSM_SYSFS = "/sys/kernel/mm/ksm"
-
-#: Global counters recorded in every snapshot, in /sys/kernel/mm/ksm order.
-COUNTERS = (
-    "full_scans", "pages_scanned", "pages_shared", "pages_sharing",
-    "pages_unshared", "pages_volatile", "pages_skipped", "stable_node_chains",
-    "stable_node_dups", "ksm_zero_pages", "general_profit",
-)
+#: Every global counter a snapshot records (all of /sys/kernel/mm/ksm's, in its order).
+SNAPSHOT_COUNTERS = KSM_COUNTERS
+COUNTERS = SNAPSHOT_COUNTERS        # the name tests and notebooks import
 #: Counters the kernel never resets (not even run=2): snapshots hold them as
 #: deltas since the scenario started, so two runs can be compared.
-DELTA_COUNTERS = ("pages_scanned", "pages_skipped")
-
-#: Fields of /proc/<pid>/ksm_stat on 6.12+ (6.18 prints all of them), plus the
-#: separate file /proc/<pid>/ksm_merging_pages stored as ``merging_pages_file``.
-KSM_STAT_FIELDS = (
-    "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages",
-    "ksm_process_profit", "ksm_merge_any", "ksm_mergeable",
-)
-
+DELTA_COUNTERS = NEVER_RESET_COUNTERS
 #: Tunables a ``knob`` step may write (``run`` has its own steps).
-WRITABLE_KNOBS = (
-    "pages_to_scan", "sleep_millisecs", "merge_across_nodes", "use_zero_pages",
-    "max_page_sharing", "stable_node_chains_prune_millisecs", "smart_scan",
-    "advisor_mode", "advisor_max_cpu", "advisor_min_pages_to_scan",
-    "advisor_max_pages_to_scan", "advisor_target_scan_time",
-)
+WRITABLE_KNOBS = KSM_TUNABLES
 
-ADVICES = ("MADV_MERGEABLE", "MADV_UNMERGEABLE", "MADV_DONTNEED")
-PROTS = ("none", "r", "rw")
+ADVICES = tuple(MADV_BY_NAME)
+PROTS = tuple(PROT_BY_NAME)
 
 
 class ScenarioError(ValueError):
@@ -369,6 +354,21 @@ class Run(Step):
             raise ScenarioError(f"{self.describe()}: value must be 0 or 2 (use scans(n) to run ksmd)")
 
 
+@step
+@dataclass(frozen=True)
+class Batch(Step):
+    """One ksmd batch of ``pages`` pages (ksm_do_scan with pages_to_scan=pages), then
+    ksmd stopped (run=0) wherever the cursor is: a full scan may be left half done,
+    so that writes, COW, fork and faults can be placed *inside* a full scan (after
+    its lru_add_drain_all()).  The next ``scans(n)`` finishes that scan first."""
+    op: ClassVar[str] = "batch"
+    pages: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.pages, int) and self.pages >= 1):
+            raise ScenarioError(f"{self.describe()}: pages must be an int >= 1")
+
+
 # The contract names: lower-case constructors, e.g. ``fill("vm1", "buf", 0, 2, 0x2a)``.
 spawn = Spawn
 mmap = Mmap
@@ -384,6 +384,7 @@ fork = Fork
 exit = Exit  # noqa: A001 - the contract name
 knob = Knob
 scans = Scans
+batch = Batch
 run = Run
 
 def step_from_dict(d: dict) -> Step:
@@ -514,6 +515,9 @@ class _Checker:
     def on_run(self, i, s):
         pass
 
+    def on_batch(self, i, s):
+        pass
+
 
 #: The checker's handler per step (import fails if a declared step has none).
 _Checker.ON = handlers(_Checker, "on_")
@@ -625,7 +629,7 @@ def error_name(exc: BaseException) -> str:
     """``"EBUSY"`` for an OSError, ``"SIGSEGV"`` for a segmentation fault."""
     if isinstance(exc, OSError) and exc.errno:
         return _errno.errorcode.get(exc.errno, str(exc.errno))
-    if type(exc).__name__ == "SegmentationFault":
+    if isinstance(exc, SegmentationFault):
         return "SIGSEGV"
     raise exc
 
@@ -805,6 +809,18 @@ class _SimRunner:
 
     def do_run(self, s):
         self.write_sysfs("run", s.value)
+
+    def do_batch(self, s):
+        ksm = self.m.ksm
+        saved = ksm.pages_to_scan
+        self.write_sysfs("run", 1)
+        try:
+            ksm.pages_to_scan = s.pages
+            if self.m.ksmd.should_run():
+                self.m.ksmd._batch(s.pages)     # ksm_scan_thread(): one ksm_do_scan()
+        finally:
+            ksm.pages_to_scan = saved
+            self.write_sysfs("run", 0)
 
     def run(self) -> list[Snapshot]:
         snaps = []
