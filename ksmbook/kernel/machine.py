@@ -21,8 +21,8 @@ from .sysfs import ProcFs, SysFs
 from .versions import profile as kernel_profile
 
 
-# Events kept in Machine.events.history by default: about 20 MB of events, the
-# last ~1.5 full scans of a 65,536-page working set.
+# Events kept in Machine.events.history by default: about 13 MiB (~135 B an
+# event, benchmarks/event_log.py), about one full scan of 65,536 pages.
 EVENT_LIMIT = 100_000
 
 

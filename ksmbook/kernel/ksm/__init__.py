@@ -109,11 +109,16 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
     def _emit(self, action, page, address, pfn, detail) -> None:
         ev = self.machine.events
         if ev.enabled:
-            pid = 0
-            cur = self.ksm_scan.mm_slot
-            if cur.mm is not None:
-                pid = cur.mm.owner_pid
-            ev.emit(KsmEvent(self.machine.clock_ns, action, pid, address, pfn, detail))
+            mm = self.ksm_scan.mm_slot.mm
+            event = KsmEvent(self.machine.clock_ns, action, 0 if mm is None else mm.owner_pid,
+                             address, pfn, detail)
+            # EventLog.emit() inlined (one event per page visit: hot); same order
+            ev.history.append(event)
+            if ev._captures or ev._subscribers:
+                for cap in ev._captures:
+                    cap.append(event)
+                for fn in ev._subscribers:
+                    fn(event)
 
     # --- derived counters, as the sysfs show functions compute them ---
     @property
