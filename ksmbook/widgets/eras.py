@@ -96,8 +96,8 @@ class EraStepper:
         return kvm_viz.state_table_figure(self.records, self.steps)
 
     def refresh(self) -> None:
-        sync_figure(self.sequence, self._sequence_figure(), batch=self.shown)
-        sync_figure(self.state, self._state_figure(), batch=self.shown)
+        sync_figure(self.sequence, self._sequence_figure())
+        sync_figure(self.state, self._state_figure())
         self.updates += 1
         self.next_button.disabled = self.all_button.disabled = self.story.done
         self._render_text()
