@@ -370,6 +370,8 @@ _JS_CELL_FIGURES = """async (i) => {
           widgets: cell.node.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.widget-view+json"]').length,
           figures: figs.map(gd => ({
              data: (gd.data || []).length,
+             points: (gd.data || []).filter(t => ['x', 'z', 'values', 'cells', 'y']
+                       .some(k => t[k] && t[k].length)).length,
              drawn: gd.querySelectorAll('g.trace, g.hm, .heatmaplayer image, .tablelayer .table').length,
              title: (gd.querySelector('.gtitle') || {}).textContent || ''}))};
 }"""
@@ -392,6 +394,12 @@ _JS_CLICK_LATENCY = """async (sel) => {
   }
   return -1;
 }"""
+
+
+def _drawn(f: dict) -> bool:
+    """A figure is drawn when its state arrived (traces and a title) and every trace
+    that has points put something on the SVG (a tree with no node yet has none)."""
+    return bool(f["data"] and f["title"] and (f["drawn"] or not f["points"]))
 
 
 def kernel_rss_kb(lab: LabServer, notebook: str) -> dict:
@@ -420,7 +428,7 @@ class RunAllReport:
     mode: str
     run_all_result: str
     run_all_s: float
-    figures: list            # (cell, title, traces in data, trace elements drawn)
+    figures: list            # (cell, title, traces, traces with points, drawn, ok)
     widget_outputs: int
     errors: list
     rss_kb: dict
@@ -452,11 +460,12 @@ def run_all_and_look(lab: LabServer, name: str, *, browser, mode: str, width: in
             widget_outputs += info["widgets"]
             # plotly draws asynchronously after a view appears: wait until it did
             for _ in range(40):
-                if all(f["data"] and f["drawn"] for f in info["figures"]):
+                if all(_drawn(f) for f in info["figures"]):
                     break
                 page.wait_for_timeout(150)
                 info = page.evaluate(_JS_CELL_FIGURES, i)
-            figures += [(i, f["title"], f["data"], f["drawn"]) for f in info["figures"]]
+            figures += [(i, f["title"], f["data"], f["points"], f["drawn"], _drawn(f))
+                        for f in info["figures"]]
         click_ms = {}
         for sel in clicks:
             times = [page.evaluate(_JS_CLICK_LATENCY, sel) for _ in range(3)]

@@ -23,17 +23,29 @@ STYLE = {
 
 
 def per_full_scan(history) -> list[dict]:
-    """Keep the last record of each full_scans value (the state when the scan ended)."""
+    """The first record of each full_scans value: the state when that scan ended
+    (a ksmd batch stops at the end of a full scan, so no record straddles one)."""
     out = {}
     for rec in history:
-        out[rec["full_scans"]] = rec
+        out.setdefault(rec["full_scans"], rec)
     return [out[k] for k in sorted(out)]
+
+
+def mid_scan(history) -> dict | None:
+    """The last record, if it was taken part-way through a scan (after the state the
+    last point of ``per_full_scan`` shows)."""
+    if history and per_full_scan(history)[-1] is not history[-1]:
+        return history[-1]
+    return None
 
 
 def counters_figure(history, counters=DEFAULT, *, title: str | None = None,
                     width: int = 900, height: int = 420) -> go.Figure:
     rows = per_full_scan(history)
     xs = [r["full_scans"] for r in rows]
+    now = mid_scan(history)
+    if now is not None:                      # part-way through the next scan: "now"
+        rows, xs = rows + [now], xs + [now["full_scans"] + 0.5]
     traces = []
     for i, name in enumerate(counters):
         colour, dash, symbol = STYLE.get(name, (OKABE_ITO["black"], "solid", "circle"))
@@ -45,12 +57,16 @@ def counters_figure(history, counters=DEFAULT, *, title: str | None = None,
             marker=dict(symbol=symbol, size=max(8, 15 - 2 * i), color=colour),
             hovertemplate=f"{name} = %{{y}} after full scan %{{x}}<extra></extra>"))
     top = max([r[c] for r in rows for c in counters] + [1])
-    layout = base_layout(title or "KSM counters after each full scan", width, height,
+    title = title or "KSM counters after each full scan"
+    if now is not None:
+        title += " (last point: now, mid-scan)"
+    layout = base_layout(title, width, height,
                          margin=dict(l=70, r=20, t=60, b=60))
     # a column at the right: room for any number of counters, never over the title
     layout["legend"].update(orientation="v", y=1.0, yanchor="top", x=1.02, xanchor="left")
     layout["xaxis"] = dict(title="full_scans", dtick=1, range=[min(xs, default=0) - 0.3,
                                                                max(xs, default=1) + 0.3],
+                           tickvals=xs, ticktext=[str(x) if x == int(x) else "now" for x in xs],
                            showgrid=True, gridcolor="#EEEEEE", zeroline=False)
     layout["yaxis"] = dict(title="pages", rangemode="tozero", range=[-0.3, top * 1.1 + 0.3],
                            showgrid=True, gridcolor="#EEEEEE", zeroline=False,
@@ -64,4 +80,7 @@ def counters_table(history, counters=DEFAULT) -> str:
     head = "full_scans " + " ".join(f"{c:>15}" for c in counters)
     lines = [head] + [f"{r['full_scans']:>10} " + " ".join(f"{r[c]:>15}" for c in counters)
                       for r in rows]
+    now = mid_scan(history)
+    if now is not None:
+        lines.append(f"{'now':>10} " + " ".join(f"{now[c]:>15}" for c in counters))
     return "\n".join(lines)

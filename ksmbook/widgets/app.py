@@ -121,14 +121,20 @@ class SceneApp:
                                     "ksm_zero_pages")]
 
     def _render_text(self) -> None:
-        rows = "".join(f"<tr><td>{k}</td><td style='text-align:right'><b>{v}</b></td></tr>"
-                       for k, v in self.status_rows())
+        prev = dict(getattr(self, "_shown_rows", ()))
+        now = self.status_rows()
+        self._shown_rows = now
+        # the counter the last step moved is highlighted (not on the first render)
+        mark = " style='background:#FFE8A3'" if prev else ""
+        rows = "".join(f"<tr class='{'ksmbook-changed' if prev and prev.get(k) != v else ''}'"
+                       f"{mark if prev and prev.get(k) != v else ''}><td>{k}</td>"
+                       f"<td style='text-align:right'><b>{v}</b></td></tr>" for k, v in now)
         self.status.value = f"<table class='ksmbook-counter-table'>{rows}</table>"
         lines = self.event_lines() or ["(no events)"]
         err = (f"<div style='color:#B00020'>{html.escape(self.error)}</div>" if self.error else "")
         self.log.value = (f"<div><b>{html.escape(self.last_action)}</b></div>{err}"
                           f"<pre style='font-size:12px;line-height:1.3;margin:0;"
-                          f"white-space:pre'>"
+                          f"white-space:pre-wrap;overflow-wrap:anywhere'>"
                           f"{html.escape(chr(10).join(lines))}</pre>")
 
     def text(self, views: bool = False) -> str:

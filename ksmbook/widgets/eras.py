@@ -154,6 +154,8 @@ class EraStepper:
         rows = "".join(f"<tr><td>{k}</td><td style='text-align:right'><b>{s[k]}</b></td></tr>"
                        for k in STAT_ROWS)
         self.status.value = (f"<div><b>Linux {self.story.kernel}</b></div>"
+                             "<div style='font-size:12px'>totals since the story began "
+                             "(cumulative, not this step)</div>"
                              f"<table class='ksmbook-counter-table'>{rows}</table>")
         lines = self.explain_lines() or ["(no step yet: press Next step)"]
         self.log.value = (f"<div><b>{html.escape(self.heading())}</b></div>"

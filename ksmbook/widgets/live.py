@@ -237,6 +237,16 @@ class LiveCompare(TraceApp):
     def busy(self) -> bool:
         return self.error.startswith("KSM is busy")
 
+    @staticmethod
+    def touches() -> str:
+        """What a live run will touch, said before it starts (ksmbook.oracle.live)."""
+        from ..oracle import live
+        return (f"A run takes {live.LOCK_PATH}, writes /sys/kernel/mm/ksm/run (2, then 0, "
+                f"then 1 per full scan) and {', '.join(live.OWNED_KNOBS)}, starts worker "
+                "processes that madvise(MADV_MERGEABLE) their pages, reads the KSM counters "
+                "and /proc/<pid>/ksm_stat, and then unmerges (run=2), leaves run=0 and "
+                "restores every knob it saved. Nothing runs until you press the button.")
+
     def state(self) -> str:
         """One line: can it run, did it run, what came back."""
         if not self.available:
@@ -246,7 +256,8 @@ class LiveCompare(TraceApp):
             return f"NOT RUN: {self.error}"
         if self.kernel_trace is None:
             return ("ready: root, KSM and a C compiler are here; press 'Run on this kernel' "
-                    "(or call run()) to run the scenario on this machine's KSM")
+                    "(or call run()) to run the scenario on this machine's KSM. "
+                    + self.touches())
         took = f" in {self.seconds:.1f} s" if self.seconds is not None else ""
         return f"ran on Linux {self.kernel_trace.kernel}{took}: {self.comparison().headline()}"
 

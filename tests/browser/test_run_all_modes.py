@@ -84,6 +84,6 @@ def test_run_all_draws_every_figure(lab_in_mode, chromium, mode, chapter, run):
     print(f"\n{chapter} [{mode} #{run}] run all {rep.run_all_s:.1f}s, "
           f"kernel {rep.rss_kb}, {len(rep.figures)} figures, clicks {rep.click_ms}")
     assert rep.run_all_result == "ok" and rep.errors == []
-    blank = [f for f in rep.figures if not (f[2] and f[3])]
+    blank = [f for f in rep.figures if not f[-1]]
     assert rep.figures, "no plotly figure found"
-    assert blank == [], f"figures without traces on screen (cell, title, data, drawn): {blank}"
+    assert blank == [], f"figures without traces on screen (cell, title, traces, with points, drawn, ok): {blank}"

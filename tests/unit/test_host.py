@@ -98,3 +98,16 @@ def test_this_machine_is_only_read(monkeypatch):
     assert all(p.pid > 0 and "ksm_rmap_items" in p.stat for p in procs) and unreadable >= 0
     assert any(f.startswith(KSM) for f, _ in opened)
     assert all(set(mode) <= set("rbt") for _, mode in opened)
+
+
+@pytest.mark.parametrize("shared,sharing,unshared,expect", [
+    (0, 0, 5, ["sharing/shared = n/a (no KSM page yet", "5 pages scanned in vain, none merged"]),
+    (1, 20, 0, ["sharing/shared = 20.0 (good sharing", "unshared/sharing = 0.0 (most of ksmd"]),
+    (4, 4, 40, ["sharing/shared = 1.0 (little sharing", "= 10.0 (wasted effort"]),
+])
+def test_the_report_verdicts_follow_the_numbers(shared, sharing, unshared, expect):
+    ksm = {"run": 1, "pages_shared": shared, "pages_sharing": sharing, "pages_unshared": unshared}
+    text = host.ksm_report(ksm, [], where="x")
+    for phrase in expect:
+        assert phrase in text
+    assert "(high:" not in text

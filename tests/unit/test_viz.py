@@ -212,10 +212,12 @@ def test_counters_figure_has_one_line_per_counter_with_the_history():
     assert "         2               1               3" in viz.counters_table(hist)
 
 
-def test_per_full_scan_keeps_the_last_record_of_each_scan():
-    rows = viz.timeline.per_full_scan([{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 2},
-                                       {"full_scans": 1, "v": 3}])
-    assert rows == [{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 3}]
+def test_per_full_scan_keeps_the_state_at_the_end_of_each_scan():
+    history = [{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 2}, {"full_scans": 1, "v": 3}]
+    rows = viz.timeline.per_full_scan(history)
+    assert rows == [{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 2}]
+    assert viz.timeline.mid_scan(history) == {"full_scans": 1, "v": 3}
+    assert viz.timeline.mid_scan(history[:2]) is None
 
 
 # --- page walk ------------------------------------------------------------------------
