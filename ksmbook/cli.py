@@ -3,6 +3,10 @@
     ksmbook scenarios                      list the built-in scenarios
     ksmbook run NAME [--kernel 6.18]       the counters after every step, simulated
     ksmbook compare NAME                   the simulator beside this machine's kernel
+    ksmbook notebooks DIR                  copy the book's notebooks into DIR for editing
+    ksmbook lab [--dir DIR]                open the book in JupyterLab (from a checkout, or
+                                           from an installed wheel via a copy in DIR)
+    ksmbook --version
 
 ``compare`` exits 0 when every counter and ksm_stat field is equal after every
 step, 1 when some differ, and 2 when the real kernel cannot be used (not root,
@@ -52,7 +56,6 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------
 
 def _scenarios() -> dict[str, Scenario]:
-    from .oracle import workloads  # noqa: F401  (registers the built-in scenarios)
     return SCENARIOS
 
 
@@ -326,6 +329,72 @@ def cmd_compare(args, out, err) -> int:
 
 
 # --------------------------------------------------------------------------
+# the book: notebooks / lab
+# --------------------------------------------------------------------------
+
+#: Where ``ksmbook lab`` puts its copy of the notebooks of an installed wheel
+#: (the package folder may be read-only, and readers' edits must survive upgrades).
+DEFAULT_BOOK_DIR = "~/ksmbook-notebooks"
+
+
+def copy_notebooks(dest, *, overwrite: bool = False) -> tuple[list, list]:
+    """Copy the book's chapters (.ipynb and their .md sources) into ``dest``;
+    files already there are kept unless ``overwrite``. Returns (copied, kept)."""
+    from pathlib import Path
+    from . import data
+    dest = Path(dest).expanduser()
+    dest.mkdir(parents=True, exist_ok=True)
+    copied, kept = [], []
+    for src in data.book_files():
+        target = dest / src.name
+        if target.exists() and not overwrite:
+            kept.append(target)
+            continue
+        shutil.copyfile(src, target)
+        copied.append(target)
+    return copied, kept
+
+
+def cmd_notebooks(args, out) -> int:
+    copied, kept = copy_notebooks(args.dir, overwrite=args.force)
+    print(f"copied {len(copied)} files into {os.path.abspath(os.path.expanduser(args.dir))}"
+          + (f"; kept {len(kept)} already there (--force overwrites)" if kept else ""), file=out)
+    return 0
+
+
+def lab_command(args) -> tuple[list[str], str]:
+    """(argv, folder) of the JupyterLab that opens the book's index. From a
+    checkout it opens notebooks/ in place; from an installed wheel it copies the
+    notebooks to ``--dir`` first (keeping a reader's edited files)."""
+    from pathlib import Path
+    from . import data
+    source = data.notebooks_dir()
+    if args.dir is None and source == data.CHECKOUT / "notebooks":
+        folder = source
+    else:
+        folder = Path(args.dir or DEFAULT_BOOK_DIR).expanduser()
+        copy_notebooks(folder)
+    argv = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={folder}"]
+    if hasattr(os, "getuid") and os.getuid() == 0:
+        argv.append("--allow-root")      # jupyter refuses root without it (containers, CI)
+    extra = list(args.lab_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return argv + ["00_index.ipynb"] + extra, str(folder)
+
+
+def cmd_lab(args, out) -> int:
+    argv, folder = lab_command(args)
+    if args.dry_run:
+        print(" ".join(argv), file=out)
+        return 0
+    print(f"opening the book in {folder}", file=out)
+    out.flush()
+    os.chdir(folder)
+    os.execv(argv[0], argv)              # replaces this process; returns only on failure
+
+
+# --------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------
 
@@ -333,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="ksmbook",
         description="KSM scenarios in ksmbook's simulated Linux kernel, and beside the real one.")
+    from . import __version__
+    ap.add_argument("--version", action="version", version=f"ksmbook {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("scenarios", help="list the built-in scenarios")
 
@@ -353,7 +424,63 @@ def build_parser() -> argparse.ArgumentParser:
                                       "kernel (root + KSM); mark every field that differs")
     cmp.add_argument("--timeout", type=float, default=60.0,
                      help="seconds to wait for ksmd on each full scan (default 60)")
+
+    ex = sub.add_parser("exercises", help="the exercises: list, instructor key, otter-grader "
+                                          "assignments and grading")
+    exsub = ex.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = exsub.add_parser("list", help="what exists, per chapter and kind")
+    ls.add_argument("--chapter", help="one chapter, e.g. 04")
+    k = exsub.add_parser("key", help="every question and answer for a seed, with explanations")
+    who = k.add_mutually_exclusive_group(required=True)
+    who.add_argument("--seed", help="a number or a student id")
+    who.add_argument("--roster", help="a CSV of students (column 'id'): one row per student")
+    k.add_argument("--chapter", help="one chapter, e.g. 04")
+    k.add_argument("--format", choices=("md", "json", "csv"), default=None,
+                   help="output format (default md; csv for --roster)")
+    a = exsub.add_parser("assign", help="student notebooks + otter autograder zips in OUTDIR")
+    a.add_argument("outdir", metavar="OUTDIR")
+    a.add_argument("--chapter", action="append", help="a chapter (repeatable; default all)")
+    a.add_argument("--allow-solutions", action="store_true",
+                   help="let students call solution()/expected() in their notebooks")
+    g = exsub.add_parser("grade", help="grade a folder of submitted notebooks with otter "
+                                       "(no container); print a per-student score table")
+    g.add_argument("autograder", metavar="AUTOGRADER_ZIP")
+    g.add_argument("submissions", metavar="SUBMISSIONS_DIR")
+    nb = sub.add_parser("notebooks", help="copy the book's notebooks into DIR for editing")
+    nb.add_argument("dir", metavar="DIR")
+    nb.add_argument("--force", action="store_true", help="overwrite files already in DIR")
+    lab = sub.add_parser("lab", help="open the book in JupyterLab")
+    lab.add_argument("--dir", default=None,
+                     help=f"folder for the reader's copy of the notebooks (default: the checkout's "
+                          f"notebooks/, or {DEFAULT_BOOK_DIR} for an installed package)")
+    lab.add_argument("--dry-run", action="store_true", help="print the jupyter command only")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER,
+                     help="further arguments for jupyter lab (after --)")
     return ap
+
+
+def cmd_exercises(args, out) -> int:
+    """``ksmbook exercises list|key|assign|grade``."""
+    from .exercises import classroom as C
+
+    chapter = getattr(args, "chapter", None)
+    if isinstance(chapter, str):
+        chapter = f"{int(chapter):02d}"
+    if args.action == "list":
+        print(C.format_listing(C.listing(chapter)), file=out)
+    elif args.action == "key":
+        if args.roster:
+            out.write(C.roster_key(C.read_roster(args.roster), chapter, args.format or "csv"))
+        else:
+            seed = int(args.seed) if args.seed.lstrip("-").isdigit() else args.seed
+            out.write(C.format_key(C.key(seed, chapter), args.format or "md"))
+    elif args.action == "assign":
+        made = C.assign(args.outdir, args.chapter, allow_solutions=args.allow_solutions)
+        for c, paths in made.items():
+            print(f"ch{c}: hand out {paths['student']}  grade with {paths['autograder']}", file=out)
+    else:
+        out.write(C.format_scores(C.grade(args.autograder, args.submissions)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_scenarios(args, out)
         if args.command == "run":
             return cmd_run(args, out, err)
+        if args.command == "exercises":
+            return cmd_exercises(args, out)
+        if args.command == "notebooks":
+            return cmd_notebooks(args, out)
+        if args.command == "lab":
+            return cmd_lab(args, out)
         return cmd_compare(args, out, err)
     except UsageError as exc:
         print(f"ksmbook {args.command}: {exc}", file=err)

@@ -18,42 +18,86 @@ ULONG_MAX = (1 << 64) - 1
 INT_MAX = (1 << 31) - 1
 
 
-def _strip_newline(text: str) -> str:
+PAGE_SIZE = 4096
+_HEXDIGITS = "0123456789abcdefABCDEF"
+
+
+def sysfs_buffer(text) -> str | None:
+    """What a store() sees of one write(2): kernfs_fop_write_iter() and sysfs_kf_write().
+
+    kernfs copies at most PAGE_SIZE bytes (a longer write is cut, not refused) and
+    NUL-terminates them, so the store reads a C string: it ends at the first NUL.
+    sysfs_kf_write() returns 0 for a zero-length write without calling the store,
+    so ``""`` succeeds and changes nothing (None here).
+    """
     if not isinstance(text, str):
         raise einval("sysfs writes take text")
-    return text[:-1] if text.endswith("\n") else text
+    data = text.encode("utf-8", "surrogateescape")[:PAGE_SIZE]
+    if not data:
+        return None
+    return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def kstrtoull(text: str, limit: int) -> int:
-    """lib/kstrtox.c: decimal, an optional '+', one optional trailing newline."""
-    s = _strip_newline(text)
-    if s.startswith("+"):
-        s = s[1:]
-    if not s or not s.isdigit() or not s.isascii():
-        raise einval(f"not a number: {text!r}")
-    value = int(s)
+def sysfs_streq(s1: str, s2: str) -> bool:
+    """lib/string.c sysfs_streq(): equal, or equal but for one trailing newline."""
+    return s1 == s2 or s1 + "\n" == s2 or s1 == s2 + "\n"
+
+
+def _kstrtoull(s: str, base: int = 10) -> int:
+    """lib/kstrtox.c _kstrtoull(): digits of ``base`` only (no sign, no space), then
+    one optional newline and the end.  Overflow of 64 bits is -ERANGE, checked before
+    the trailing text; no digit at all, or anything after them, is -EINVAL."""
+    if base == 16 and s[:2].lower() == "0x":      # _parse_integer_fixup_radix()
+        s = s[2:]
+    n = 0               # _parse_integer(): the longest run of digits < base
+    while n < len(s) and s[n] in _HEXDIGITS and int(s[n], 16) < base:
+        n += 1
+    if n and int(s[:n], base) > ULONG_MAX:
+        raise kernel_error(errno.ERANGE, f"{s!r} overflows 64 bits")
+    if n == 0:
+        raise einval(f"not a number: {s!r}")
+    rest = s[n:]
+    if rest.startswith("\n"):
+        rest = rest[1:]
+    if rest:
+        raise einval(f"not a number: {s!r}")
+    return int(s[:n], base)
+
+
+def kstrtoull(text: str, limit: int = ULONG_MAX, base: int = 10) -> int:
+    """lib/kstrtox.c kstrtoull(): one optional '+', then _kstrtoull(); ``limit`` is the
+    range check of the narrower kstrto*() wrappers (-ERANGE above it)."""
+    s = text[1:] if text.startswith("+") else text
+    value = _kstrtoull(s, base)
     if value > limit:
         raise kernel_error(errno.ERANGE, f"{text!r} out of range")
     return value
 
 
 def kstrtouint(text: str) -> int:
+    """kstrtouint(s, 10): kstrtoull() then -ERANGE if it does not fit 32 bits."""
     return kstrtoull(text, UINT_MAX)
 
 
 def kstrtoul(text: str) -> int:
+    """kstrtoul(s, 10) on a 64-bit kernel is kstrtoull()."""
     return kstrtoull(text, ULONG_MAX)
 
 
 def kstrtoint(text: str) -> int:
-    s = _strip_newline(text)
-    neg = s.startswith("-")
-    value = kstrtoull(s[1:] if neg else s, INT_MAX + (1 if neg else 0))
-    return -value if neg else value
+    """kstrtoint(s, 10) = kstrtoll() then the int range: '-' is followed by
+    _kstrtoull() directly (so "-+5" is -EINVAL), '+' only without '-'."""
+    if text.startswith("-"):
+        value = _kstrtoull(text[1:])
+        if value > INT_MAX + 1:
+            raise kernel_error(errno.ERANGE, f"{text!r} out of range")
+        return -value
+    return kstrtoull(text, INT_MAX)
 
 
 def kstrtobool(text: str) -> bool:
-    """kstrtobool(): only the first one or two characters matter."""
+    """lib/kstrtox.c kstrtobool(): only the first one or two characters matter
+    (y/Y/t/T/1/e/E true, n/N/f/F/0/d/D false, on/of[f] in any case)."""
     s = text if isinstance(text, str) else ""
     if s[:1] in ("y", "Y", "t", "T", "1", "e", "E"):
         return True
@@ -103,10 +147,8 @@ def ksm_attributes(machine) -> list[Attr]:
         k.pages_to_scan = _as_einval(kstrtouint)(text)
 
     def store_sleep(text):
-        value = _as_einval(kstrtouint)(text)
-        if value > 60_000:
-            raise einval("sleep_millisecs: at most 60000")
-        k.sleep_millisecs = value
+        # sleep_millisecs_store(): any unsigned int, no upper bound (6.18)
+        k.sleep_millisecs = _as_einval(kstrtouint)(text)
         machine.ksmd.next_wake_ns = machine.clock_ns     # the store wakes ksmd
 
     def store_merge_across_nodes(text):
@@ -134,8 +176,9 @@ def ksm_attributes(machine) -> list[Attr]:
         return "[none] scan-time\n" if k.advisor_mode == "none" else "none [scan-time]\n"
 
     def store_advisor(text):
-        s = _strip_newline(text)
-        if s not in ("none", "scan-time"):
+        # advisor_mode_store(): sysfs_streq() against each mode's name
+        s = next((m for m in ("scan-time", "none") if sysfs_streq(m, text)), None)
+        if s is None:
             raise einval("advisor_mode: none or scan-time")
         if s != k.advisor_mode:
             k.advisor_mode = s
@@ -205,8 +248,18 @@ class SysFs:
         return sorted(p.rsplit("/", 1)[1] for p in self.files)
 
     def _attr(self, path: str) -> Attr:
-        attr = self.files.get(path)
-        if attr is None:
+        """Path lookup as the VFS does it: repeated '/' collapse, a trailing '/' on a file
+        is ENOTDIR, a directory is EISDIR, anything else absent ENOENT."""
+        if not isinstance(path, str):
+            raise TypeError(f"sysfs: path must be a string, not {type(path).__name__}")
+        clean = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
+        attr = self.files.get(clean)
+        if attr is not None and path.endswith("/"):
+            raise kernel_error(errno.ENOTDIR, path)
+        if attr is None and path.startswith("/") and any(
+                f.startswith(clean.rstrip("/") + "/") for f in self.files):
+            raise kernel_error(errno.EISDIR, path)
+        if attr is None or not path.startswith("/"):
             raise kernel_error(errno.ENOENT, f"{path} (not in kernel {self.machine.profile.version})")
         return attr
 
@@ -218,9 +271,16 @@ class SysFs:
 
     def write(self, path: str, text) -> None:
         attr = self._attr(path)
-        if attr.store is None:
+        if attr.store is None:      # kernfs_fop_open(): no ->write, -EACCES even for root
             raise kernel_error(errno.EACCES, f"{path} is read-only")
-        attr.store(str(text))
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("latin-1")       # write(2) takes bytes as they are
+        elif isinstance(text, bool) or not isinstance(text, (str, int)):
+            raise TypeError(f"sysfs write: value must be a str, bytes or int, "
+                            f"not {type(text).__name__}")
+        buf = sysfs_buffer(str(text))
+        if buf is not None:
+            attr.store(buf)
 
     def snapshot(self) -> dict[str, str]:
         return {p.rsplit("/", 1)[1]: a.show().strip() for p, a in self.files.items()}
@@ -233,7 +293,11 @@ class ProcFs:
         self.machine = machine
 
     def read(self, path: str) -> str:
-        parts = path.strip("/").split("/")
+        if not isinstance(path, str):
+            raise TypeError(f"procfs: path must be a string, not {type(path).__name__}")
+        parts = [part for part in path.split("/") if part not in ("", ".")]
+        if not path.startswith("/"):
+            raise kernel_error(errno.ENOENT, path)
         if parts == ["proc", "vmstat"]:
             return "".join(f"{k} {v}\n" for k, v in self.machine.vmstat.items())
         if len(parts) != 3 or parts[0] != "proc":

@@ -6,6 +6,8 @@ compares version numbers; it reads a field of the profile.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, fields
 
 #: (introduced, removed) per feature; ``None`` means "still present in 6.18".
@@ -83,15 +85,44 @@ KNOWN_ERAS = ("2.6.32", "2.6.37", "2.6.38", "3.6", "3.7", "3.9", "4.11", "4.13",
 OLDEST, NEWEST = "2.6.32", "6.18"
 
 
+#: The last minor release of each major series (2.6 counts as the series 2.6.x):
+#: Linux went 2.6.39 -> 3.0, 3.19 -> 4.0, 4.20 -> 5.0, 5.19 -> 6.0.
+_LAST_MINOR = {2: None, 3: 19, 4: 20, 5: 19, 6: 18}
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+){1,3}")
+
+
 def parse_version(text: str) -> tuple[int, ...]:
-    """'6.10' -> (6, 10); raises ValueError on anything that is not a kernel version."""
-    try:
-        parts = tuple(int(p) for p in str(text).strip().split("."))
-    except ValueError:
-        raise ValueError(f"not a kernel version: {text!r}") from None
-    if not 2 <= len(parts) <= 3:
+    """'6.10' -> (6, 10); raises ValueError on anything that is not a kernel version
+    (digits and dots only: no sign, no spaces inside, no '6.-1')."""
+    t = str(text).strip()
+    if not _VERSION.fullmatch(t):
         raise ValueError(f"not a kernel version: {text!r}")
-    return parts
+    return tuple(int(p) for p in t.split("."))
+
+
+def is_released(v: tuple[int, ...]) -> bool:
+    """Is ``v`` a Linux release between 2.6.32 and 6.18 (a stable number may follow)?"""
+    major = v[0]
+    if major == 2:
+        return len(v) >= 3 and v[1] == 6 and 32 <= v[2] <= 39
+    last = _LAST_MINOR.get(major)
+    return last is not None and len(v) <= 3 and v[1] <= last
+
+
+def check_kernel_argument(version) -> str:
+    """The ``kernel=`` argument of Machine, checked: a string naming a released version
+    in the modelled range.  TypeError for other types (6.1 the float would be 6.10's
+    twin), ValueError otherwise, listing the eras."""
+    if not isinstance(version, str):
+        raise TypeError(f"kernel must be a string such as '6.18' or '2.6.32', not "
+                        f"{type(version).__name__} {version!r}")
+    v = parse_version(version)
+    release = v[:3] if v[0] == 2 else v[:2]        # a stable number (6.18.44) is that release
+    if not parse_version(OLDEST) <= release <= parse_version(NEWEST) or not is_released(v):
+        raise ValueError(f"kernel {version!r} is not a Linux release in the modelled range "
+                         f"{OLDEST}..{NEWEST}; the eras whose behaviour differs: "
+                         f"{', '.join(KNOWN_ERAS)}")
+    return version.strip()
 
 
 @dataclass(frozen=True)
@@ -146,10 +177,10 @@ class KernelProfile:
 
 
 def profile(version: str = NEWEST) -> KernelProfile:
-    """The profile of ``version`` ("2.6.32" .. "6.18"); ValueError outside that range."""
+    """The profile of ``version`` ("2.6.32" .. "6.18", a released version, as a string);
+    TypeError or ValueError otherwise."""
+    version = check_kernel_argument(version)
     v = parse_version(version)
-    if not parse_version(OLDEST) <= v <= parse_version(NEWEST):
-        raise ValueError(f"kernel {version} is outside the modelled range {OLDEST}..{NEWEST}")
     values = {}
     for f in fields(KernelProfile):
         if f.name == "version":

@@ -99,26 +99,31 @@ def read_processes(files, pids) -> tuple[list[ProcessKsm], int]:
     return found, unreadable
 
 
-def _sharing_verdict(shared: int, sharing: int) -> str:
-    """Documentation/admin-guide/mm/ksm.rst: "a high ratio of pages_sharing to
-    pages_shared indicates good sharing" (the 2 and 10 below are this book's marks)."""
+def _ratio(a: int, b: int) -> str:
+    return f"{a / b:.1f}" if b else "n/a"
+
+
+def sharing_verdict(shared: int, sharing: int) -> str:
+    """What pages_sharing/pages_shared says (Documentation/admin-guide/mm/ksm.rst:
+    "a high ratio of pages_sharing to pages_shared indicates good sharing")."""
     if not shared:
-        return "sharing/shared = n/a (no KSM page yet: nothing is merged)"
-    r = sharing / shared
-    word = ("good sharing: each KSM page stands in for many" if r >= 10 else
-            "some sharing" if r >= 2 else "little sharing: most KSM pages save one page")
-    return f"sharing/shared = {r:.1f} ({word})"
+        return "nothing merged yet"
+    ratio = sharing / shared
+    if ratio >= 2:
+        return f"good sharing: each KSM page stands in for {ratio + 1:.0f} mappings on average"
+    return "little sharing: most KSM pages stand in for only two mappings"
 
 
-def _unshared_verdict(unshared: int, sharing: int) -> str:
-    """ksm.rst: "a high ratio of pages_unshared to pages_sharing indicates wasted effort"."""
+def unshared_verdict(unshared: int, sharing: int) -> str:
+    """What pages_unshared/pages_sharing says (ksm.rst: "a high ratio of pages_unshared
+    to pages_sharing indicates wasted effort")."""
+    if not unshared:
+        return "no wasted effort: no scanned page is waiting unmerged"
     if not sharing:
-        return (f"unshared/sharing = n/a ({unshared} pages scanned in vain, none merged)"
-                if unshared else "unshared/sharing = n/a (nothing scanned, nothing merged)")
-    r = unshared / sharing
-    word = ("wasted effort: ksmd rescans more unique pages than it merges" if r > 1 else
-            "most of ksmd's work merges" if r < 0.5 else "about as many unique as merged")
-    return f"unshared/sharing = {r:.1f} ({word})"
+        return "all effort, no saving yet: every page scanned so far is unique"
+    if unshared > sharing:
+        return "wasted effort: ksmd scans more pages that do not merge than it saves"
+    return "little wasted effort: most scanned pages merge"
 
 
 def ksm_report(ksm: dict, procs: list[ProcessKsm], where: str, unreadable: int = 0) -> str:
@@ -131,10 +136,12 @@ def ksm_report(ksm: dict, procs: list[ProcessKsm], where: str, unreadable: int =
              textwrap.fill(knobs, 96, initial_indent="  tunables: ", subsequent_indent=indent),
              textwrap.fill(counters, 96, initial_indent="  counters: ", subsequent_indent=indent)]
     shared, sharing = ksm.get("pages_shared", 0), ksm.get("pages_sharing", 0)
+    unshared = ksm.get("pages_unshared", 0)
     pages = "1 KSM page stands" if shared == 1 else f"{shared} KSM pages stand"
-    lines.append(f"  {pages} in for {shared + sharing} mappings: "
-                 + _sharing_verdict(shared, sharing))
-    lines.append("  " + _unshared_verdict(ksm.get("pages_unshared", 0), sharing))
+    lines.append(f"  {pages} in for {shared + sharing} mappings: sharing/shared = "
+                 f"{_ratio(sharing, shared)} ({sharing_verdict(shared, sharing)})")
+    lines.append(f"  unshared/sharing = {_ratio(unshared, sharing)} "
+                 f"({unshared_verdict(unshared, sharing)})")
     if "general_profit" in ksm:
         lines.append(f"  general_profit = {ksm['general_profit']} bytes "
                      f"({ksm['general_profit'] / 2**20:.2f} MiB), the rmap_items' own memory "

@@ -69,7 +69,7 @@ from importlib import resources
 from pathlib import Path
 
 from .scenario import (DELTA_COUNTERS, WRITABLE_KNOBS, Scenario, Snapshot, Step,
-                       error_name, make_snapshot, parse_ksm_stat)
+                       error_name, handlers, make_snapshot, parse_ksm_stat)
 
 __all__ = ["available", "run_live", "LiveRun", "LiveUnavailable", "KsmBusy",
            "ProtocolError", "worker_binary", "DEFAULT_TUNABLES"]
@@ -335,6 +335,28 @@ class Ksmd:
         return done
 
 
+    def one_batch(self, pages: int) -> None:
+        """One ksm_do_scan(pages) batch: pages_to_scan=pages, run=1, wait for ksmd's
+        next sleep in ksm_scan_thread (the timed wait after the batch, or the idle
+        wait if its mm list is empty), run=0, one toggle, idle again."""
+        self.wait_idle()
+        _, _, vcs = self.observe()
+        write_knob("pages_to_scan", pages)
+        write_knob("run", 1)
+
+        def asleep(state, top, v):
+            if state != "S" or v == vcs or not top.startswith("ksm_scan_thread+"):
+                return None
+            return "idle" if top == self.idle_site else "timed"
+        try:
+            self._wait(f"one batch of {pages} pages", asleep)
+        finally:
+            write_knob("run", 0)
+            self.toggle_sleep()
+            self.wait_idle()
+            write_knob("pages_to_scan", SCAN_BATCH)
+
+
 def full_scans() -> int:
     return int(read_knob("full_scans"))
 
@@ -583,7 +605,7 @@ class LiveRun:
     def do_step(self, index: int, step: Step) -> Snapshot:
         error = None
         try:
-            getattr(self, "do_" + step.op)(step)
+            getattr(self, self.DO[step.op])(step)
         except (OSError, SegmentationFault) as exc:
             error = error_name(exc)
         procs = [(w.name, w.pid) for w in self.workers.values()]
@@ -665,6 +687,14 @@ class LiveRun:
     def do_run(self, s):
         write_knob("run", s.value)
 
+    def do_batch(self, s):
+        self.ksmd.ensure_scan_knobs(self.max_pages)
+        self.ksmd.one_batch(s.pages)
+
+
+#: The live runner's handler per step (import fails if a declared step has none).
+LiveRun.DO = handlers(LiveRun, "do_")
+
 
 def _read_proc(pid: int, file: str) -> str:
     return Path(f"/proc/{pid}/{file}").read_text()
@@ -694,7 +724,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from . import workloads  # noqa: F401  (registers the built-in scenarios)
     from .scenario import SCENARIOS
 
     ap = argparse.ArgumentParser(prog="python -m ksmbook.oracle.live",

@@ -35,6 +35,14 @@ Step names and arguments are a contract shared with the tests and notebooks:
 ``scans(n)``                                       exactly n more full scans, then ksmd stopped
 ``run(value)``                                     write ``run`` (0, or 2 = unmerge all, full_scans=0)
 =================================================  ==============================================
+
+Adding a step: declare its frozen dataclass here with ``@step`` and its
+lower-case contract name, then give it ``_Checker.on_<op>`` (what it needs and
+changes, checked before anything runs), ``_SimRunner.do_<op>`` and
+``LiveRun.do_<op>`` in live.py (plus a command in ``_worker.c`` when it needs a
+syscall the worker cannot make yet).  Each of the three tables is built from
+:data:`STEP_TYPES` at import, so a missing handler fails at once, and
+tests/unit/test_steps_registry.py names it.
 """
 from __future__ import annotations
 
@@ -47,10 +55,8 @@ from typing import Any, Callable, ClassVar, Iterable, NamedTuple, TypedDict
 from ..kernel.sysfs import parse_ksm_stat
 
 __all__ = [
-    "Step", "Spawn", "Mmap", "Fill", "Unique", "Poke", "TouchRead", "Madvise",
-    "Mprotect", "Munmap", "PrctlMerge", "Fork", "Exit", "Knob", "Scans", "Run",
-    "spawn", "mmap", "fill", "unique", "poke", "touch_read", "madvise",
-    "mprotect", "munmap", "prctl_merge", "fork", "exit", "knob", "scans", "run",
+    # every step class and its lower-case contract name join at the end of the module
+    "Step", "STEP_TYPES", "step", "step_from_dict",
     "Scenario", "ScenarioError", "Snapshot", "FieldDiff", "SCENARIOS", "register",
     "COUNTERS", "DELTA_COUNTERS", "KSM_STAT_FIELDS", "WRITABLE_KNOBS",
     "parse_ksm_stat", "make_snapshot", "diff_snapshots", "diff_traces",
@@ -128,6 +134,35 @@ class Step:
             raise ScenarioError(f"{self.describe()}: need page >= 0 and count >= 1")
 
 
+#: Every step type by its ``op`` name, filled by :func:`step` in declaration order.
+STEP_TYPES: dict[str, type[Step]] = {}
+
+
+def step(cls: type[Step]) -> type[Step]:
+    """Declare a step type: the one place a new step is named.
+
+    Registers ``cls`` in :data:`STEP_TYPES` under ``cls.op``.  The static
+    checker (``_Checker.on_<op>``), the simulator runner (``_SimRunner.do_<op>``)
+    and the live runner (``LiveRun.do_<op>`` in live.py) each build their
+    dispatch table from :data:`STEP_TYPES` with :func:`handlers`, which fails
+    at import time when one of them lacks the handler, so a step cannot be
+    declared without being runnable on both kernels.
+    """
+    if not cls.op or cls.op in STEP_TYPES:
+        raise TypeError(f"step {cls.__name__}: op {cls.op!r} is empty or already declared")
+    STEP_TYPES[cls.op] = cls
+    return cls
+
+
+def handlers(owner: type, prefix: str) -> dict[str, str]:
+    """``{op: method name}`` for every declared step; raises if ``owner`` lacks one."""
+    missing = [op for op in STEP_TYPES if not callable(getattr(owner, prefix + op, None))]
+    if missing:
+        raise TypeError(f"{owner.__name__} has no {prefix}<op> handler for steps {missing}")
+    return {op: prefix + op for op in STEP_TYPES}
+
+
+@step
 @dataclass(frozen=True)
 class Spawn(Step):
     """A new, independent process with an empty address space (for KSM)."""
@@ -135,6 +170,7 @@ class Spawn(Step):
     proc: str
 
 
+@step
 @dataclass(frozen=True)
 class Mmap(Step):
     """``mmap(NULL, pages*PAGE_SIZE, RW, MAP_ANONYMOUS|MAP_PRIVATE or MAP_SHARED)``."""
@@ -149,6 +185,7 @@ class Mmap(Step):
             raise ScenarioError(f"{self.describe()}: pages must be >= 1")
 
 
+@step
 @dataclass(frozen=True)
 class Fill(Step):
     """memset pages [page, page+count) of the region to ``byte``."""
@@ -164,6 +201,7 @@ class Fill(Step):
         self._check_byte(self.byte)
 
 
+@step
 @dataclass(frozen=True)
 class Unique(Step):
     """Give every page distinct content: memset 0, then the 8-byte little-endian
@@ -183,6 +221,7 @@ class Unique(Step):
             raise ScenarioError(f"{self.describe()}: tag must be an int in 1..2**32-1")
 
 
+@step
 @dataclass(frozen=True)
 class Poke(Step):
     """Write one byte at ``offset`` inside one page."""
@@ -199,6 +238,7 @@ class Poke(Step):
             raise ScenarioError(f"{self.describe()}: page and offset must be >= 0")
 
 
+@step
 @dataclass(frozen=True)
 class TouchRead(Step):
     """Read one byte of each page: a read fault maps the shared zero page."""
@@ -212,6 +252,7 @@ class TouchRead(Step):
         self._check_range()
 
 
+@step
 @dataclass(frozen=True)
 class Madvise(Step):
     """madvise() with one of MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_DONTNEED."""
@@ -228,6 +269,7 @@ class Madvise(Step):
             raise ScenarioError(f"{self.describe()}: advice must be one of {ADVICES}")
 
 
+@step
 @dataclass(frozen=True)
 class Mprotect(Step):
     """mprotect() to "none", "r" or "rw"."""
@@ -244,6 +286,7 @@ class Mprotect(Step):
             raise ScenarioError(f"{self.describe()}: prot must be one of {PROTS}")
 
 
+@step
 @dataclass(frozen=True)
 class Munmap(Step):
     """munmap() pages of a region (the rest of the region stays mapped)."""
@@ -257,6 +300,7 @@ class Munmap(Step):
         self._check_range()
 
 
+@step
 @dataclass(frozen=True)
 class PrctlMerge(Step):
     """prctl(PR_SET_MEMORY_MERGE, value): 1 makes every compatible VMA mergeable."""
@@ -265,6 +309,7 @@ class PrctlMerge(Step):
     value: int
 
 
+@step
 @dataclass(frozen=True)
 class Fork(Step):
     """fork(): ``child`` inherits ``proc``'s regions (by name) and their pages."""
@@ -273,6 +318,7 @@ class Fork(Step):
     child: str
 
 
+@step
 @dataclass(frozen=True)
 class Exit(Step):
     """The process exits; its address space is torn down at once."""
@@ -280,6 +326,7 @@ class Exit(Step):
     proc: str
 
 
+@step
 @dataclass(frozen=True)
 class Knob(Step):
     """Write ``value`` to /sys/kernel/mm/ksm/<name>."""
@@ -294,6 +341,7 @@ class Knob(Step):
             raise ScenarioError(f"{self.describe()}: not a writable tunable{hint}")
 
 
+@step
 @dataclass(frozen=True)
 class Scans(Step):
     """Exactly ``n`` more full scans of ksmd, then ksmd stopped (run=0) at a
@@ -307,6 +355,7 @@ class Scans(Step):
             raise ScenarioError(f"{self.describe()}: n must be an int >= 1")
 
 
+@step
 @dataclass(frozen=True)
 class Run(Step):
     """Write ``run``: 0 stops ksmd, 2 stops it and unmerges everything (and
@@ -318,6 +367,21 @@ class Run(Step):
     def __post_init__(self) -> None:
         if self.value not in (0, 2):
             raise ScenarioError(f"{self.describe()}: value must be 0 or 2 (use scans(n) to run ksmd)")
+
+
+@step
+@dataclass(frozen=True)
+class Batch(Step):
+    """One ksmd batch of ``pages`` pages (ksm_do_scan with pages_to_scan=pages), then
+    ksmd stopped (run=0) wherever the cursor is: a full scan may be left half done,
+    so that writes, COW, fork and faults can be placed *inside* a full scan (after
+    its lru_add_drain_all()).  The next ``scans(n)`` finishes that scan first."""
+    op: ClassVar[str] = "batch"
+    pages: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.pages, int) and self.pages >= 1):
+            raise ScenarioError(f"{self.describe()}: pages must be an int >= 1")
 
 
 # The contract names: lower-case constructors, e.g. ``fill("vm1", "buf", 0, 2, 0x2a)``.
@@ -335,13 +399,8 @@ fork = Fork
 exit = Exit  # noqa: A001 - the contract name
 knob = Knob
 scans = Scans
+batch = Batch
 run = Run
-
-STEP_TYPES: dict[str, type[Step]] = {
-    cls.op: cls for cls in (Spawn, Mmap, Fill, Unique, Poke, TouchRead, Madvise,
-                            Mprotect, Munmap, PrctlMerge, Fork, Exit, Knob, Scans, Run)
-}
-
 
 def step_from_dict(d: dict) -> Step:
     d = dict(d)
@@ -408,7 +467,7 @@ class _Checker:
 
     def check(self) -> None:
         for i, step in enumerate(self.sc.steps):
-            getattr(self, "on_" + step.op)(i, step)
+            getattr(self, self.ON[step.op])(i, step)
             present = sum(r.pages for regs in self.alive.values() for r in regs.values())
             self.max_present = max(self.max_present, present)
 
@@ -471,6 +530,13 @@ class _Checker:
     def on_run(self, i, s):
         pass
 
+    def on_batch(self, i, s):
+        pass
+
+
+#: The checker's handler per step (import fails if a declared step has none).
+_Checker.ON = handlers(_Checker, "on_")
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -519,15 +585,41 @@ class Scenario:
                    d.get("page_size", 4096))
 
 
-#: Built-in scenarios by name; ksmbook.oracle.workloads fills it (see :func:`register`).
-SCENARIOS: dict[str, Scenario] = {}
+class _Registry(dict):
+    """Scenarios by name.  The built-ins (ksmbook.oracle.workloads) are loaded on
+    the first read, so no module has to import workloads for its side effect."""
+
+    _loaded = False
+
+    def _load(self) -> None:
+        if not _Registry._loaded:
+            _Registry._loaded = True
+            from . import workloads  # noqa: F401  (calls register() for each built-in)
+
+
+def _loading(name: str):
+    """dict.<name>, after loading the built-ins."""
+    def method(self, *args):
+        self._load()
+        return getattr(dict, name)(self, *args)
+    method.__name__ = name
+    return method
+
+
+for _name in ("__getitem__", "__contains__", "__iter__", "__len__", "__repr__",
+              "get", "keys", "values", "items"):
+    setattr(_Registry, _name, _loading(_name))
+
+
+#: Built-in scenarios by name (loaded on first access), plus any :func:`register` adds.
+SCENARIOS: dict[str, Scenario] = _Registry()
 
 
 def register(scenario: Scenario) -> Scenario:
     """Add a scenario to :data:`SCENARIOS` (the name must be new)."""
     if scenario.name in SCENARIOS and SCENARIOS[scenario.name] is not scenario:
         raise ValueError(f"scenario {scenario.name!r} is already registered")
-    SCENARIOS[scenario.name] = scenario
+    dict.__setitem__(SCENARIOS, scenario.name, scenario)
     return scenario
 
 
@@ -733,6 +825,18 @@ class _SimRunner:
     def do_run(self, s):
         self.write_sysfs("run", s.value)
 
+    def do_batch(self, s):
+        ksm = self.m.ksm
+        saved = ksm.pages_to_scan
+        self.write_sysfs("run", 1)
+        try:
+            ksm.pages_to_scan = s.pages
+            if self.m.ksmd.should_run():
+                self.m.ksmd._batch(s.pages)     # ksm_scan_thread(): one ksm_do_scan()
+        finally:
+            ksm.pages_to_scan = saved
+            self.write_sysfs("run", 0)
+
     def run(self) -> list[Snapshot]:
         snaps = []
         for i, step in enumerate(self.sc.steps):
@@ -741,13 +845,17 @@ class _SimRunner:
             if self.progress is not None:
                 self.progress(i, step, 0, step.n if isinstance(step, Scans) else 0)
             try:
-                getattr(self, "do_" + step.op)(step)
+                getattr(self, self.DO[step.op])(step)
             except Exception as exc:  # kernel-shaped failures only
                 error = error_name(exc)
             live = [(name, p.pid) for name, p in self.procs.items()]
             snaps.append(make_snapshot(i, step, error, self.read_sysfs, self.read_proc,
                                        live, self.baseline))
         return snaps
+
+
+#: The simulator's handler per step (import fails if a declared step has none).
+_SimRunner.DO = handlers(_SimRunner, "do_")
 
 
 #: ``progress(step_index, step, full_scans_done, full_scans_in_step)``: called before
@@ -762,3 +870,6 @@ def run_in_simulator(scenario: Scenario, kernel: str = "6.18",
     ``progress`` (optional) hears where the run is, for progress bars.
     """
     return _SimRunner(scenario, kernel, progress).run()
+
+
+__all__ += [cls.__name__ for cls in STEP_TYPES.values()] + list(STEP_TYPES)

@@ -181,7 +181,6 @@ class Comparison:
 
 def scenario_names() -> list[str]:
     """The built-in scenarios, in the order ksmbook.oracle.workloads registers them."""
-    from . import workloads  # noqa: F401  (registers the built-in scenarios)
     return list(SCENARIOS)
 
 
@@ -204,11 +203,15 @@ def simulate(scenario: Scenario | str, kernel: str = "6.18") -> Trace:
 
 
 def traces_dir() -> Path:
-    """tests/data/kernel_traces of this checkout: next to the package (a source
+    """The recorded kernel traces: ``ksmbook/data/kernel_traces`` of an installed
+    wheel (the build copies tests/data/kernel_traces there), else
+    tests/data/kernel_traces of this checkout: next to the package (a source
     checkout or an editable install), or above the working directory (a
     notebook run from notebooks/ with the package installed elsewhere, as on
     Binder)."""
-    candidates = [Path(__file__).resolve().parent.parent / _TRACES,
+    from .. import data
+    candidates = [data.packaged("kernel_traces"),
+                  Path(__file__).resolve().parent.parent.parent / _TRACES,
                   Path.cwd() / _TRACES, Path.cwd().parent / _TRACES]
     for c in candidates:
         if c.is_dir():

@@ -16,6 +16,7 @@ from ..kernel.pagetable import pte_flags_text, pte_pfn
 KSM_FUNCTIONS = {
     "scan_start": "scan_get_next_rmap_item()",
     "scan_end": "scan_get_next_rmap_item()",
+    "idle_scans": "ksm_scan_thread()",
     "checksum": "cmp_and_merge_page()",
     "unstable_insert": "unstable_tree_search_insert()",
     "unstable_abort": "unstable_tree_search_insert()",

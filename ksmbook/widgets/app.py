@@ -29,7 +29,7 @@ class SceneApp:
     def __init__(self, scene_factory, views=("mappings", "trees"), *, factory=figure_widget):
         self.scene_factory = scene_factory
         self.scene = scene_factory()
-        self.history = [self.machine.ksm.stats()]
+        self.history = [self.counter_record()]
         self.last_action = "start"
         self.last_events: list = []
         self.error = ""
@@ -84,12 +84,12 @@ class SceneApp:
                 self.error = f"{type(exc).__name__}: {exc}"
         self.last_action = label
         self.last_events = list(events)
-        self.history.append(self.machine.ksm.stats())
+        self.history.append(self.counter_record())
         self.refresh()
 
     def reset(self) -> None:
         self.scene = self.scene_factory()
-        self.history = [self.machine.ksm.stats()]
+        self.history = [self.counter_record()]
         self.last_action = "reset"
         self.last_events = []
         self.error = ""
@@ -110,6 +110,12 @@ class SceneApp:
         return viz.describe_events(self.last_events, self.scene.label, kinds=self.event_kinds,
                                    limit=self.event_limit)
 
+    def counter_record(self) -> dict:
+        """KSM's counters now, marked when ksmd is inside a full scan (the timeline
+        draws only scan ends, plus the newest mid-scan record as "now")."""
+        ksm = self.machine.ksm
+        return {**ksm.stats(), "mid_scan": ksm.scan_in_progress()}
+
     def counters_text(self) -> str:
         return "  ".join(f"{k}={v}" for k, v in self.status_rows())
 
@@ -121,21 +127,20 @@ class SceneApp:
                                     "ksm_zero_pages")]
 
     def _render_text(self) -> None:
-        prev = dict(getattr(self, "_shown_rows", ()))
-        now = self.status_rows()
-        self._shown_rows = now
-        # the counter the last step moved is highlighted (not on the first render)
-        mark = " style='background:#FFE8A3'" if prev else ""
-        rows = "".join(f"<tr class='{'ksmbook-changed' if prev and prev.get(k) != v else ''}'"
-                       f"{mark if prev and prev.get(k) != v else ''}><td>{k}</td>"
-                       f"<td style='text-align:right'><b>{v}</b></td></tr>" for k, v in now)
+        rows = "".join(f"<tr><td>{k}</td><td style='text-align:right'><b>{v}</b></td></tr>"
+                       for k, v in self.status_rows())
         self.status.value = f"<table class='ksmbook-counter-table'>{rows}</table>"
         lines = self.event_lines() or ["(no events)"]
         err = (f"<div style='color:#B00020'>{html.escape(self.error)}</div>" if self.error else "")
+        # wrapped, never cut at the right edge; the newest line (what this action
+        # changed last) is highlighted
+        rows = [f"<div class='ksmbook-event-line'>{html.escape(line)}</div>" for line in lines[:-1]]
+        rows.append("<div class='ksmbook-event-line ksmbook-event-newest' style='background:"
+                    f"#FFF3C4;font-weight:bold'>{html.escape(lines[-1])}</div>")
         self.log.value = (f"<div><b>{html.escape(self.last_action)}</b></div>{err}"
-                          f"<pre style='font-size:12px;line-height:1.3;margin:0;"
-                          f"white-space:pre-wrap;overflow-wrap:anywhere'>"
-                          f"{html.escape(chr(10).join(lines))}</pre>")
+                          "<div style='font-family:monospace;font-size:12px;line-height:1.3;"
+                          "white-space:pre-wrap;overflow-wrap:anywhere'>" + "".join(rows) +
+                          "</div>")
 
     def text(self, views: bool = False) -> str:
         """The text twin: last action, its events, the counters (and each view's text)."""

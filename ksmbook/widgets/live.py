@@ -88,7 +88,7 @@ class TraceApp:
         cmp = self.comparison()
         for view, fig in self.figures.items():
             new = BUILDERS[view](cmp)
-            sync_figure(fig, new)
+            sync_figure(fig, new)      # shapes and annotations too, even when now empty
         self.updates += 1
         self._render()
 
@@ -170,6 +170,14 @@ class RecordedCompare(TraceApp):
         return [self.picker, self.model]
 
 
+#: Said before anything runs: what a live run does to this machine.
+LIVE_RUN_TOUCHES = ("it takes /tmp/ksmbook-live.lock, saves every knob in /sys/kernel/mm/ksm, "
+                    "writes run=2 then run=0 (unmerging every KSM page on this machine), starts "
+                    "small worker processes that mmap and madvise(MADV_MERGEABLE) their own "
+                    "memory, drives ksmd through pages_to_scan and sleep_millisecs, and then "
+                    "kills the workers and restores every knob, leaving run as it found it")
+
+
 class LiveCompare(TraceApp):
     """Section 4: the simulator beside this machine's kernel, run when asked; the
     simulator models this kernel's version (``sb.this_kernel_model()``).
@@ -237,16 +245,6 @@ class LiveCompare(TraceApp):
     def busy(self) -> bool:
         return self.error.startswith("KSM is busy")
 
-    @staticmethod
-    def touches() -> str:
-        """What a live run will touch, said before it starts (ksmbook.oracle.live)."""
-        from ..oracle import live
-        return (f"A run takes {live.LOCK_PATH}, writes /sys/kernel/mm/ksm/run (2, then 0, "
-                f"then 1 per full scan) and {', '.join(live.OWNED_KNOBS)}, starts worker "
-                "processes that madvise(MADV_MERGEABLE) their pages, reads the KSM counters "
-                "and /proc/<pid>/ksm_stat, and then unmerges (run=2), leaves run=0 and "
-                "restores every knob it saved. Nothing runs until you press the button.")
-
     def state(self) -> str:
         """One line: can it run, did it run, what came back."""
         if not self.available:
@@ -255,9 +253,8 @@ class LiveCompare(TraceApp):
         if self.error:
             return f"NOT RUN: {self.error}"
         if self.kernel_trace is None:
-            return ("ready: root, KSM and a C compiler are here; press 'Run on this kernel' "
-                    "(or call run()) to run the scenario on this machine's KSM. "
-                    + self.touches())
+            return ("ready, not run: root, KSM and a C compiler are here. Nothing runs until you "
+                    "press 'Run on this kernel' (or call run()); then " + LIVE_RUN_TOUCHES + ".")
         took = f" in {self.seconds:.1f} s" if self.seconds is not None else ""
         return f"ran on Linux {self.kernel_trace.kernel}{took}: {self.comparison().headline()}"
 

@@ -114,8 +114,8 @@ BAD_WRITES = [
     ("run", "99999999999", errno.EINVAL),
     ("pages_to_scan", "-1", errno.EINVAL), ("pages_to_scan", "1.5", errno.EINVAL),
     ("pages_to_scan", "99999999999", errno.EINVAL), ("pages_to_scan", "0x10", errno.EINVAL),
-    ("sleep_millisecs", "abc", errno.EINVAL), ("sleep_millisecs", "60001", errno.EINVAL),
-    ("sleep_millisecs", "99999999999", errno.EINVAL),
+    ("sleep_millisecs", "abc", errno.EINVAL), ("sleep_millisecs", "4294967296", errno.EINVAL),
+    ("sleep_millisecs", "99999999999", errno.EINVAL), ("run", "\n", errno.EINVAL),
     ("merge_across_nodes", "2", errno.EINVAL), ("merge_across_nodes", "-1", errno.EINVAL),
     ("merge_across_nodes", "99999999999", errno.EINVAL),
     ("merge_across_nodes", "99999999999999999999999", errno.ERANGE),
@@ -151,7 +151,8 @@ def test_bad_writes_fail_with_the_kernel_errno_and_change_nothing(name, text, co
 
 GOOD_WRITES = [   # text written -> what the file shows afterwards (checked on 6.18)
     ("pages_to_scan", "+5", "5"), ("pages_to_scan", "7\n", "7"),
-    ("sleep_millisecs", "60000", "60000"), ("use_zero_pages", "1 ", "1"),
+    ("sleep_millisecs", "60000", "60000"), ("sleep_millisecs", "600000", "600000"),
+    ("sleep_millisecs", "", "20"), ("use_zero_pages", "1 ", "1"),
     ("use_zero_pages", "0x10", "0"), ("use_zero_pages", "1.5", "1"),
     ("use_zero_pages", "on", "1"), ("use_zero_pages", "N", "0"), ("smart_scan", "off", "0"),
     ("smart_scan", "yes", "1"), ("max_page_sharing", "+5", "5"),
@@ -172,10 +173,16 @@ def test_good_writes_show_what_the_kernel_shows(name, text, shown):
 
 def test_unknown_and_read_only_paths():
     m = Machine()
-    for path in (f"{KSM}/nope", "/sys/kernel/mm/ksm", "/proc/1/ksm_stat"):
+    for path in (f"{KSM}/nope", "/proc/1/ksm_stat", "sys/kernel/mm/ksm/run"):
         with pytest.raises(OSError) as e:
             m.sysfs.read(path)
         assert e.value.errno == errno.ENOENT
+    # read(2) of a directory is EISDIR; a file with a trailing '/' is ENOTDIR (path walk)
+    for path, code in (("/sys/kernel/mm/ksm", errno.EISDIR), (f"{KSM}/run/", errno.ENOTDIR)):
+        with pytest.raises(OSError) as e:
+            m.sysfs.read(path)
+        assert e.value.errno == code
+    assert m.sysfs.read(f"{KSM}//run") == m.sysfs.read(f"{KSM}/run")
     with pytest.raises(OSError) as e:
         m.sysfs.listdir("/sys/kernel/mm")
     assert e.value.errno == errno.ENOENT

@@ -212,12 +212,10 @@ def test_counters_figure_has_one_line_per_counter_with_the_history():
     assert "         2               1               3" in viz.counters_table(hist)
 
 
-def test_per_full_scan_keeps_the_state_at_the_end_of_each_scan():
-    history = [{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 2}, {"full_scans": 1, "v": 3}]
-    rows = viz.timeline.per_full_scan(history)
-    assert rows == [{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 2}]
-    assert viz.timeline.mid_scan(history) == {"full_scans": 1, "v": 3}
-    assert viz.timeline.mid_scan(history[:2]) is None
+def test_per_full_scan_keeps_the_last_record_of_each_scan():
+    rows = viz.timeline.per_full_scan([{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 2},
+                                       {"full_scans": 1, "v": 3}])
+    assert rows == [{"full_scans": 0, "v": 1}, {"full_scans": 1, "v": 3}]
 
 
 # --- page walk ------------------------------------------------------------------------
@@ -277,6 +275,26 @@ def test_describe_events_names_pages_and_kernel_functions():
 
 def test_roles_are_the_legend_order():
     assert ROLES == ("anon", "ksm", "zero", "shmem", "table", "free")
+
+
+def test_a_mid_scan_record_is_drawn_as_now_not_as_a_scan_end():
+    """Issue 8: the counters figure said "after each full scan" but plotted a mid-scan point."""
+    s = identical_pages(4, unique=2)
+    hist = [s.machine.ksm.stats()]
+    s.machine.ksmd.run_full_scans(2)
+    hist.append({**s.machine.ksm.stats(), "mid_scan": s.machine.ksm.scan_in_progress()})
+    assert not hist[-1]["mid_scan"]
+    s.machine.ksmd.scan(1)
+    assert s.machine.ksm.scan_in_progress()
+    hist.append({**s.machine.ksm.stats(), "mid_scan": True})
+    fig = viz.counters_figure(hist)
+    assert list(fig.data[0].x) == [0, 2, 2.5]
+    assert list(fig.data[0].marker.symbol)[-1].endswith("-open")
+    assert "now, mid-scan" in fig.layout.title.text
+    table = viz.counters_table(hist)
+    assert "now*" in table and "full scan 3 in progress" in table
+    # without a mid-scan record the figure is as before
+    assert "now" not in viz.counters_figure(hist[:2]).layout.title.text
 
 
 def test_sync_figure_keeps_the_state_a_new_view_draws_from():

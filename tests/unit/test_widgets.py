@@ -33,6 +33,10 @@ def test_step_one_page_runs_one_cmp_and_merge_page_and_says_so():
     assert "vm1[0]" in text and "first visit" in text and "cmp_and_merge_page()" in text
     assert "vm1[1]" not in text
     assert "first visit" in ui.log.value and "<b>1</b>" not in ui.log.value
+    # issue 8: lines wrap instead of being cut off, and the newest line is highlighted
+    assert "white-space:pre-wrap" in ui.log.value and "white-space:pre'" not in ui.log.value
+    newest = ui.log.value.split("ksmbook-event-newest")[1]
+    assert ui.event_lines()[-1].split()[0] in newest
 
 
 def test_full_scans_merge_and_every_view_updates_in_place():
@@ -76,7 +80,8 @@ def test_reset_rebuilds_the_scene_and_keeps_the_figures():
     ui.knobs.controls["pages_to_scan"].value = 7
     ui.reset_button.click()
     assert ui.machine is not old_machine and ui.machine.ksm.stats()["full_scans"] == 0
-    assert ui.history == [ui.machine.ksm.stats()] and ui.last_action == "reset"
+    assert ui.history == [{**ui.machine.ksm.stats(), "mid_scan": False}]
+    assert ui.last_action == "reset"
     assert ui.views["trees"].widget is fig
     assert [a.text for a in fig.layout.annotations if a.text == "(empty)"] == ["(empty)"] * 2
     assert ui.knobs.machine is ui.machine and ui.knobs.controls["pages_to_scan"].value == 100

@@ -145,6 +145,11 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
         }
 
     # --- inspection (for the book and the tests) ---
+    def scan_in_progress(self) -> bool:
+        """True while ksmd's cursor is inside a full scan: scan_get_next_rmap_item()
+        puts ksm_scan.mm_slot back on &ksm_mm_head only when it finishes one."""
+        return self.ksm_scan.mm_slot is not self.ksm_mm_head
+
     def rmap_items(self):
         for slot in self.slots():
             yield from slot.items()

@@ -146,7 +146,15 @@ class ControlMixin:
             return
         self.run = value
         if value & KSM_RUN_UNMERGE:
-            self.unmerge_and_remove_all_rmap_items()
+            try:
+                self.unmerge_and_remove_all_rmap_items()
+            except OSError:
+                # run_store(): "if (err) { ksm_run = KSM_RUN_STOP; count = err; }", and
+                # unmerge_and_remove_all_rmap_items()'s error path puts ksm_scan.mm_slot
+                # back on &ksm_mm_head.  What was unmerged before the failure stays so.
+                self.run = 0
+                self.ksm_scan.mm_slot = self.ksm_mm_head
+                raise
 
     def unmerge_and_remove_all_rmap_items(self) -> None:
         """unmerge_and_remove_all_rmap_items(): break every merge, free every item,

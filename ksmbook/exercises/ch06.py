@@ -1,0 +1,171 @@
+"""Chapter 06 exercises: tuning ksmd (pages_to_scan, sleep_millisecs, smart_scan,
+max_page_sharing, general_profit).  Every answer is computed by running the chapter's
+lab (``ksmbook.labs.tuning``) in the simulator."""
+from __future__ import annotations
+
+from ..kernel.ksm.ksmd import SCAN_COST_NS
+from ..kernel.ksm.structs import SIZEOF_KSM_RMAP_ITEM
+from ..labs import tuning
+from .base import Exercise, as_int, as_name
+
+
+class CpuShare(Exercise):
+    name = "cpu_share"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("ksmd with pages_to_scan=200 and sleep_millisecs=20, and always more pages to "
+                "scan than one batch. Using the book's cost model (5.5 µs of ksmd CPU per "
+                "processed page), what percentage of one CPU does ksmd use? Round to a whole "
+                "number.")
+    answer_format = "a whole number of percent, e.g. 7"
+    parse = staticmethod(as_int)
+    hints = ("One batch costs pages_to_scan × 5.5 µs; then ksmd sleeps sleep_millisecs.",
+             "CPU share = batch time / (batch time + sleep time).")
+
+    def simulate(self):
+        pages, sleep_ms = 200, 20
+        w = tuning.Workload(processes=2, copies=0, zeros=0, unique=2000)
+        tl = tuning.run_timeline({"pages_to_scan": pages, "sleep_millisecs": sleep_ms,
+                                  "smart_scan": 0}, w, duration_ms=2000, sample_ms=2000)
+        batch_ms = pages * SCAN_COST_NS / 1e6
+        return {"answer": round(tl.mean_cpu_percent()), "batch_ms": batch_ms,
+                "sleep_ms": sleep_ms, "measured": tl.mean_cpu_percent()}
+
+    def explain(self, f):
+        return (f"A batch takes {f['batch_ms']:.1f} ms of CPU, then ksmd sleeps "
+                f"{f['sleep_ms']} ms: {f['batch_ms']:.1f} / ({f['batch_ms']:.1f} + "
+                f"{f['sleep_ms']}) = {f['measured']:.1f}% (the simulator's run over 2 s agrees).")
+
+    def why_not(self, answer, f):
+        naive = round(100 * f["batch_ms"] / f["sleep_ms"])
+        if answer == naive and naive != f["answer"]:
+            return "That divides by the sleep alone; ksmd's period is the batch plus the sleep."
+        return ""
+
+
+class DoubleThePages(Exercise):
+    name = "double_the_pages"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("A workload of 1,024 mergeable pages. You raise pages_to_scan from 100 to 400 "
+                "(sleep_millisecs=20). How many full scans does ksmd complete in 4 s of "
+                "simulated time with 400?")
+    parse = staticmethod(as_int)
+    hints = ("One full scan needs about 1,024 / pages_to_scan batches.",
+             "Each batch is followed by a 20 ms sleep; the batch itself takes "
+             "pages_to_scan × 5.5 µs. Smart scan (on by default) skips some pages later on.")
+
+    def simulate(self):
+        w = tuning.Workload()
+        runs = {v: tuning.run_timeline({"pages_to_scan": v}, w) for v in (100, 400)}
+        return {"answer": runs[400].final.full_scans, "at_100": runs[100].final.full_scans,
+                "pages": w.pages}
+
+    def explain(self, f):
+        return (f"{f['answer']} full scans with 400 against {f['at_100']} with 100: a scan of "
+                f"{f['pages']} pages takes 3 batches instead of 11, and smart_scan (default 1) "
+                "lets later scans skip unique pages, so scans get cheaper still.")
+
+    def why_not(self, answer, f):
+        if answer == 4 * f["at_100"]:
+            return ("Four times the pages per batch is not four times the scans: "
+                    "a scan needs a whole number of batches, and smart scan changes the count.")
+        return ""
+
+
+class WhoSkips(Exercise):
+    name = "who_skips"
+    kind = "function"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("With smart_scan=1, which function of mm/ksm.c decides that ksmd skips a page "
+                "that has not merged for a while?")
+    answer_format = "a function name in quotes, e.g. 'ksm_do_scan'"
+    parse = staticmethod(as_name)
+    hints = ("It is called from scan_get_next_rmap_item() for every rmap_item it walks.",
+             "Its name says what it decides about an rmap_item.")
+    WHY_NOT = {
+        "cmp_and_merge_page": "cmp_and_merge_page() runs only for pages that were *not* skipped.",
+        "skip_age": "skip_age() computes how long to skip; it does not make the decision.",
+        "scan_get_next_rmap_item": "Close: it calls the function that decides, for each item.",
+        "ksm_do_scan": "ksm_do_scan() loops over batches; the per-item decision is elsewhere.",
+    }
+
+    def simulate(self):
+        w = tuning.Workload(copies=0, zeros=0, unique=64)
+        tl = tuning.run_timeline({"pages_to_scan": 400, "smart_scan": 1}, w, duration_ms=2000)
+        return {"answer": "should_skip_rmap_item", "skipped": tl.final.pages_skipped}
+
+    def explain(self, f):
+        return (f"should_skip_rmap_item() keeps a per-item age and skip count (skip_age()) and "
+                f"returns true while the item is being skipped; in 2 s of the chapter's unique "
+                f"workload it skipped {f['skipped']} page visits (pages_skipped).")
+
+    def why_not(self, answer, f):
+        return self.WHY_NOT.get(answer, "")
+
+
+class MaxSharing(Exercise):
+    name = "max_sharing"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("1,024 copies of one page (4 processes × 256), max_page_sharing=4. After KSM has "
+                "merged everything it can, how many KSM pages exist (pages_shared)?")
+    parse = staticmethod(as_int)
+    hints = ("Each KSM page may be mapped by at most max_page_sharing PTEs.",
+             "1,024 mappings / 4 per KSM page.")
+
+    def simulate(self):
+        w = tuning.Workload(copies=256, templates=1, zeros=0, unique=0)
+        tl = tuning.run_timeline({"pages_to_scan": 400, "max_page_sharing": 4}, w,
+                                 duration_ms=3000, sample_ms=3000)
+        return {"answer": tl.final.pages_shared, "sharing": tl.final.pages_sharing,
+                "saved_mib": tl.final.saved_bytes / 2**20}
+
+    def explain(self, f):
+        return (f"{f['answer']} KSM pages, each a dup of one stable node chain, with "
+                f"pages_sharing={f['sharing']}: only {f['saved_mib']:.2f} MiB saved, where "
+                "max_page_sharing=256 would keep 4 KSM pages. The limit trades memory for "
+                "shorter rmap walks.")
+
+    def why_not(self, answer, f):
+        if answer == 1:
+            return "That ignores the limit: one KSM page may have at most 4 mappers here."
+        if answer == 4:
+            return "That is the default limit (256), not 4."
+        return ""
+
+
+class NegativeProfit(Exercise):
+    name = "negative_profit"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("4 processes with 256 unique pages each (nothing ever merges) and smart_scan=0. "
+                "After ksmd has visited every page, what does general_profit read, in bytes?")
+    parse = staticmethod(as_int)
+    answer_format = "a whole number of bytes (it may be negative)"
+    hints = ("general_profit = (pages_sharing + ksm_zero_pages) × PAGE_SIZE − "
+             "rmap_items × sizeof(struct ksm_rmap_item).",
+             f"sizeof(struct ksm_rmap_item) is {SIZEOF_KSM_RMAP_ITEM} bytes on x86-64; "
+             "every scanned page has one.")
+
+    def simulate(self):
+        w = tuning.Workload(copies=0, zeros=0, unique=256)
+        tl = tuning.run_timeline({"pages_to_scan": 400, "smart_scan": 0}, w,
+                                 duration_ms=1000, sample_ms=1000)
+        return {"answer": tl.final.general_profit, "items": w.pages}
+
+    def explain(self, f):
+        return (f"{f['answer']} bytes: {f['items']} rmap_items × {SIZEOF_KSM_RMAP_ITEM} bytes, and "
+                "no page saved. A workload with nothing to share makes KSM cost memory as well "
+                "as CPU.")
+
+    def why_not(self, answer, f):
+        if answer == 0:
+            return "Nothing was saved, but something was spent: every scanned page has an rmap_item."
+        if answer == -f["answer"]:
+            return "Right size, wrong sign: the rmap_items are a cost, so the profit is below zero."
+        return ""
+
+
+cpu_share = CpuShare()
+double_the_pages = DoubleThePages()
+who_skips = WhoSkips()
+max_sharing = MaxSharing()
+negative_profit = NegativeProfit()
+EXERCISES = (cpu_share, double_the_pages, who_skips, max_sharing, negative_profit)

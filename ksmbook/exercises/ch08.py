@@ -1,0 +1,134 @@
+"""Chapter 08 exercises: many guests.  Every answer is computed by running the chapter's
+lab (``ksmbook.labs.guests``) in the simulator."""
+from __future__ import annotations
+
+from ..labs import guests
+from .base import Exercise, as_int, as_name
+
+
+class OneGuest(Exercise):
+    name = "one_guest"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("One guest alone, the chapter's image (96 kernel, 160 library, 160 zero and 96 "
+                "private pages). How many frames does KSM save?")
+    parse = staticmethod(as_int)
+    hints = ("With one guest there is no other guest to share with. What is alike *inside* it?",
+             "use_zero_pages is 0: zero-filled pages merge into one ordinary KSM page.")
+
+    def simulate(self):
+        r = guests.measure(1)
+        return {"answer": r.saved_total, "zero": r.saved["zero"], "pages": r.image.zero}
+
+    def explain(self, f):
+        return (f"{f['answer']} frames: the {f['pages']} zero-filled pages become one KSM page "
+                f"({f['zero']} saved). A lone guest still gains from KSM, all of it from "
+                "free memory.")
+
+    def why_not(self, answer, f):
+        if answer == 0:
+            return "Sharing happens inside one guest too: are any of its pages alike?"
+        if answer == f["pages"]:
+            return "One KSM page must stay to hold the zeroes (use_zero_pages=0)."
+        return ""
+
+
+class KaslrLoss(Exercise):
+    name = "kaslr_loss"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("8 identical guests, then the same 8 with KASLR (each kernel relocated "
+                "differently). How many more frames does the host need with KASLR?")
+    parse = staticmethod(as_int)
+    hints = ("KASLR leaves the libraries and zero pages alike; only the kernel pages differ.",
+             "Without KASLR, 8 copies of each kernel page need one frame.")
+
+    def simulate(self):
+        a, b = guests.measure(8, "identical"), guests.measure(8, "identical, KASLR")
+        return {"answer": a.saved_total - b.saved_total, "kernel": a.image.kernel}
+
+    def explain(self, f):
+        return (f"{f['answer']} frames = {f['kernel']} kernel pages × 7: with KASLR every "
+                "guest's kernel is unique, so its pages no longer merge across guests.")
+
+
+class DistroGuests(Exercise):
+    name = "distro_guests"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("Guests of 3 distros, round robin. With how many guests (1, 2, 4, 8 or 16) does "
+                "any kernel or library page first merge?")
+    parse = staticmethod(as_int)
+    hints = ("Guest i runs distro i mod 3.",)
+
+    def simulate(self):
+        for n in guests.GUEST_COUNTS:
+            r = guests.measure(n, "3 distros")
+            if r.saved["kernel"] or r.saved["libs"]:
+                return {"answer": n}
+        return {"answer": None}
+
+    def explain(self, f):
+        return (f"With {f['answer']} guests: guests 1-3 run three different distros, so the "
+                "fourth guest is the first with a twin.")
+
+
+class MostSaved(Exercise):
+    name = "most_saved"
+    kind = "figure"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("Read the breakdown figure: for 8 identical guests, which page kind saves the "
+                "most frames: 'zero', 'kernel' or 'libs'?")
+    answer_format = "a kind in quotes: 'zero', 'kernel' or 'libs'"
+    parse = staticmethod(as_name)
+    hints = ("Count pages per kind in one guest, and how many frames each kind keeps.",)
+
+    def simulate(self):
+        r = guests.measure(8)
+        best = max(("zero", "kernel", "libs"), key=lambda k: r.saved[k])
+        return {"answer": best, "saved": dict(r.saved)}
+
+    def explain(self, f):
+        s = f["saved"]
+        return (f"'{f['answer']}': zero {s['zero']}, libs {s['libs']}, kernel {s['kernel']} frames. "
+                "Free memory is the largest alike kind and merges within a guest too.")
+
+    def why_not(self, answer, f):
+        if answer not in ("zero", "kernel", "libs"):
+            return "Answer with one of 'zero', 'kernel' or 'libs'."
+        return ""
+
+
+class CowBreaks(Exercise):
+    name = "cow_breaks"
+    kind = "function"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
+    question = ("A guest writes into a page that KSM merged. Which function of mm/memory.c "
+                "gives it a private copy?")
+    answer_format = "a function name in quotes, e.g. 'do_anonymous_page'"
+    parse = staticmethod(as_name)
+    hints = ("It is the write-protect fault handler's copy path (chapter 02).",)
+    WHY_NOT = {
+        "do_wp_page": "do_wp_page() handles the fault; for a KSM page it never reuses, it calls the copy path.",
+        "do_anonymous_page": "That one fills a PTE that was empty; a merged page has a present, read-only PTE.",
+        "break_ksm": "break_ksm() is KSM unmerging on its own (MADV_UNMERGEABLE, run=2), not a guest's write.",
+    }
+
+    def simulate(self):
+        host = guests.Host(2)
+        host.merge()
+        before = host.machine.vmstat["cow_ksm"]
+        host.diverge(0.1, kinds=("libs",))
+        return {"answer": "wp_page_copy", "cow_ksm": host.machine.vmstat["cow_ksm"] - before}
+
+    def explain(self, f):
+        return (f"wp_page_copy(): do_wp_page() never reuses a KSM page, so each write copies; "
+                f"here {f['cow_ksm']} writes did (vmstat cow_ksm).")
+
+    def why_not(self, answer, f):
+        return self.WHY_NOT.get(answer, "")
+
+
+one_guest = OneGuest()
+kaslr_loss = KaslrLoss()
+distro_guests = DistroGuests()
+most_saved = MostSaved()
+cow_breaks = CowBreaks()
+EXERCISES = (one_guest, kaslr_loss, distro_guests, most_saved, cow_breaks)

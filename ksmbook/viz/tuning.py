@@ -1,0 +1,90 @@
+"""Chapter 06's figures: memory saved against ksmd CPU, from ``ksmbook.labs.tuning``.
+
+Each builder takes ``Timeline`` objects (plain data) and only reads them.  Runs are
+told apart by colour *and* dash and marker, so the lines stay apart in greyscale.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .style import OKABE_ITO, base_layout
+
+_CYCLE = [(OKABE_ITO["blue"], "solid", "circle"), (OKABE_ITO["vermillion"], "dash", "square"),
+          (OKABE_ITO["green"], "dot", "diamond"), (OKABE_ITO["purple"], "dashdot", "x"),
+          (OKABE_ITO["orange"], "longdash", "triangle-up")]
+
+
+def _style(i: int):
+    return _CYCLE[i % len(_CYCLE)]
+
+
+def saving_and_cpu_figure(timelines, *, title: str = "Memory saved and ksmd CPU over time",
+                          width: int = 900, height: int = 560) -> go.Figure:
+    """Top: MiB saved (pages_sharing + ksm_zero_pages); bottom: ksmd CPU % per interval."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        row_heights=[0.6, 0.4])
+    for i, tl in enumerate(timelines):
+        colour, dash, symbol = _style(i)
+        xs = [s.t_ms / 1000 for s in tl.samples]
+        common = dict(mode="lines+markers", line=dict(color=colour, dash=dash, width=3),
+                      marker=dict(symbol=symbol, size=7, color=colour), legendgroup=tl.label)
+        fig.add_trace(go.Scatter(x=xs, y=[s.saved_bytes / 2**20 for s in tl.samples],
+                                 name=tl.label, hovertemplate="%{y:.2f} MiB saved at %{x:.1f} s"
+                                 "<extra>" + tl.label + "</extra>", **common), row=1, col=1)
+        fig.add_trace(go.Scatter(x=xs[1:], y=[s.cpu_percent for s in tl.samples[1:]],
+                                 name=tl.label, showlegend=False,
+                                 hovertemplate="ksmd CPU %{y:.1f}% at %{x:.1f} s<extra>" +
+                                 tl.label + "</extra>", **common), row=2, col=1)
+    fig.update_layout(**base_layout(title, width, height, margin=dict(l=80, r=20, t=90, b=60)))
+    fig.update_yaxes(title_text="MiB saved", rangemode="tozero", gridcolor="#EEEEEE", row=1, col=1)
+    fig.update_yaxes(title_text="ksmd CPU %", rangemode="tozero", gridcolor="#EEEEEE", row=2, col=1)
+    fig.update_xaxes(title_text="simulated time (s)", gridcolor="#EEEEEE", row=2, col=1)
+    fig.update_xaxes(gridcolor="#EEEEEE", row=1, col=1)
+    return fig
+
+
+def tradeoff_figure(timelines, *, title: str = "Faster merging costs ksmd CPU",
+                    width: int = 900, height: int = 460) -> go.Figure:
+    """One point per run: mean ksmd CPU % (x) against the time to 90% of its saving (y)."""
+    pts = [(tl.mean_cpu_percent(), tl.time_to_save(), tl.label) for tl in timelines]
+    pts = [(x, y / 1000, label) for x, y, label in pts if y is not None]
+    fig = go.Figure()
+    for i, (x, y, label) in enumerate(pts):
+        colour, _dash, symbol = _style(i)
+        # of two neighbouring points, the higher one is labelled above, the lower below
+        near = min((p for p in pts if p[2] != label), key=lambda p: abs(p[0] - x), default=None)
+        above = near is None or y >= near[1]
+        fig.add_trace(go.Scatter(
+            x=[x], y=[y], mode="markers+text", name=label, text=[label],
+            textposition="top right" if above else "bottom right",
+            marker=dict(symbol=symbol, size=14, color=colour),
+            hovertemplate=f"{label}: %{{x:.1f}}% CPU, 90% saved after %{{y:.1f}} s<extra></extra>"))
+    top_x = max([x for x, _y, _l in pts] + [1])
+    top_y = max([y for _x, y, _l in pts] + [1])
+    fig.update_layout(**base_layout(title, width, height, showlegend=False,
+                                    margin=dict(l=80, r=40, t=60, b=60)))
+    fig.update_xaxes(title_text="mean ksmd CPU % (5.5 µs per processed page)",
+                     range=[0, top_x * 1.45], gridcolor="#EEEEEE")
+    fig.update_yaxes(title_text="seconds to 90% of the saving", range=[0, top_y * 1.25],
+                     gridcolor="#EEEEEE")
+    return fig
+
+
+def profit_figure(timelines, *, title: str = "general_profit: saved memory minus rmap_items",
+                  width: int = 900, height: int = 420) -> go.Figure:
+    """general_profit over time; a line below zero is KSM costing more than it saves."""
+    fig = go.Figure()
+    for i, tl in enumerate(timelines):
+        colour, dash, symbol = _style(i)
+        fig.add_trace(go.Scatter(
+            x=[s.t_ms / 1000 for s in tl.samples],
+            y=[s.general_profit / 2**10 for s in tl.samples], name=tl.label,
+            mode="lines+markers", line=dict(color=colour, dash=dash, width=3),
+            marker=dict(symbol=symbol, size=7, color=colour),
+            hovertemplate="%{y:.0f} KiB at %{x:.1f} s<extra>" + tl.label + "</extra>"))
+    fig.add_hline(y=0, line=dict(color="#444444", width=1))
+    fig.update_layout(**base_layout(title, width, height, margin=dict(l=80, r=20, t=90, b=60)))
+    fig.update_xaxes(title_text="simulated time (s)", gridcolor="#EEEEEE")
+    fig.update_yaxes(title_text="general_profit (KiB)", gridcolor="#EEEEEE")
+    return fig

@@ -1,0 +1,144 @@
+"""Bad input and long runs (issue 14): arguments checked at the boundary, out-of-memory
+paths that change nothing or fail as Linux does, and long simulated time that is fast
+and exact (m.advance(1e9) with run=1 used to simulate 5·10^7 wake-ups one by one)."""
+import time
+
+import pytest
+
+from ksmbook import MADV_MERGEABLE, Machine
+from ksmbook.kernel.ksm import ksmd as ksmd_mod
+
+
+def idle_machine(**kw):
+    m = Machine(**kw)
+    p = m.spawn("idle")
+    a = p.mmap(16 * 4096)
+    p.madvise(a, 16 * 4096, MADV_MERGEABLE)        # registered, but no page faulted in
+    m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
+    return m, p, a
+
+
+def state(m):
+    k = m.ksm
+    return (m.clock_ns, k.ksm_scan.seqnr, k.ksmd_cpu_ns, m.ksmd.next_wake_ns, k.stats())
+
+
+@pytest.mark.parametrize("ms", [0.001, 19, 20, 20.0055, 41, 333.3])
+@pytest.mark.parametrize("sleep", ["20", "0", "7"])
+def test_skipping_empty_wakeups_gives_what_one_by_one_gives(monkeypatch, ms, sleep):
+    fast, _p, _a = idle_machine()
+    slow, _q, _b = idle_machine()
+    for m in (fast, slow):
+        m.sysfs.write("/sys/kernel/mm/ksm/sleep_millisecs", sleep)
+    monkeypatch.setattr(ksmd_mod.Ksmd, "_idle_is_periodic", lambda self: self is fast.ksmd)
+    fast.advance(ms)
+    slow.advance(ms)
+    assert state(fast) == state(slow)
+
+
+def test_a_billion_milliseconds_return_at_once_and_count_every_scan():
+    m, p, a = idle_machine(events=True)
+    started = time.process_time()
+    m.advance(1e9)
+    assert time.process_time() - started < 1.0
+    period = ksmd_mod.SCAN_COST_NS + 20 * 1_000_000
+    assert m.ksm.stats()["full_scans"] == pytest.approx(1e15 / period, abs=2)
+    assert m.clock_ns == 10**15
+    assert len(m.events.history) < 20          # one summary event, not 10^8
+    # and the machine still works afterwards: pages written now merge
+    p.write(a, b"x" * 4096)
+    p.write(a + 4096, b"x" * 4096)
+    m.ksmd.run_full_scans(2)
+    assert m.ksm.stats()["pages_sharing"] == 1
+
+
+def test_wakeups_with_pages_are_never_skipped():
+    m, p, a = idle_machine()
+    p.write(a, b"y" * 4096)                      # one page: every scan processes it
+    m.sysfs.write("/sys/kernel/mm/ksm/smart_scan", "0")
+    m.advance(2000)
+    assert m.ksm.stats()["pages_scanned"] == m.ksm.stats()["full_scans"]
+
+
+def test_the_advisor_keeps_wakeups_one_by_one():
+    m, _p, _a = idle_machine()
+    m.sysfs.write("/sys/kernel/mm/ksm/advisor_mode", "scan-time")
+    assert not m.ksmd._idle_is_periodic()
+
+
+def test_run_2_out_of_memory_stops_ksmd_as_run_store_does():
+    """mm/ksm.c run_store(): an unmerge that fails sets ksm_run = KSM_RUN_STOP and returns
+    the error; unmerge_and_remove_all_rmap_items() puts the cursor back on ksm_mm_head."""
+    m = Machine(pages_per_node=12)
+    p = m.spawn("a")
+    a = p.mmap(4 * 4096)
+    p.write(a, b"x" * 4 * 4096)
+    p.madvise(a, 4 * 4096, MADV_MERGEABLE)
+    m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
+    m.ksmd.run_full_scans(2)
+    hog = m.spawn("hog")
+    b = hog.mmap(20 * 4096)
+    with pytest.raises(OSError):
+        for i in range(20):
+            hog.write(b + i * 4096, b"y" * 4096)
+    with pytest.raises(OSError) as exc:
+        m.sysfs.write("/sys/kernel/mm/ksm/run", "2")
+    assert exc.value.errno == 12
+    assert m.sysfs.read("/sys/kernel/mm/ksm/run").strip() == "0"
+    assert m.ksm.ksm_scan.mm_slot is m.ksm.ksm_mm_head
+    counts = m.recount_page_counts()
+    assert all((pg.refcount, pg.mapcount) == counts[pfn] for pfn, pg in m.memory.pages.items()
+               if pfn in counts)
+
+
+# --- arguments checked at the boundary (issue 14) -------------------------------------
+
+@pytest.mark.parametrize("kw,exc,words", [
+    (dict(pages_per_node="x"), TypeError, "pages_per_node must be an int or None"),
+    (dict(pages_per_node=1.5), TypeError, "pages_per_node"),
+    (dict(pages_per_node=-1), ValueError, "pages_per_node must be >= 0"),
+    (dict(numa_nodes=True), TypeError, "numa_nodes must be an int"),
+    (dict(events=1), TypeError, "events must be True or False"),
+    (dict(kernel=6.1), TypeError, "kernel must be a string"),
+    (dict(kernel="4.99"), ValueError, "not a Linux release"),
+    (dict(kernel="6.-1"), ValueError, "not a kernel version"),
+    (dict(kernel="6.19"), ValueError, "2.6.32..6.18"),
+    (dict(kernel="2.6.31"), ValueError, "2.6.32..6.18"),
+    (dict(kernel="3.20"), ValueError, "not a Linux release"),
+])
+def test_bad_machine_arguments_are_refused_naming_the_argument(kw, exc, words):
+    with pytest.raises(exc, match=words):
+        Machine(**kw)
+
+
+def test_the_version_error_lists_the_eras():
+    with pytest.raises(ValueError) as info:
+        Machine(kernel="4.99")
+    assert "2.6.32, 2.6.37" in str(info.value) and "6.18" in str(info.value)
+
+
+@pytest.mark.parametrize("version", ["2.6.32", "2.6.39", "3.0", "3.19", "4.20", "5.19", "6.0",
+                                     "6.18", "6.18.44", "2.6.32.61", " 6.10 "])
+def test_released_versions_are_accepted(version):
+    assert Machine(kernel=version).kernel == version.strip()
+
+
+@pytest.mark.parametrize("kw,exc", [(dict(node="0"), TypeError), (dict(node=None), TypeError),
+                                    (dict(node=0.0), TypeError), (dict(node=True), TypeError),
+                                    (dict(node=2), ValueError), (dict(name=3), TypeError)])
+def test_bad_spawn_arguments_change_nothing(kw, exc):
+    m = Machine(numa_nodes=2)
+    before = (m._next_pid, dict(m.processes), len(m.memory.pages))
+    with pytest.raises(exc):
+        m.spawn(**kw)
+    assert (m._next_pid, dict(m.processes), len(m.memory.pages)) == before
+
+
+def test_spawn_out_of_memory_uses_up_no_pid():
+    m = Machine(pages_per_node=2)           # the zero page and one page-global directory
+    first = m.spawn("a")
+    with pytest.raises(OSError) as info:
+        m.spawn("b")
+    assert info.value.errno == 12 and len(m.processes) == 1
+    first.exit()
+    assert m.spawn("c").pid == first.pid + 1
