@@ -19,13 +19,10 @@ from .mmu_notifier import MmuNotifierSubscriptions, set_pte_at
 from .pagetable import (PageTables, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, pte_pfn, pte_present,
                         pte_special, pte_write, pte_wrprotect)
 
-PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
-MAP_SHARED, MAP_PRIVATE = 0x01, 0x02
-MADV_DONTNEED = 4
-MADV_MERGEABLE = 12
-MADV_UNMERGEABLE = 13
-PR_SET_MEMORY_MERGE = 67
-PR_GET_MEMORY_MERGE = 68
+# The ABI numbers live in ksmbook/uapi.py (one home for the simulator and the oracle).
+from ..uapi import (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MAP_PRIVATE,  # noqa: E402,F401
+                    MAP_SHARED, PR_GET_MEMORY_MERGE, PR_SET_MEMORY_MERGE, PROT_EXEC, PROT_NONE,
+                    PROT_READ, PROT_WRITE)
 
 # mm->flags
 MMF_VM_MERGEABLE = 1 << 16

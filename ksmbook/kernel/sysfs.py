@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import einval, kernel_error
+from ..uapi import KSM_SYSFS
 
-KSM_DIR = "/sys/kernel/mm/ksm"
 UINT_MAX = (1 << 32) - 1
 ULONG_MAX = (1 << 64) - 1
 INT_MAX = (1 << 31) - 1
@@ -239,11 +239,11 @@ class SysFs:
     def __init__(self, machine):
         self.machine = machine
         prof = machine.profile
-        self.files = {f"{KSM_DIR}/{a.name}": a for a in ksm_attributes(machine)
+        self.files = {f"{KSM_SYSFS}/{a.name}": a for a in ksm_attributes(machine)
                       if a.feature is None or getattr(prof, a.feature)}
 
-    def listdir(self, path: str = KSM_DIR) -> list[str]:
-        if path.rstrip("/") != KSM_DIR:
+    def listdir(self, path: str = KSM_SYSFS) -> list[str]:
+        if path.rstrip("/") != KSM_SYSFS:
             raise kernel_error(errno.ENOENT, path)
         return sorted(p.rsplit("/", 1)[1] for p in self.files)
 

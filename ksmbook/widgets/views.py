@@ -14,10 +14,10 @@ from typing import Callable
 import plotly.graph_objects as go
 
 from .. import viz
+from ..viz.snapshot import PAGE_COUNTERS
 
 
-ALL_COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
-                "ksm_zero_pages", "pages_skipped")
+ALL_COUNTERS = PAGE_COUNTERS
 
 
 @dataclass(frozen=True)
