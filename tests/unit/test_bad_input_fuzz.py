@@ -154,7 +154,7 @@ CALLS = ["mmap", "munmap", "mprotect", "madvise", "read", "write", "prctl", "for
          "procfs", "advance", "guest_read", "guest_write"]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, suppress_health_check=list(HealthCheck))   # profile: ci 200, thorough 1000
 @given(call=st.sampled_from(CALLS), x=ARGS, y=ARGS, z=ARGS, rel=st.booleans())
 def test_fuzz_bad_arguments_leave_no_trace(call, x, y, z, rel):
     m, p, a = _world()
@@ -229,3 +229,49 @@ def test_guest_accesses_out_of_range(gpa, n, exc):
     with pytest.raises(exc):
         vm.guest_read(gpa, n)
     assert fingerprint(m) == before
+
+
+# --- long work: progress and Ctrl-C ------------------------------------------------------
+
+def _busy():
+    m = Machine()
+    p = m.spawn("busy")
+    a = p.mmap(64 * PS)
+    for i in range(64):
+        p.write(a + i * PS, bytes([i % 7]) * PS)
+    p.madvise(a, 64 * PS, MADV_MERGEABLE)
+    m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
+    return m, p, a
+
+
+@pytest.mark.skipif(not hasattr(os, "kill"), reason="needs os.kill to send SIGINT")
+@pytest.mark.parametrize("how", ["run_full_scans", "advance"])
+def test_ctrl_c_in_a_long_run_stops_between_batches_and_leaves_it_consistent(how):
+    import signal
+    from machine_checks import check_ksm
+    m, p, a = _busy()
+    seen = []
+
+    def progress(done, n):
+        seen.append(done)
+        if done == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        if how == "run_full_scans":
+            m.ksmd.run_full_scans(10 ** 12, progress=progress)
+        else:
+            orig = m.ksmd._batch
+
+            def batch(pages):                 # the signal arrives while a batch runs
+                if m.ksm.ksm_scan.seqnr == 3:
+                    os.kill(os.getpid(), signal.SIGINT)
+                return orig(pages)
+            m.ksmd._batch = batch
+            m.advance(1e12)
+    assert m.ksm.ksm_scan.seqnr < 10
+    check_page_counts(m)
+    check_ksm(m)
+    m.ksmd.run_full_scans(2)                  # and it goes on working
+    check_ksm(m)
+    assert m.ksm.stats()["pages_sharing"] > 0
