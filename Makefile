@@ -27,7 +27,7 @@ setup .venv: $(STAMP) browser-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
-	$(VPY) -m pip install --quiet -e '.[lab,test,bench]'
+	$(VPY) -m pip install --quiet -e '.[lab,test,bench,export]'
 	@touch $(STAMP)
 
 # Debian's chromium for the browser tests. Installed only when missing and we
@@ -79,6 +79,10 @@ sync-notebooks: setup
 	  if [ -f "$$md" ]; then $(VENV)/bin/jupytext --quiet --to ipynb --update "$$md" -o "$$nb"; fi; \
 	done
 
+# Figures are also saved as text/html and a static SVG (ksmbook/viz/render.py;
+# the SVG needs kaleido and chromium, and is left out with one line on stderr without them).
+KSMBOOK_STATIC_IMAGES ?= svg
+export KSMBOOK_STATIC_IMAGES
 execute-notebooks: sync-notebooks
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 \

@@ -12,6 +12,8 @@ import html
 
 import ipywidgets as w
 
+from .views import kernel_free_bundle
+
 KSM = "/sys/kernel/mm/ksm"
 
 #: knob -> (kind, min, max): "slider", "number" (a bounded text box) or "bool" (a toggle)
@@ -107,4 +109,5 @@ class Knobs:
     def _repr_mimebundle_(self, **kw):
         bundle = self.box._repr_mimebundle_(**kw) or {}
         bundle["text/plain"] = f"Knobs({', '.join(self.names)})"
+        bundle.update(kernel_free_bundle(self.box, self.text()))
         return bundle
