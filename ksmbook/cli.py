@@ -424,6 +424,28 @@ def build_parser() -> argparse.ArgumentParser:
                                       "kernel (root + KSM); mark every field that differs")
     cmp.add_argument("--timeout", type=float, default=60.0,
                      help="seconds to wait for ksmd on each full scan (default 60)")
+
+    ex = sub.add_parser("exercises", help="the exercises: list, instructor key, otter-grader "
+                                          "assignments and grading")
+    exsub = ex.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = exsub.add_parser("list", help="what exists, per chapter and kind")
+    ls.add_argument("--chapter", help="one chapter, e.g. 04")
+    k = exsub.add_parser("key", help="every question and answer for a seed, with explanations")
+    who = k.add_mutually_exclusive_group(required=True)
+    who.add_argument("--seed", help="a number or a student id")
+    who.add_argument("--roster", help="a CSV of students (column 'id'): one row per student")
+    k.add_argument("--chapter", help="one chapter, e.g. 04")
+    k.add_argument("--format", choices=("md", "json", "csv"), default=None,
+                   help="output format (default md; csv for --roster)")
+    a = exsub.add_parser("assign", help="student notebooks + otter autograder zips in OUTDIR")
+    a.add_argument("outdir", metavar="OUTDIR")
+    a.add_argument("--chapter", action="append", help="a chapter (repeatable; default all)")
+    a.add_argument("--allow-solutions", action="store_true",
+                   help="let students call solution()/expected() in their notebooks")
+    g = exsub.add_parser("grade", help="grade a folder of submitted notebooks with otter "
+                                       "(no container); print a per-student score table")
+    g.add_argument("autograder", metavar="AUTOGRADER_ZIP")
+    g.add_argument("submissions", metavar="SUBMISSIONS_DIR")
     nb = sub.add_parser("notebooks", help="copy the book's notebooks into DIR for editing")
     nb.add_argument("dir", metavar="DIR")
     nb.add_argument("--force", action="store_true", help="overwrite files already in DIR")
@@ -437,6 +459,30 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def cmd_exercises(args, out) -> int:
+    """``ksmbook exercises list|key|assign|grade``."""
+    from .exercises import classroom as C
+
+    chapter = getattr(args, "chapter", None)
+    if isinstance(chapter, str):
+        chapter = f"{int(chapter):02d}"
+    if args.action == "list":
+        print(C.format_listing(C.listing(chapter)), file=out)
+    elif args.action == "key":
+        if args.roster:
+            out.write(C.roster_key(C.read_roster(args.roster), chapter, args.format or "csv"))
+        else:
+            seed = int(args.seed) if args.seed.lstrip("-").isdigit() else args.seed
+            out.write(C.format_key(C.key(seed, chapter), args.format or "md"))
+    elif args.action == "assign":
+        made = C.assign(args.outdir, args.chapter, allow_solutions=args.allow_solutions)
+        for c, paths in made.items():
+            print(f"ch{c}: hand out {paths['student']}  grade with {paths['autograder']}", file=out)
+    else:
+        out.write(C.format_scores(C.grade(args.autograder, args.submissions)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status (0 ok, 1 differences, 2 usage/unavailable)."""
     out, err = sys.stdout, sys.stderr
@@ -446,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_scenarios(args, out)
         if args.command == "run":
             return cmd_run(args, out, err)
+        if args.command == "exercises":
+            return cmd_exercises(args, out)
         if args.command == "notebooks":
             return cmd_notebooks(args, out)
         if args.command == "lab":

@@ -7,7 +7,27 @@ why not, in terms of what the simulator saw.
 """
 from __future__ import annotations
 
+import hashlib
+import random
 from dataclasses import dataclass
+
+#: the kinds of exercise, in the order ``ksmbook exercises list`` shows them
+KINDS = ("predict", "function", "figure", "design")
+
+#: set by :func:`ksmbook.exercises.seed`; None means self-study (book defaults, solutions on)
+_COURSE = {"seed": None, "solutions": True}
+
+
+def stable_seed(value) -> int:
+    """A seed from an int or a string (a student id), the same on every machine and run:
+    sha256, not Python's ``hash()`` (which is salted per process for str)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int.from_bytes(hashlib.sha256(str(value).strip().encode()).digest()[:8], "big")
+
+
+class SolutionsLocked(RuntimeError):
+    """solution()/expected() in a course notebook whose instructor did not allow them."""
 
 
 @dataclass(frozen=True)
@@ -30,20 +50,56 @@ class Feedback:
 class Exercise:
     """Subclasses set ``name``, ``question``, ``hints`` and implement
     ``simulate() -> dict`` (must hold ``"answer"``), ``explain(facts)`` and
-    optionally ``normalise(answer)`` and ``why_not(answer, facts)``."""
+    optionally ``normalise(answer)`` and ``why_not(answer, facts)``.
+
+    Seeded variants: ``params`` holds the book's values; ``vary(rng)`` returns the
+    values for a seed, and ``template`` (formatted with them) becomes ``question``.
+    An exercise whose idea has one answer says why in ``fixed_because``."""
 
     name = "exercise"
     question = ""
+    kind = "predict"
+    template = ""
+    params: dict = {}
+    fixed_because = ""
     hints: tuple = ()
     answer_format = "a number"
     #: reads the reader's answer (``as_int``, ``as_name`` ...); None keeps it as given
     parse = None
 
-    def __init__(self):
+    def __init__(self, **params):
         self._facts = None
+        self.p = {**type(self).params, **params}
+        self._book = dict(self.p)
+        self.seed_value = None
+        self._set_question()
 
     def __repr__(self):
         return f"{self.name}: {self.question}"
+
+    def _set_question(self):
+        if self.template:
+            self.question = self.template.format(**self.p)
+
+    def vary(self, rng: random.Random) -> dict:
+        """The parameters for one seed (``rng`` is private to this exercise)."""
+        return {}
+
+    def reseed(self, seed) -> "Exercise":
+        """Give this exercise the variant for ``seed`` (None: the book's own numbers)."""
+        self.seed_value = seed
+        if seed is None:
+            self.p = dict(self._book)
+        else:
+            rng = random.Random(f"{stable_seed(seed)}:{self.name}")
+            self.p = {**self._book, **self.vary(rng)}
+        self._facts = None
+        self._set_question()
+        return self
+
+    def ask(self):
+        """The question for the current seed, as the notebook shows it."""
+        return Feedback(None, f"**{self.name}** ({self.answer_format}): {self.question}")
 
     # --- to override ---
     def simulate(self) -> dict:
@@ -65,7 +121,13 @@ class Exercise:
             self._facts = self.simulate()
         return self._facts
 
+    def _unlocked(self):
+        if not _COURSE["solutions"]:
+            raise SolutionsLocked("Your instructor has not released the solutions for this "
+                                  "assignment: use check(answer) and hint(n).")
+
     def expected(self):
+        self._unlocked()
         return self.facts["answer"]
 
     def check(self, answer=None) -> Feedback:
@@ -93,6 +155,7 @@ class Exercise:
         return Feedback(None, self.hints[n - 1] + more)
 
     def solution(self) -> Feedback:
+        self._unlocked()
         facts = self.facts
         return Feedback(None, f"Answer: {facts['answer']!r}. " + self.explain(facts))
 

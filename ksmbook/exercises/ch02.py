@@ -13,6 +13,7 @@ def _pfn(scene, proc, page):
 
 class MapcountAfterFork(Exercise):
     name = "mapcount_after_fork"
+    fixed_because = "one fork() always gives mapcount 2"
     parse = staticmethod(as_int)
     question = ("A parent with 4 written pages forks. Before anyone writes, what is the "
                 "mapcount of the frame behind parent[2]?")
@@ -38,6 +39,7 @@ class MapcountAfterFork(Exercise):
 
 class FramesForWrites(Exercise):
     name = "frames_for_writes"
+    fixed_because = "the COW reuse rule gives one sequence; not yet seeded"
     parse = staticmethod(as_int)
     question = ("After that fork: the child writes page 0, then the parent writes page 0, then "
                 "the child writes page 1. How many new frames do these three writes allocate?")
@@ -69,6 +71,7 @@ class FramesForWrites(Exercise):
 
 class WhoKeepsTheOriginal(Exercise):
     name = "who_keeps_the_original"
+    fixed_because = "the answer is one of two process names"
     parse = staticmethod(as_name)
     question = ("After the child writes page 0, which process still maps the original frame: "
                 "'parent' or 'child'?")

@@ -8,6 +8,8 @@ from .base import Exercise, as_int, as_name
 
 class MergeScan(Exercise):
     name = "merge_scan"
+    fixed_because = ("KSM always merges in the second full scan (the checksum must hold for one "
+                     "scan); page counts and contents cannot move that")
     parse = staticmethod(as_int)
     question = ("Four identical, freshly written pages are made MADV_MERGEABLE and run=1. "
                 "After which full scan (1, 2, 3, ...) is pages_sharing first above 0?")
@@ -38,6 +40,7 @@ class MergeScan(Exercise):
 
 class SurvivingFrame(Exercise):
     name = "surviving_frame"
+    fixed_because = "the scanned page always survives; the answer is one of two names"
     parse = staticmethod(as_name)
     question = ("vm1[0] and vm1[1] hold the same bytes. When they merge, whose original frame "
                 "becomes the KSM page: 'vm1[0]' or 'vm1[1]'?")
@@ -69,12 +72,20 @@ class SurvivingFrame(Exercise):
 class BatchSize(Exercise):
     name = "batch_size"
     parse = staticmethod(as_int)
-    question = ("pages_to_scan is 100 and the only mergeable mm has 6 pages. How many pages "
-                "does the first batch, m.ksmd.scan(), process?")
+    template = ("pages_to_scan is {pages_to_scan} and the only mergeable mm has {pages} pages "
+                "({twins} identical, the rest different). How many pages does the first batch, "
+                "m.ksmd.scan(), process?")
+    params = {"pages_to_scan": 100, "pages": 6, "twins": 3}
+
+    def vary(self, rng):
+        pages = rng.randint(4, 60)
+        return {"pages": pages, "twins": rng.randint(2, pages),
+                "pages_to_scan": rng.choice((100, 200, 500, 1000))}
     hints = ("ksm_do_scan() stops when scan_get_next_rmap_item() returns NULL.",)
 
     def simulate(self):
-        s = identical_pages(3, unique=3)
+        s = identical_pages(self.p["twins"], unique=self.p["pages"] - self.p["twins"],
+                            knobs={"pages_to_scan": self.p["pages_to_scan"]})
         before = s.stat("pages_scanned")
         s.machine.ksmd.scan()
         after = s.stat("pages_scanned")

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import errno
 
-from ..labs.scenes import identical_pages
-from .base import Exercise, as_ints, as_name
+from ..labs.scenes import Scene, identical_pages
+from .base import Exercise, Feedback, as_ints, as_name
 
 COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared")
 
 
 class PredictCounters(Exercise):
     name = "predict_counters"
-    question = ("Nine identical pages, max_page_sharing=4, two full scans. Give "
+    template = ("{pages} identical pages, max_page_sharing={max_sharing}, two full scans. Give "
                 "(pages_shared, pages_sharing, pages_unshared).")
+    params = {"pages": 9, "max_sharing": 4}
     answer_format = "a tuple of three numbers"
     hints = ("Each KSM page takes at most max_page_sharing mappings: one 'shared' and the "
              "rest 'sharing'.",
@@ -21,11 +22,13 @@ class PredictCounters(Exercise):
              "there.")
 
     def __init__(self, pages: int = 9, max_sharing: int = 4):
-        super().__init__()
-        self.pages, self.max_sharing = pages, max_sharing
+        super().__init__(pages=pages, max_sharing=max_sharing)
+
+    def vary(self, rng):
+        return {"pages": rng.randint(5, 24), "max_sharing": rng.randint(2, 6)}
 
     def simulate(self):
-        s = identical_pages(self.pages, knobs={"max_page_sharing": self.max_sharing})
+        s = identical_pages(self.p["pages"], knobs={"max_page_sharing": self.p["max_sharing"]})
         s.machine.ksmd.run_full_scans(2)
         return {"answer": tuple(s.stat(c) for c in COUNTERS),
                 "chains": s.stat("stable_node_chains"), "dups": s.stat("stable_node_dups")}
@@ -48,6 +51,8 @@ class PredictCounters(Exercise):
 
 class CowLag(Exercise):
     name = "cow_lag"
+    fixed_because = ("the lesson is that the write leaves pages_sharing unchanged until the next "
+                     "scan; the seed only moves which page is written, not the pair")
     question = ("Four pages merged (pages_shared 1, pages_sharing 3). vm1[2] is written. Give "
                 "(pages_sharing right after the write, pages_sharing after one more full scan).")
     answer_format = "a tuple of two numbers"
@@ -76,6 +81,7 @@ class CowLag(Exercise):
 
 class WhichErrno(Exercise):
     name = "which_errno"
+    fixed_because = "max_page_sharing_store() has one error for this case"
     question = ("While pages are merged, what error does writing 4 to max_page_sharing give? "
                 "(the errno name)")
     answer_format = "an errno name in quotes, e.g. 'EINVAL'"
@@ -103,7 +109,155 @@ class WhichErrno(Exercise):
                 f"max_page_sharing={f['after']}.")
 
 
+class RefusingStore(Exercise):
+    """Name the kernel function: the sysfs store handler (mm/ksm.c, Linux 4.13+)."""
+    name = "refusing_store"
+    kind = "function"
+    parse = staticmethod(as_name)
+    question = ("Writing to /sys/kernel/mm/ksm/max_page_sharing while pages are merged fails. "
+                "Which function of mm/ksm.c refuses the write?")
+    answer_format = "a function name in quotes, e.g. 'run_store'"
+    hints = ("Every KSM knob has a <knob>_show() and a <knob>_store() in mm/ksm.c.",)
+    fixed_because = "one function in mm/ksm.c does this"
+
+    def simulate(self):
+        s = identical_pages(4)
+        s.machine.ksmd.run_full_scans(2)
+        try:
+            s.knob("max_page_sharing", 8)
+            refused = False
+        except OSError:
+            refused = True
+        return {"answer": "max_page_sharing_store", "refused": refused,
+                "shared": s.stat("pages_shared")}
+
+    def explain(self, f):
+        return (f"max_page_sharing_store() returns -EBUSY while ksm_pages_shared is non-zero "
+                f"(here pages_shared={f['shared']}, refused={f['refused']}): existing chains were "
+                f"built for the old limit.")
+
+    def why_not(self, answer, f):
+        return {
+            "stable_tree_search": "stable_tree_search() reads the limit while merging; it never "
+                                  "sees a sysfs write.",
+            "run_store": "run_store() handles the run knob (and run=2 is how you empty KSM so the "
+                         "write succeeds), not max_page_sharing.",
+            "stable_node_dup": "stable_node_dup() picks a dup in a chain during a search; the "
+                               "refusal happens in the sysfs handler.",
+            "kstrtouint": "kstrtouint() only parses the number; something else decides to refuse.",
+        }.get(answer, "")
+
+
+class ChainDesign(Exercise):
+    """Design a scenario: the student's calls run on a fresh Scene (a Machine with named
+    processes); the checker scans and reports what the stable tree did
+    (stable_tree_search()/stable_tree_insert() with chains, mm/ksm.c 4.13+)."""
+    name = "chain_design"
+    kind = "design"
+    template = ("With max_page_sharing={max_sharing}, make pages_sharing reach exactly {target} "
+                "using at most {budget} pages. Write `def scenario(s):` with calls on the Scene "
+                "`s` (s.spawn, s.mmap, s.fill, s.write, s.madvise, s.fork); the checker sets "
+                "max_page_sharing, runs your function and {scans} full scans.")
+    params = {"max_sharing": 4, "target": 7, "budget": 12, "scans": 3}
+    answer_format = "a function scenario(s)"
+    hints = ("One KSM page takes at most max_page_sharing mappers: 1 in pages_shared, the rest "
+             "in pages_sharing.",
+             "n identical pages with limit k make ceil(n/k) KSM copies; pages_sharing = n - copies "
+             "(a single leftover page stays unshared).",
+             "Remember s.madvise(name): only MADV_MERGEABLE pages are scanned.")
+
+    def vary(self, rng):
+        k = rng.randint(2, 6)
+        target = rng.randint(3, 16)
+        return {"max_sharing": k, "target": target,
+                "budget": self._fewest_pages(k, target) + rng.randint(0, 2)}
+
+    @staticmethod
+    def _run(k, fn, scans):
+        s = Scene()
+        s.knob("max_page_sharing", k)
+        fn(s)
+        s.knob("run", 1)
+        s.machine.ksmd.run_full_scans(scans)
+        return s
+
+    @classmethod
+    def _one_group(cls, n):
+        def scenario(s):
+            s.spawn("vm1")
+            s.mmap("vm1", "mem", n)
+            s.fill("vm1", 0, n, 0x2A)
+            s.madvise("vm1")
+        return scenario
+
+    @classmethod
+    def _fewest_pages(cls, k, target, scans=3):
+        """The simulator, not a formula, finds the fewest identical pages that reach target."""
+        for n in range(1, 4 * target + 4):
+            if cls._run(k, cls._one_group(n), scans).stat("pages_sharing") >= target:
+                return n
+        raise ValueError("unreachable target")
+
+    def simulate(self):
+        k, target, scans = self.p["max_sharing"], self.p["target"], self.p["scans"]
+        n = self._fewest_pages(k, target, scans)
+        s = self._run(k, self._one_group(n), scans)
+        sample = (f"def scenario(s):\n    s.spawn('vm1')\n    s.mmap('vm1', 'mem', {n})\n"
+                  f"    s.fill('vm1', 0, {n}, 0x2A)\n    s.madvise('vm1')")
+        return {"answer": sample, "pages": n, "reached": s.stat("pages_sharing"),
+                "shared": s.stat("pages_shared")}
+
+    def explain(self, f):
+        return (f"For example one process with {f['pages']} identical pages:\n{f['answer']}\n"
+                f"gives pages_shared={f['shared']}, pages_sharing={f['reached']}. Other designs "
+                f"(several contents, forks, several processes) are accepted if the simulator "
+                f"agrees.")
+
+    def normalise(self, answer):
+        if isinstance(answer, str) and "def scenario" in answer:   # the key's sample, as code
+            ns = {}
+            exec(answer, ns)
+            answer = ns["scenario"]
+        if not callable(answer):
+            raise TypeError("a function: def scenario(s): ... then pass scenario (no brackets)")
+        return answer
+
+    def check(self, answer=None) -> Feedback:
+        if answer is None or answer is Ellipsis:
+            return super().check(answer)
+        try:
+            fn = self.normalise(answer)
+        except TypeError as exc:
+            return Feedback(False, f"Could not use {answer!r}: {exc}")
+        k, target, budget = self.p["max_sharing"], self.p["target"], self.p["budget"]
+        try:
+            s = self._run(k, fn, self.p["scans"])
+        except Exception as exc:                 # the student's code: report, don't crash
+            return Feedback(False, f"Your scenario raised {type(exc).__name__}: {exc}")
+        used = sum(r.pages for r in s.regions.values())
+        c = {n: s.stat(n) for n in ("pages_shared", "pages_sharing", "pages_unshared",
+                                     "stable_node_chains", "stable_node_dups")}
+        saw = (f"The simulator ran it with max_page_sharing={k}: {used} pages mapped in "
+               f"{len(s.procs)} process(es); after {self.p['scans']} full scans "
+               f"pages_shared={c['pages_shared']}, pages_sharing={c['pages_sharing']}, "
+               f"pages_unshared={c['pages_unshared']}, stable_node_chains="
+               f"{c['stable_node_chains']}, stable_node_dups={c['stable_node_dups']}.")
+        if used > budget:
+            return Feedback(False, f"Not quite: {used} pages is more than the {budget} allowed. "
+                                   + saw)
+        if c["pages_sharing"] == target:
+            return Feedback(True, "Correct. " + saw + (
+                " Each KSM copy holds at most max_page_sharing mappers, so a full copy "
+                "starts a new dup in the chain." if c["stable_node_dups"] else ""))
+        why = ("Nothing merged: did you s.madvise() the pages and give several the same bytes?"
+               if c["pages_shared"] == 0 else
+               f"pages_sharing is {c['pages_sharing']}, you need {target}.")
+        return Feedback(False, f"Not quite. {why} " + saw + " Try `hint()`.")
+
+
 predict_counters = PredictCounters()
 cow_lag = CowLag()
 which_errno = WhichErrno()
-EXERCISES = (predict_counters, cow_lag, which_errno)
+refusing_store = RefusingStore()
+chain_design = ChainDesign()
+EXERCISES = (predict_counters, cow_lag, which_errno, refusing_store, chain_design)

@@ -7,14 +7,23 @@ from .base import Exercise, as_int, as_ints
 
 class ZeroPages(Exercise):
     name = "zero_pages"
-    question = ("use_zero_pages=1, eight zero-filled pages, two full scans. Give "
-                "(pages_shared, pages_sharing, ksm_zero_pages).")
+    template = ("use_zero_pages=1, {pages} zero-filled pages and {twins} pages of one other "
+                "content, two full scans. Give (pages_shared, pages_sharing, ksm_zero_pages).")
+    params = {"pages": 8, "twins": 0}
+
+    def vary(self, rng):
+        return {"pages": rng.randint(2, 30), "twins": rng.choice((0, 0, 2, 3, 5))}
     answer_format = "a tuple of three numbers"
     hints = ("try_to_merge_with_zero_page() runs before the trees are searched.",
              "A page merged with the zero page belongs to no stable node.")
 
     def simulate(self):
-        s = identical_pages(8, 0, knobs={"use_zero_pages": 1})
+        s = identical_pages(self.p["pages"], 0, knobs={"use_zero_pages": 1})
+        if self.p["twins"]:
+            s.spawn("vm2")
+            s.mmap("vm2", "mem", self.p["twins"])
+            s.fill("vm2", 0, self.p["twins"], 0x2A)
+            s.madvise("vm2")
         s.machine.ksmd.run_full_scans(2)
         return {"answer": (s.stat("pages_shared"), s.stat("pages_sharing"),
                            s.stat("ksm_zero_pages")),
@@ -25,10 +34,12 @@ class ZeroPages(Exercise):
 
     def explain(self, f):
         shared, sharing, zero = f["answer"]
-        return (f"Every PTE now maps the shared zero page, placed by replace_page() with the dirty "
-                f"bit as KSM's mark: ksm_zero_pages={zero}, but no KSM page exists, so "
-                f"pages_shared={shared} and pages_sharing={sharing}. general_profit counts them "
-                f"anyway ({f['profit']} bytes).")
+        others = (f" The {self.p['twins']} pages of other content merge the usual way, into "
+                  f"one KSM page." if self.p["twins"] else " No KSM page exists.")
+        return (f"Every zero-filled PTE now maps the shared zero page, placed by replace_page() "
+                f"with the dirty bit as KSM's mark: ksm_zero_pages={zero}; those pages are in no "
+                f"stable node, so they count in neither pages_shared ({shared}) nor pages_sharing "
+                f"({sharing}).{others} general_profit counts them anyway ({f['profit']} bytes).")
 
     def why_not(self, answer, f):
         if answer[:2] == (1, 7):
@@ -38,6 +49,7 @@ class ZeroPages(Exercise):
 
 class ZeroWrite(Exercise):
     name = "zero_write"
+    fixed_because = "one write always breaks exactly one zero-page mapping; not yet seeded"
     parse = staticmethod(as_int)
     question = ("Then the program writes one byte into one of those pages. What does "
                 "ksm_zero_pages read right after the write, before ksmd runs again?")
@@ -63,6 +75,7 @@ class ZeroWrite(Exercise):
 
 class SmartVisits(Exercise):
     name = "smart_visits"
+    fixed_because = "fixed by the smart_scan skip rule of the modelled kernel; not yet seeded"
     parse = staticmethod(as_int)
     question = ("smart_scan=1. A page that never finds a twin: how many times does "
                 "cmp_and_merge_page() process it in the first 20 full scans?")

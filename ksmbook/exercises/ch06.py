@@ -11,6 +11,7 @@ from .base import Exercise, as_int, as_name
 
 class CpuShare(Exercise):
     name = "cpu_share"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("ksmd with pages_to_scan=200 and sleep_millisecs=20, and always more pages to "
                 "scan than one batch. Using the book's cost model (5.5 µs of ksmd CPU per "
                 "processed page), what percentage of one CPU does ksmd use? Round to a whole "
@@ -43,6 +44,7 @@ class CpuShare(Exercise):
 
 class DoubleThePages(Exercise):
     name = "double_the_pages"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("A workload of 1,024 mergeable pages. You raise pages_to_scan from 100 to 400 "
                 "(sleep_millisecs=20). How many full scans does ksmd complete in 4 s of "
                 "simulated time with 400?")
@@ -71,6 +73,8 @@ class DoubleThePages(Exercise):
 
 class WhoSkips(Exercise):
     name = "who_skips"
+    kind = "function"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("With smart_scan=1, which function of mm/ksm.c decides that ksmd skips a page "
                 "that has not merged for a while?")
     answer_format = "a function name in quotes, e.g. 'ksm_do_scan'"
@@ -100,6 +104,7 @@ class WhoSkips(Exercise):
 
 class MaxSharing(Exercise):
     name = "max_sharing"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("1,024 copies of one page (4 processes × 256), max_page_sharing=4. After KSM has "
                 "merged everything it can, how many KSM pages exist (pages_shared)?")
     parse = staticmethod(as_int)
@@ -129,6 +134,7 @@ class MaxSharing(Exercise):
 
 class NegativeProfit(Exercise):
     name = "negative_profit"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("4 processes with 256 unique pages each (nothing ever merges) and smart_scan=0. "
                 "After ksmd has visited every page, what does general_profit read, in bytes?")
     parse = staticmethod(as_int)

@@ -13,6 +13,7 @@ CANDIDATE_KERNELS = ("2.6.32", "3.6", "3.7", "4.13", "6.10")
 
 class ExitsForSequence(Exercise):
     name = "exits_for_sequence"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("Linux 3.7. After ksmd merged gfn 0 and gfn 1, the guest reads gfn 0, then "
                 "reads gfn 1, then writes gfn 1. How many EPT-violation exits do these three "
                 "accesses take in total?")
@@ -54,6 +55,7 @@ def _version_key(v: str):
 
 class FreeReadEras(Exercise):
     name = "free_read_eras"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("Which of these kernels let the guest read a page that ksmd has just merged "
                 "without any exit: 2.6.32, 3.6, 3.7, 4.13, 6.10? Answer with a tuple of "
                 "version strings, e.g. ('4.13', '6.10').")
@@ -98,6 +100,7 @@ class FreeReadEras(Exercise):
 
 class UntouchedRead(Exercise):
     name = "untouched_read"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("Linux 2.6.32. QEMU itself wrote 'A'×4096 into gfn 0 and gfn 1 (the guest "
                 "never touched them), ksmd merged them, and then the guest reads gfn 0 for the "
                 "first time. How many exits does that read take, and is gfn 0 still backed by "

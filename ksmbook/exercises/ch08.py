@@ -8,6 +8,7 @@ from .base import Exercise, as_int, as_name
 
 class OneGuest(Exercise):
     name = "one_guest"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("One guest alone, the chapter's image (96 kernel, 160 library, 160 zero and 96 "
                 "private pages). How many frames does KSM save?")
     parse = staticmethod(as_int)
@@ -33,6 +34,7 @@ class OneGuest(Exercise):
 
 class KaslrLoss(Exercise):
     name = "kaslr_loss"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("8 identical guests, then the same 8 with KASLR (each kernel relocated "
                 "differently). How many more frames does the host need with KASLR?")
     parse = staticmethod(as_int)
@@ -50,6 +52,7 @@ class KaslrLoss(Exercise):
 
 class DistroGuests(Exercise):
     name = "distro_guests"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("Guests of 3 distros, round robin. With how many guests (1, 2, 4, 8 or 16) does "
                 "any kernel or library page first merge?")
     parse = staticmethod(as_int)
@@ -69,6 +72,8 @@ class DistroGuests(Exercise):
 
 class MostSaved(Exercise):
     name = "most_saved"
+    kind = "figure"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("Read the breakdown figure: for 8 identical guests, which page kind saves the "
                 "most frames: 'zero', 'kernel' or 'libs'?")
     answer_format = "a kind in quotes: 'zero', 'kernel' or 'libs'"
@@ -93,6 +98,8 @@ class MostSaved(Exercise):
 
 class CowBreaks(Exercise):
     name = "cow_breaks"
+    kind = "function"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("A guest writes into a page that KSM merged. Which function of mm/memory.c "
                 "gives it a private copy?")
     answer_format = "a function name in quotes, e.g. 'do_anonymous_page'"

@@ -12,6 +12,7 @@ KSM = "/sys/kernel/mm/ksm"
 
 class FirstSharing(Exercise):
     name = "first_sharing"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("In ten_identical_pages, after which step does pages_sharing first become "
                 "non-zero? Give the step number of the trace.")
     hints = ("Steps 0-3 only set the process up; ksmd runs only inside scans(n).",
@@ -53,6 +54,7 @@ class FirstSharing(Exercise):
 
 class LateJoinerCounters(Exercise):
     name = "late_joiner_counters"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("Compare the simulator modelling Linux 6.10 with the recorded Linux 6.18 trace "
                 "of late_joiners. Which global counters (files of /sys/kernel/mm/ksm) differ? "
                 "Answer with their names, e.g. ('pages_shared', 'full_scans').")
@@ -108,6 +110,7 @@ class LateJoinerCounters(Exercise):
 
 class BatchBoundary(Exercise):
     name = "batch_boundary"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = ("pages_to_scan=100 and one process with 300 mergeable pages, all different. "
                 "ksmd starts and runs batch after batch. Which batch is the first after which "
                 "full_scans reads 1, and how many pages did that batch process? Answer "

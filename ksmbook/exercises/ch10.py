@@ -25,6 +25,7 @@ def _as_ns(answer) -> float:
 
 class PickThreshold(Exercise):
     name = "pick_threshold"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = (f"No defence, Linux 6.18, write probes, {CANDIDATES} candidates. Pick a "
                 f"threshold (ns) that calls fewer than {MAX_FPR:.0%} of the wrong guesses "
                 f"merged and still finds at least {MIN_TPR:.0%} of the right ones.")
@@ -76,6 +77,7 @@ class PickThreshold(Exercise):
 
 class ProbesNeeded(Exercise):
     name = "probes_needed"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = (f"A noisy host: {NOISY.outlier_rate:.0%} of readings catch an outlier. The "
                 f"attacker probes every guess k times (fresh pages each round, since a probe "
                 f"unmerges the page) and keeps the smallest reading, threshold "
@@ -108,6 +110,7 @@ class ProbesNeeded(Exercise):
 
 class KsmdWakeups(Exercise):
     name = "ksmd_wakeups"
+    fixed_because = "not yet seeded: the book's scene is used for every student"
     question = (f"{VICTIM_PAGES} victim pages, then {ATTACKER_PAGES} attacker pages, all "
                 "mergeable and written before "
                 "ksmd starts (pages_to_scan=100, sleep_millisecs=20, smart_scan off). The "

@@ -1,0 +1,144 @@
+"""Classroom edition: seeded variants, the instructor key, locked solutions, the design kind."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ksmbook.exercises as kx
+from ksmbook.exercises import KINDS, SolutionsLocked, all_exercises, ch04, classroom
+
+
+@pytest.fixture(autouse=True)
+def self_study():
+    kx.seed(None)
+    yield
+    kx.seed(None)
+
+
+def _cli(*args, hashseed="0"):
+    env = {**os.environ, "PYTHONHASHSEED": hashseed}
+    return subprocess.run([sys.executable, "-m", "ksmbook.cli", "exercises", *args], env=env,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_every_chapter_has_exercises_and_every_kind_is_known():
+    chapters = {}
+    for c, ex in all_exercises():
+        chapters.setdefault(c, []).append(ex)
+        assert ex.kind in KINDS, ex.name
+        assert ex.question
+    assert sorted(chapters) == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10"]
+    kinds = {ex.kind for exs in chapters.values() for ex in exs}
+    assert kinds >= {"predict", "function", "design"}
+
+
+@pytest.mark.parametrize("chapter_ex", list(all_exercises()), ids=lambda ce: f"ch{ce[0]}.{ce[1].name}")
+def test_fifty_seeds_give_ten_answers_or_a_reason(chapter_ex):
+    _, ex = chapter_ex
+    if ex.fixed_because:
+        assert len(ex.fixed_because) > 20, "say why the idea has one answer"
+        return
+    answers, questions = set(), set()
+    for s in range(50):
+        ex.reseed(s)
+        answers.add(repr(ex.facts["answer"]))
+        questions.add(ex.question)
+    ex.reseed(None)
+    assert len(answers) >= 10, (ex.name, answers)
+    assert len(questions) >= 10
+
+
+def test_same_seed_same_question_and_answer_strings_hash_stably():
+    assert kx.stable_seed("alice") == kx.stable_seed(" alice ") != kx.stable_seed("bob")
+    a = classroom.key("alice", "04")
+    b = classroom.key("alice", "04")
+    assert a == b
+    assert a != classroom.key("bob", "04")
+    # different processes with different str-hash salts: the same key (Python's hash() would not)
+    one = _cli("key", "--seed", "1234", hashseed="1")
+    assert one == _cli("key", "--seed", "1234", hashseed="2")
+    assert one != _cli("key", "--seed", "4321", hashseed="1")
+    assert "## ch04.chain_design (design)" in one and "**Answer:**" in one
+
+
+def test_a_seed_locks_solutions_unless_allowed_and_none_restores_the_book():
+    book_q = ch04.predict_counters.question
+    assert "9 identical pages" in book_q and "max_page_sharing=4" in book_q
+    kx.seed("s1")
+    with pytest.raises(SolutionsLocked):
+        ch04.predict_counters.solution()
+    with pytest.raises(SolutionsLocked):
+        ch04.predict_counters.expected()
+    assert ch04.predict_counters.check(...).correct is None        # checking still works
+    assert ch04.predict_counters.check(ch04.predict_counters.facts["answer"]).correct is True
+    kx.seed("s1", solutions=True)
+    assert "Answer:" in ch04.predict_counters.solution().text
+    kx.seed(None)
+    assert ch04.predict_counters.question == book_q
+    assert ch04.predict_counters.expected() == (2, 6, 1)
+
+
+def test_key_formats_and_roster(tmp_path):
+    rows = classroom.key(7, "03")
+    assert {r["exercise"] for r in rows} >= {"merge_scan", "batch_size"}
+    assert classroom.format_key(rows, "csv").splitlines()[0] == ",".join(classroom.KEY_FIELDS)
+    roster = tmp_path / "roster.csv"
+    roster.write_text("name,id\nAda,a1\nBo,b2\nCy,c3\n")
+    out = _cli("key", "--roster", str(roster), "--chapter", "4")
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("student,seed,ch04.predict_counters")
+    assert [ln.split(",")[0] for ln in lines[1:] if ln[:2] in ("a1", "b2", "c3")] == ["a1", "b2", "c3"]
+    assert str(kx.stable_seed("b2")) in out
+
+
+def test_list_counts_by_chapter_and_kind():
+    out = _cli("list")
+    head = out.splitlines()[0].split()
+    assert head[:5] == ["chapter", *KINDS]
+    assert "ch04.chain_design" in out and "design" in out
+
+
+# --- the design kind: the checker runs the student's scenario -------------------
+
+def _pages(s, proc, n, byte=0x2A):
+    s.spawn(proc)
+    s.mmap(proc, "mem", n)
+    s.fill(proc, 0, n, byte)
+    s.madvise(proc)
+
+
+def test_design_checker_runs_the_scenario_and_explains():
+    d = ch04.chain_design            # book numbers: max_page_sharing=4, exactly 7, <= 12 pages
+    assert d.check(...).correct is None
+    right = d.check(lambda s: _pages(s, "vm1", 10))
+    assert right.correct is True and "pages_sharing=7" in right.text and "stable_node_dups" in right.text
+    # another design the simulator agrees with: two processes, 5 + 5 of the same bytes
+    assert d.check(lambda s: (_pages(s, "a", 5), _pages(s, "b", 5))).correct is True
+    few = d.check(lambda s: _pages(s, "vm1", 6))
+    assert few.correct is False and "pages_sharing is 4" in few.text
+    over = d.check(lambda s: _pages(s, "vm1", 13))
+    assert over.correct is False and "13 pages is more than the 12 allowed" in over.text
+
+    def no_madvise(s):
+        s.spawn("x")
+        s.mmap("x", "mem", 10)
+        s.fill("x", 0, 10, 1)
+    assert "Nothing merged" in d.check(no_madvise).text
+    assert "raised ZeroDivisionError" in d.check(lambda s: 1 / 0).text
+    assert "a function" in d.check(7).text
+
+
+def test_design_variants_are_solvable_and_the_sample_answer_passes():
+    for s in range(12):
+        kx.seed(s)
+        d = ch04.chain_design
+        ns = {}
+        exec(d.facts["answer"], ns)
+        assert d.check(ns["scenario"]).correct is True, d.question
+
+
+def test_function_kind_gives_why_not():
+    fb = ch04.refusing_store.check("stable_tree_search")
+    assert fb.correct is False and "never sees a sysfs write" in fb.text
+    assert ch04.refusing_store.check("max_page_sharing_store()").correct is True
