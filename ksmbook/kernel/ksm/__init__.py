@@ -30,12 +30,14 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
     MMF_VM_MERGEABLE = MMF_VM_MERGEABLE
     MMF_VM_MERGE_ANY = MMF_VM_MERGE_ANY
     #: False: the kernel's own lookups everywhere, no shortcut (tests compare the two).
-    #: Copied to each Ksm when its Machine is built: ``m.ksm.fastpath`` switches one.
+    #: The default of ``Machine(fastpath=...)``; ``m.ksm.fastpath`` switches one machine.
     fastpath = True
     #: True: every shortcut asserts, before it is used, that the kernel's way agrees
+    #: (the default of ``Machine(check_fastpath=...)``)
     check_fastpath = False
 
-    def __init__(self, machine):
+    def __init__(self, machine, *, fastpath: bool | None = None,
+                 check_fastpath: bool | None = None):
         self.machine = machine
         self.memory = machine.memory
         self.profile = machine.profile
@@ -67,8 +69,10 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
         self.ksm_scan = KsmScan(self.ksm_mm_head)
         # ksmbook's shortcuts (unstable_tree.py, stable_tree.py); the switches become
         # instance attributes, which the hot loop reads faster than class ones
-        self.fastpath = type(self).fastpath
-        self.check_fastpath = type(self).check_fastpath
+        # (None: the class default, which older tests still set on Ksm itself)
+        self.fastpath = type(self).fastpath if fastpath is None else bool(fastpath)
+        self.check_fastpath = type(self).check_fastpath if check_fastpath is None \
+            else bool(check_fastpath)
         self.init_unstable_tree()
         self.init_stable_shortcuts()
         self._stable_node_ids = 0
@@ -105,11 +109,16 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
     def _emit(self, action, page, address, pfn, detail) -> None:
         ev = self.machine.events
         if ev.enabled:
-            pid = 0
-            cur = self.ksm_scan.mm_slot
-            if cur.mm is not None:
-                pid = cur.mm.owner_pid
-            ev.emit(KsmEvent(self.machine.clock_ns, action, pid, address, pfn, detail))
+            mm = self.ksm_scan.mm_slot.mm
+            event = KsmEvent(self.machine.clock_ns, action, 0 if mm is None else mm.owner_pid,
+                             address, pfn, detail)
+            # EventLog.emit() inlined (one event per page visit: hot); same order
+            ev.history.append(event)
+            if ev._captures or ev._subscribers:
+                for cap in ev._captures:
+                    cap.append(event)
+                for fn in ev._subscribers:
+                    fn(event)
 
     # --- derived counters, as the sysfs show functions compute them ---
     @property
