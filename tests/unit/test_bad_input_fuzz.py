@@ -268,10 +268,50 @@ def test_ctrl_c_in_a_long_run_stops_between_batches_and_leaves_it_consistent(how
                     os.kill(os.getpid(), signal.SIGINT)
                 return orig(pages)
             m.ksmd._batch = batch
-            m.advance(1e12)
+            m.advance(1e12, progress=lambda done, total: seen.append((done, total)))
     assert m.ksm.ksm_scan.seqnr < 10
+    assert seen and seen[-1][0] <= seen[-1][1] if how == "advance" else seen[-1] == 3
     check_page_counts(m)
     check_ksm(m)
     m.ksmd.run_full_scans(2)                  # and it goes on working
     check_ksm(m)
     assert m.ksm.stats()["pages_sharing"] > 0
+
+
+@pytest.mark.parametrize("sleep", ["20", "3"])
+def test_fast_forward_equals_one_by_one_when_pages_arrive_mid_way(monkeypatch, sleep):
+    """Idle stretch, then pages (enough to build stable_node chains at max_page_sharing=2,
+    so chain pruning by stable_node_chains_prune_millisecs runs), then idle again, then
+    the pages go away: the skipping machine ends exactly where the one-by-one one does."""
+    from ksmbook.kernel.ksm import ksmd as ksmd_mod
+
+    def build():
+        m = Machine()
+        m.sysfs.write("/sys/kernel/mm/ksm/max_page_sharing", "2")
+        m.sysfs.write("/sys/kernel/mm/ksm/sleep_millisecs", sleep)
+        m.sysfs.write("/sys/kernel/mm/ksm/stable_node_chains_prune_millisecs", "50")
+        p = m.spawn("p")
+        a = p.mmap(12 * PS)
+        p.madvise(a, 12 * PS, MADV_MERGEABLE)
+        m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
+        return m, p, a
+
+    fast, slow = build(), build()
+    monkeypatch.setattr(ksmd_mod.Ksmd, "_idle_is_periodic",
+                        lambda self: self.ksm.advisor_mode == "none" and self is fast[0].ksmd)
+    skipped = []
+    orig = ksmd_mod.Ksmd._skip_empty_wakeups
+    monkeypatch.setattr(ksmd_mod.Ksmd, "_skip_empty_wakeups",
+                        lambda self, *a: (skipped.append(self is fast[0].ksmd), orig(self, *a)))
+    for m, p, a in (fast, slow):
+        m.advance(777.7)
+        p.write(a, b"s" * 12 * PS)                   # twelve equal pages: chains of dups
+        m.advance(500)
+        p.madvise(a, 12 * PS, 4)                     # MADV_DONTNEED: nothing left to scan
+        m.advance(1234.5)
+    assert skipped and all(skipped)                  # the fast one did skip, the slow one not
+    f, s = fast[0], slow[0]
+    assert (f.clock_ns, f.ksm.ksm_scan.seqnr, f.ksm.ksmd_cpu_ns, f.ksmd.next_wake_ns,
+            f.ksm.stats()) == (s.clock_ns, s.ksm.ksm_scan.seqnr, s.ksm.ksmd_cpu_ns,
+                               s.ksmd.next_wake_ns, s.ksm.stats())
+    assert fingerprint(f) == fingerprint(s)
