@@ -186,13 +186,16 @@ class Machine:
         mm.pagetables.free_all()
 
     # --- time ---
-    def advance(self, ms: float) -> None:
-        """Let ``ms`` milliseconds of simulated time pass; ksmd runs if run=1."""
+    def advance(self, ms: float, *, progress=None) -> None:
+        """Let ``ms`` milliseconds of simulated time pass; ksmd runs if run=1.
+
+        ``progress(done_ns, total_ns)`` is called between ksmd batches, for long runs;
+        Ctrl-C stops between two batches and leaves the machine consistent."""
         if isinstance(ms, bool) or not isinstance(ms, (int, float)):
             raise TypeError(f"advance: ms must be a number of milliseconds, not {type(ms).__name__}")
         if not math.isfinite(ms) or ms < 0:
             raise ValueError(f"advance: ms must be finite and >= 0 (time only moves forward), not {ms}")
-        self.ksmd.advance(ms)
+        self.ksmd.advance(ms, progress=progress)
 
     # --- checks used by tests and the book ---
     def recount_page_counts(self) -> dict[int, tuple[int, int]]:

@@ -268,8 +268,9 @@ def test_ctrl_c_in_a_long_run_stops_between_batches_and_leaves_it_consistent(how
                     os.kill(os.getpid(), signal.SIGINT)
                 return orig(pages)
             m.ksmd._batch = batch
-            m.advance(1e12)
+            m.advance(1e12, progress=lambda done, total: seen.append((done, total)))
     assert m.ksm.ksm_scan.seqnr < 10
+    assert seen and seen[-1][0] <= seen[-1][1] if how == "advance" else seen[-1] == 3
     check_page_counts(m)
     check_ksm(m)
     m.ksmd.run_full_scans(2)                  # and it goes on working

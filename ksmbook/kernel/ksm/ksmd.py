@@ -110,7 +110,7 @@ class Ksmd:
                 check()
         return k.ksm_scan.seqnr
 
-    def advance(self, ms: float) -> None:
+    def advance(self, ms: float, *, progress=None) -> None:
         """Let ``ms`` of simulated time pass with ksmd waking as ksm_scan_thread() does.
 
         Wake-ups that find nothing to scan (mergeable areas with no pages in them) are
@@ -120,8 +120,15 @@ class Ksmd:
         wake-ups give; a long run of simulated time then costs O(1), not O(wake-ups)."""
         m = self.machine
         end = m.clock_ns + int(ms * 1_000_000)
+        if progress is not None and not callable(progress):
+            raise TypeError("advance: progress must be callable or None")
+        start = m.clock_ns
         with interrupt_between_batches() as check:
-            self._advance_to(end, check)
+            def check_and_report():
+                check()
+                if progress is not None:      # progress(done_ns, total_ns) between batches
+                    progress(m.clock_ns - start, end - start)
+            self._advance_to(end, check_and_report)
 
     def _advance_to(self, end: int, check) -> None:
         m = self.machine
