@@ -629,7 +629,7 @@ fork_cow_mid_scan = register(Scenario(
 
 zero_fault_mid_scan = register(Scenario(
     "zero_fault_mid_scan",
-    "use_zero_pages=1.  Pages read-faulted onto the zero page and pages written "
+    "With use_zero_pages=1: pages read-faulted onto the zero page and pages written "
     "with zeros; a full scan starts, then the zero-page mappings are written "
     "with zeros (wp_page_copy: fresh folios, in the LRU batch) and a DONTNEED'd "
     "page is faulted back with its old content.  The batch's reference keeps "
