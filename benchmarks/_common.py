@@ -52,11 +52,12 @@ def expected_merge(n_pages: int, max_page_sharing: int = 256) -> tuple[int, int]
     return shared, sharing
 
 
-def build_sim(n_pages: int, *, events: bool = False, smart_scan: int = 0, chunks=None):
+def build_sim(n_pages: int, *, events: bool = False, smart_scan: int = 0, chunks=None,
+              **machine):
     """A simulated machine with one process holding the workload, MADV_MERGEABLE,
     smart_scan off, run still 0.  Returns (machine, process, addr)."""
     import ksmbook
-    m = ksmbook.Machine(events=events)
+    m = ksmbook.Machine(events=events, **machine)
     p = m.spawn("bench")
     addr = p.mmap(n_pages * PAGE_SIZE)
     for first, data in (workload_chunks(n_pages) if chunks is None else chunks):

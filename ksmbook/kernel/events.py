@@ -98,9 +98,13 @@ class KsmEvent(Event):
 
 @dataclass
 class EventLog:
-    """The machine's event stream: bounded history plus live subscribers."""
+    """The machine's event stream: bounded history plus live subscribers.
+
+    ``history`` is a ring of the newest ``maxlen`` events (None: unbounded, the
+    caller's choice); subscribers and captures see every event.
+    """
     enabled: bool = True
-    maxlen: int = 100_000
+    maxlen: int | None = 100_000
     history: deque = field(default_factory=deque)
     _subscribers: list = field(default_factory=list)
     _captures: list = field(default_factory=list)

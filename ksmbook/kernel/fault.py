@@ -9,9 +9,10 @@ KSM pages are never reused (wp_can_reuse_anon_folio() refuses them), except in
 from __future__ import annotations
 
 from .events import Fault
-from .memory import PG_anon, PG_anon_exclusive, PG_ksm
+from .memory import PG_anon, PG_anon_exclusive, PG_ksm, PG_lru_batch
 from .mmu_notifier import (pte_notify_bracket, ptep_clear_flush, set_pte_at,
                            set_pte_at_notify)
+from .swap import folio_ref_count
 from .pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW,
                         mk_pte, pte_dirty, pte_pfn, pte_present, pte_special, pte_write)
 
@@ -81,6 +82,7 @@ def do_anonymous_page(mm, vma, address: int, write: bool):
     page = new_anon_page(mm, vma)
     _emit_fault(mm, address, "write", "do_anonymous_page")
     page.mapcount = 1
+    mm.machine.cpu_fbatches.folio_add_lru(page)       # folio_add_lru_vma()
     set_pte_at(mm, address, mk_pte(page.pfn, True, dirty=True), "do_anonymous_page")
     return page
 
@@ -110,11 +112,23 @@ def new_anon_page(mm, vma):
     return page
 
 
-def wp_can_reuse_anon_folio(page, prof) -> bool:
-    """wp_can_reuse_anon_folio() (6.x): only an anonymous, non-KSM page nobody else holds."""
+def wp_can_reuse_anon_folio(page, prof, machine=None) -> bool:
+    """wp_can_reuse_anon_folio() (6.x): only an anonymous, non-KSM page nobody else holds.
+
+    A folio not yet on the LRU (still in a per-CPU lru_add batch) with at most three
+    references makes it call lru_add_drain() first: "We cannot easily detect+handle
+    references from remote LRU caches" -- which empties this CPU's batch.
+    """
     if page.flags & PG_ksm:
         return bool(prof.reuse_ksm_page and page.mapcount == 1 and page.refcount == 1)
-    return page.refcount == 1 and page.mapcount == 1
+    refs = folio_ref_count(page)
+    if page.flags & PG_lru_batch and refs <= 3:
+        if machine is None:         # only asking (no fault yet): as after the drain
+            refs -= 1
+        else:
+            machine.cpu_fbatches.lru_add_drain()
+            refs = folio_ref_count(page)
+    return refs == 1 and page.mapcount == 1
 
 
 def do_wp_page(mm, vma, address: int, pte: int, unshare: bool = False):
@@ -127,7 +141,7 @@ def do_wp_page(mm, vma, address: int, pte: int, unshare: bool = False):
         set_pte_at(mm, address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, "wp_page_shared")
         return page
     if page is not None and page.flags & PG_anon and (
-            page.flags & PG_anon_exclusive or wp_can_reuse_anon_folio(page, mm.machine.profile)):
+            page.flags & PG_anon_exclusive or wp_can_reuse_anon_folio(page, mm.machine.profile, mm.machine)):
         if page.flags & PG_ksm:       # 5.1-5.8 reuse_ksm_page(): it stops being KSM
             page.flags &= ~PG_ksm
             page.mapping = vma.anon_vma
@@ -175,6 +189,7 @@ def wp_page_copy(mm, vma, address: int, orig_pte: int, old_page, unshare: bool):
         if not vma.flags & (vma.VM_READ | vma.VM_WRITE):
             entry = pte_mkprotnone(entry)       # mk_pte(new, vma->vm_page_prot) of PROT_NONE
         new.mapcount = 1
+        mm.machine.cpu_fbatches.folio_add_lru(new)    # folio_add_lru_vma()
         ptep_clear_flush(mm, address, site)
         set_pte_at_notify(mm, address, entry, site)
         if old_page is not None:

@@ -11,11 +11,17 @@ from collections import Counter
 from .events import EventLog
 from .ksm import Ksm
 from .ksm.ksmd import Ksmd
+from .swap import CpuFbatches
 from .memory import PhysicalMemory
 from .mm import MM, AnonVma, Process, dup_mmap
 from .pagetable import pte_pfn, pte_present
 from .sysfs import ProcFs, SysFs
 from .versions import profile as kernel_profile
+
+
+# Events kept in Machine.events.history by default: about 20 MB of events, the
+# last ~1.5 full scans of a 65,536-page working set.
+EVENT_LIMIT = 100_000
 
 
 def _require_int(name: str, value, accepted: str = "an int") -> None:
@@ -28,7 +34,8 @@ class Machine:
     """One Linux box: ``spawn`` processes, drive ``ksmd``, read ``sysfs``/``procfs``."""
 
     def __init__(self, kernel: str = "6.18", *, page_size: int = 4096, numa_nodes: int = 1,
-                 pages_per_node: int | None = None, events: bool = True):
+                 pages_per_node: int | None = None, events: bool = True,
+                 event_limit: int | None = EVENT_LIMIT, event_sink=None):
         _require_int("page_size", page_size)
         if page_size < 64 or page_size & (page_size - 1):
             raise ValueError(f"page_size must be a power of two >= 64, not {page_size!r}")
@@ -41,6 +48,12 @@ class Machine:
                 raise ValueError(f"pages_per_node must be >= 0 or None, not {pages_per_node!r}")
         if not isinstance(events, bool):
             raise TypeError(f"events must be True or False, not {events!r}")
+        if event_limit is not None:
+            _require_int("event_limit", event_limit, "an int or None (unbounded)")
+            if event_limit < 0:
+                raise ValueError(f"event_limit must be >= 0 or None, not {event_limit!r}")
+        if event_sink is not None and not callable(event_sink):
+            raise TypeError(f"event_sink must be callable or None, not {event_sink!r}")
         self.profile = kernel_profile(kernel)
         self.kernel = self.profile.version
         self.page_size = page_size
@@ -55,8 +68,15 @@ class Machine:
         # know that the pages it remembered for its nodes are still the mapped ones.
         self.mapping_seq = 0
         self.vmstat = Counter(cow_ksm=0, ksm_swpin_copy=0)
-        self.events = EventLog(enabled=events)
+        # A ring of the newest event_limit events (collections.deque(maxlen)): a long
+        # run with events on keeps constant memory.  event_sink, if given, sees every
+        # event as it is emitted (to a file, a counter...); the ring is kept as well
+        # (event_limit=0 keeps none).
+        self.events = EventLog(enabled=events, maxlen=event_limit)
+        if event_sink is not None:
+            self.events.subscribe(event_sink)
         self.memory = PhysicalMemory(self, page_size, numa_nodes, pages_per_node)
+        self.cpu_fbatches = CpuFbatches(self)     # mm/swap.c per-CPU lru_add batches
         self.processes: dict[int, Process] = {}
         self._next_pid = 1000
         self._anon_vma_ids = 0
@@ -144,6 +164,7 @@ class Machine:
         self.mapping_seq += 1
         self.ksm.ksm_exit(mm)
         mm.notifiers.release()
+        self.cpu_fbatches.lru_add_drain()             # exit_mmap(): lru_add_drain()
         for v in list(mm.vmas):
             mm.zap_range(v.start, v.end, "exit_mmap")
         for v in mm.vmas:

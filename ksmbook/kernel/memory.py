@@ -17,9 +17,10 @@ PG_zero = 1 << 2          # the shared zero page (is_zero_pfn)
 PG_table = 1 << 3         # a page-table page (PageTable)
 PG_shmem = 1 << 4         # backs a MAP_SHARED anonymous mapping (shmem)
 PG_anon_exclusive = 1 << 5  # PageAnonExclusive(): known to be mapped by one process only
+PG_lru_batch = 1 << 6      # in a per-CPU lru_add folio_batch: one more reference (swap.py)
 
 FLAG_NAMES = {PG_anon: "anon", PG_ksm: "ksm", PG_zero: "zero", PG_table: "table",
-              PG_shmem: "shmem", PG_anon_exclusive: "exclusive"}
+              PG_shmem: "shmem", PG_anon_exclusive: "exclusive", PG_lru_batch: "lru_batch"}
 
 #: pfns of node n start at n * NODE_PFN_SPAN (pfn_to_nid() is a division)
 NODE_PFN_SPAN = 1 << 20

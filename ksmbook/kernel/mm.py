@@ -56,6 +56,7 @@ class ShmemObject:
             page = memory.alloc_page(nid, purpose="shmem")   # the page cache's reference
             page.flags |= PG_shmem
             self.pages[pgoff] = page
+            memory.machine.cpu_fbatches.folio_add_lru(page)   # shmem_alloc_and_add_folio()
         return page
 
     def put(self, memory) -> None:
@@ -276,6 +277,7 @@ class MM:
                                             "zap: invalidate_range_start/end (all eras)")
 
     def remove_vmas(self, start: int, end: int, site: str) -> None:
+        self.machine.cpu_fbatches.lru_add_drain()     # unmap_region(): lru_add_drain()
         self.zap_range(start, end, site)
         for v in self.isolate(start, end):
             self.vmas.remove(v)
@@ -401,6 +403,7 @@ class Process:
         runs = self.mm.mapped_runs(start, end)
         for s, e in runs:          # holes are skipped, not fatal: -ENOMEM comes after
             if advice == MADV_DONTNEED:
+                self.machine.cpu_fbatches.lru_add_drain()    # zap_page_range_single()
                 self.mm.zap_range(s, e, "madvise_dontneed")
             else:
                 self.machine.ksm.ksm_madvise(self.mm, s, e, advice)

@@ -335,6 +335,28 @@ class Ksmd:
         return done
 
 
+    def one_batch(self, pages: int) -> None:
+        """One ksm_do_scan(pages) batch: pages_to_scan=pages, run=1, wait for ksmd's
+        next sleep in ksm_scan_thread (the timed wait after the batch, or the idle
+        wait if its mm list is empty), run=0, one toggle, idle again."""
+        self.wait_idle()
+        _, _, vcs = self.observe()
+        write_knob("pages_to_scan", pages)
+        write_knob("run", 1)
+
+        def asleep(state, top, v):
+            if state != "S" or v == vcs or not top.startswith("ksm_scan_thread+"):
+                return None
+            return "idle" if top == self.idle_site else "timed"
+        try:
+            self._wait(f"one batch of {pages} pages", asleep)
+        finally:
+            write_knob("run", 0)
+            self.toggle_sleep()
+            self.wait_idle()
+            write_knob("pages_to_scan", SCAN_BATCH)
+
+
 def full_scans() -> int:
     return int(read_knob("full_scans"))
 
@@ -664,6 +686,10 @@ class LiveRun:
 
     def do_run(self, s):
         write_knob("run", s.value)
+
+    def do_batch(self, s):
+        self.ksmd.ensure_scan_knobs(self.max_pages)
+        self.ksmd.one_batch(s.pages)
 
 
 #: The live runner's handler per step (import fails if a declared step has none).

@@ -369,6 +369,21 @@ class Run(Step):
             raise ScenarioError(f"{self.describe()}: value must be 0 or 2 (use scans(n) to run ksmd)")
 
 
+@step
+@dataclass(frozen=True)
+class Batch(Step):
+    """One ksmd batch of ``pages`` pages (ksm_do_scan with pages_to_scan=pages), then
+    ksmd stopped (run=0) wherever the cursor is: a full scan may be left half done,
+    so that writes, COW, fork and faults can be placed *inside* a full scan (after
+    its lru_add_drain_all()).  The next ``scans(n)`` finishes that scan first."""
+    op: ClassVar[str] = "batch"
+    pages: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.pages, int) and self.pages >= 1):
+            raise ScenarioError(f"{self.describe()}: pages must be an int >= 1")
+
+
 # The contract names: lower-case constructors, e.g. ``fill("vm1", "buf", 0, 2, 0x2a)``.
 spawn = Spawn
 mmap = Mmap
@@ -384,6 +399,7 @@ fork = Fork
 exit = Exit  # noqa: A001 - the contract name
 knob = Knob
 scans = Scans
+batch = Batch
 run = Run
 
 def step_from_dict(d: dict) -> Step:
@@ -512,6 +528,9 @@ class _Checker:
         pass
 
     def on_run(self, i, s):
+        pass
+
+    def on_batch(self, i, s):
         pass
 
 
@@ -805,6 +824,18 @@ class _SimRunner:
 
     def do_run(self, s):
         self.write_sysfs("run", s.value)
+
+    def do_batch(self, s):
+        ksm = self.m.ksm
+        saved = ksm.pages_to_scan
+        self.write_sysfs("run", 1)
+        try:
+            ksm.pages_to_scan = s.pages
+            if self.m.ksmd.should_run():
+                self.m.ksmd._batch(s.pages)     # ksm_scan_thread(): one ksm_do_scan()
+        finally:
+            ksm.pages_to_scan = saved
+            self.write_sysfs("run", 0)
 
     def run(self) -> list[Snapshot]:
         snaps = []

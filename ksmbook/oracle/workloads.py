@@ -6,7 +6,7 @@ did with it.
 """
 from __future__ import annotations
 
-from .scenario import (SCENARIOS, Scenario, exit, fill, fork, knob, madvise, mmap,
+from .scenario import (SCENARIOS, Scenario, batch, exit, fill, fork, knob, madvise, mmap,
                        mprotect, poke, prctl_merge, register, run, scans, spawn,
                        touch_read, unique)
 
@@ -591,3 +591,59 @@ def random_scenario_with_knobs(seed: int, steps: int = 25, max_pages: int = 8) -
     preset = RANDOM_KNOB_PRESETS[seed % len(RANDOM_KNOB_PRESETS)]
     knobs = ", ".join(s.describe() for s in preset)
     return Scenario(base.name, f"{base.description} after [{knobs}]", (*preset, *base.steps))
+
+
+# --------------------------------------------------------------------------
+# Transient references: pages faulted or COWed inside a full scan
+# --------------------------------------------------------------------------
+# A fresh folio sits in a per-CPU lru_add batch (mm/swap.c, one reference) until
+# the batch fills (31 folios) or is drained; ksmd drains every CPU only when a new
+# full scan starts.  write_protect_page() counts that reference, so a page faulted
+# or COWed after the drain cannot merge before the next full scan.  batch(1) starts
+# a full scan (and its drain) and stops after one page.
+
+cow_same_content_mid_scan = register(Scenario(
+    "cow_same_content_mid_scan",
+    "Four pages of 0x5a merge (1 shared, 3 sharing).  A new full scan starts and "
+    "stops after one page; then page 2 is rewritten with the same byte: COW gives "
+    "it a fresh folio with the same checksum, but that folio is still in the CPU's "
+    "LRU batch, so when ksmd reaches it in this scan write_protect_page() refuses "
+    "it (it goes to the unstable tree: pages_unshared=1).  The next full scan "
+    "drains the batch first and merges it again.",
+    [spawn("a"), mmap("a", "r", 4), fill("a", "r", 0, 4, 0x5A), madvise("a", "r", 0, 4, M),
+     scans(2), batch(1), fill("a", "r", 2, 1, 0x5A), batch(8), scans(1), scans(1)]))
+
+fork_cow_mid_scan = register(Scenario(
+    "fork_cow_mid_scan",
+    "Two pages of 0x31 and two distinct pages, scanned twice (merged pair).  A "
+    "full scan starts; a fork shares every page; the child rewrites its copy of a "
+    "distinct page and of a merged page with the same bytes (COW, fresh folios in "
+    "the LRU batch), the parent rewrites a distinct page (COW too: the page is "
+    "shared with the child).  None of the three can merge before the next full "
+    "scan; the scans after show when each does.",
+    [spawn("a"), mmap("a", "r", 4), fill("a", "r", 0, 2, 0x31), unique("a", "r", 2, 2, 7),
+     madvise("a", "r", 0, 4, M), scans(2), batch(1), fork("a", "b"),
+     fill("b", "r", 1, 1, 0x31), fill("b", "r", 0, 1, 0x31), unique("a", "r", 3, 1, 7),
+     batch(16), scans(1), scans(1), scans(1)]))
+
+zero_fault_mid_scan = register(Scenario(
+    "zero_fault_mid_scan",
+    "use_zero_pages=1.  Pages read-faulted onto the zero page and pages written "
+    "with zeros; a full scan starts, then the zero-page mappings are written "
+    "with zeros (wp_page_copy: fresh folios, in the LRU batch) and a DONTNEED'd "
+    "page is faulted back with its old content.  The batch's reference keeps "
+    "each from merging (with the zero page or the stable tree) in this scan.",
+    [knob("use_zero_pages", 1), spawn("a"), mmap("a", "r", 6), touch_read("a", "r", 0, 2),
+     fill("a", "r", 2, 2, 0), fill("a", "r", 4, 2, 0x44), madvise("a", "r", 0, 6, M),
+     scans(2), batch(1), fill("a", "r", 0, 2, 0), madvise("a", "r", 5, 1, "MADV_DONTNEED"),
+     fill("a", "r", 5, 1, 0x44), batch(16), scans(1), scans(1)]))
+
+lru_batch_fills_at_31 = register(Scenario(
+    "lru_batch_fills_at_31",
+    "40 pages of 0x66 merge into one KSM page.  A full scan starts and stops after "
+    "one page; then all 40 are rewritten with the same byte (40 COWs).  The LRU "
+    "batch holds 31 folios (FOLIO_BATCH_SIZE): the 31st add moves the first 31 to "
+    "the LRU, so those can merge again in this scan, while the last 9 wait for "
+    "the next full scan's drain.",
+    [spawn("a"), mmap("a", "r", 40), fill("a", "r", 0, 40, 0x66), madvise("a", "r", 0, 40, M),
+     scans(2), batch(1), fill("a", "r", 0, 40, 0x66), batch(64), scans(1), scans(1)]))

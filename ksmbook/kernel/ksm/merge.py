@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from ..fault import (FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, handle_mm_fault,
                      is_ksm_zero_pte)
-from ..memory import PG_anon, PG_anon_exclusive, PG_ksm
+from ..memory import PG_anon, PG_anon_exclusive, PG_ksm, PG_lru_batch
 from ..mmu_notifier import pte_notify_bracket, ptep_clear_flush, set_pte_at, set_pte_at_notify
+from ..swap import folio_ref_count
 from ..pagetable import (_PAGE_PROTNONE, mk_pte, pte_dirty, pte_mkclean, pte_pfn, pte_present,
                          pte_special, pte_write, pte_wrprotect)
 
@@ -57,14 +58,18 @@ class MergeMixin:
             anon_exclusive = page.flags & PG_anon_exclusive
             if pte_write(entry) or pte_dirty(entry) or anon_exclusive:
                 entry = ptep_clear_flush(mm, address, site)
-                if page.mapcount != page.refcount:
+                # folio_mapcount + 1 + swapcache != folio_ref_count: a per-CPU
+                # lru_add batch's reference (kernel/swap.py) counts here too
+                if page.mapcount != folio_ref_count(page):
                     # 2.6.32-2.6.34 restored the PTE with set_pte_at_notify (Robin
                     # Holt's 2010 patch made it set_pte_at): KVM zapped its spte
                     restore = set_pte_at_notify if self.profile.ksm_wp_restore_notifies \
                         else set_pte_at
                     restore(mm, address, entry, site)
                     self._emit("merge_failed", page, address, page.pfn,
-                               f"refcount {page.refcount} != mapcount {page.mapcount}: pinned")
+                               f"refcount {folio_ref_count(page)} != mapcount {page.mapcount}: "
+                               + ("in a per-CPU LRU batch" if page.flags & PG_lru_batch
+                                  else "pinned"))
                     return None
                 page.flags &= ~PG_anon_exclusive      # folio_try_share_anon_rmap_pte()
                 entry = pte_wrprotect(pte_mkclean(entry))

@@ -118,6 +118,10 @@ class ScanMixin:
         slot = scan.mm_slot
         if slot is head:
             self.advisor_start_scan()
+            # "A number of pages can hang around indefinitely in per-cpu LRU cache,
+            # raised page count preventing write_protect_page from merging them":
+            # drained once per full scan, not per batch (kernel/swap.py)
+            self.machine.cpu_fbatches.lru_add_drain_all()
             self.unstable_tree_reset()
             self._emit("scan_start", None, 0, 0, f"full scan #{scan.seqnr}: unstable tree reset")
             slot = head.next
