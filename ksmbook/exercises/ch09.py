@@ -6,8 +6,8 @@ import ksmbook
 from ..oracle import sidebyside as sb
 from ..oracle.scenario import COUNTERS, unique_page_bytes
 from .base import Exercise, as_int, as_ints
+from ..uapi import KSM_SYSFS
 
-KSM = "/sys/kernel/mm/ksm"
 
 
 class FirstSharing(Exercise):
@@ -134,8 +134,8 @@ class BatchBoundary(Exercise):
         addr = p.mmap(n * m.page_size)
         p.write(addr, b"".join(unique_page_bytes(1, i, m.page_size) for i in range(n)))
         p.madvise(addr, n * m.page_size, ksmbook.MADV_MERGEABLE)
-        m.sysfs.write(f"{KSM}/pages_to_scan", str(self.p["pages_to_scan"]))
-        m.sysfs.write(f"{KSM}/run", "1")
+        m.sysfs.write(f"{KSM_SYSFS}/pages_to_scan", str(self.p["pages_to_scan"]))
+        m.sysfs.write(f"{KSM_SYSFS}/run", "1")
         batches = []
         while not batches or batches[-1][1] == 0:
             before = m.ksm.stats()["pages_scanned"]

@@ -143,6 +143,14 @@ class Kvm:
         """
         m = self.machine
         ps = m.page_size
+        from .mm import Process, check_int
+        if not isinstance(process, Process):
+            raise TypeError(f"create_vm: process must be a Process, not {type(process).__name__}")
+        if process.machine is not m:
+            # /dev/kvm belongs to one kernel: a VM maps the memory of that kernel's processes
+            raise ValueError(f"create_vm: process {process.pid} belongs to another Machine")
+        check_int("addr", addr, "create_vm")
+        check_int("length", length, "create_vm")
         if not process.alive:
             raise kernel_error(errno.ESRCH, f"create_vm: process {process.pid} has exited")
         if not isinstance(addr, int) or not isinstance(length, int) or addr % ps or \
@@ -257,7 +265,10 @@ class VM:
 
     # --- the guest ---
     def _chunks(self, gpa: int, n: int):
-        if not isinstance(gpa, int) or gpa < 0 or n < 0:
+        from .mm import check_int
+        check_int("gpa", gpa, "guest access")
+        check_int("length", n, "guest access")
+        if gpa < 0 or n < 0:
             raise ValueError(f"bad guest access at {gpa!r}, length {n!r}")
         self.gpa_to_hva(gpa)
         if n:
@@ -269,6 +280,12 @@ class VM:
             yield pos >> self.page_shift, pos % ps, chunk
             pos += chunk
 
+    def _reserve(self, chunks, write: bool) -> None:
+        """ENOMEM before the first EPT fault if the host faults cannot all finish, so a
+        failed guest access leaves no frame behind (host memory is the process's)."""
+        self.process.reserve_pages([self.gpa_to_hva(gfn << self.page_shift)
+                                    for gfn, _off, _chunk in chunks], write)
+
     def _check_live(self) -> None:
         if self.released:
             raise kernel_error(errno.EFAULT, f"VM {self.id}: its mm has exited (released)")
@@ -278,7 +295,9 @@ class VM:
         self._check_live()
         out = bytearray()
         total_exits = total_ns = 0
-        for gfn, off, chunk in list(self._chunks(gpa, n)):
+        chunks = list(self._chunks(gpa, n))
+        self._reserve(chunks, write=False)
+        for gfn, off, chunk in chunks:
             spte, exits, ns = self._access(gfn, write=False)
             out += self.machine.memory.pfn_to_page(spte.pfn).data[off:off + chunk]
             total_exits += exits
@@ -289,10 +308,14 @@ class VM:
     def guest_write(self, gpa: int, data) -> int:
         """The guest writes ``data`` at guest-physical ``gpa``; returns simulated ns."""
         self._check_live()
+        if isinstance(data, (str, int)):
+            raise TypeError(f"guest_write: data must be bytes-like, not {type(data).__name__}")
         data = bytes(data)
+        chunks = list(self._chunks(gpa, len(data)))
+        self._reserve(chunks, write=True)
         self.machine.ksm.page_write_barrier()     # page bytes change below
         total_exits = total_ns = pos = 0
-        for gfn, off, chunk in list(self._chunks(gpa, len(data))):
+        for gfn, off, chunk in chunks:
             spte, exits, ns = self._access(gfn, write=True)
             self.machine.memory.pfn_to_page(spte.pfn).data[off:off + chunk] = \
                 data[pos:pos + chunk]

@@ -1,9 +1,12 @@
 """Address spaces: mm_struct, VMAs, and the system calls that change them.
 
 mmap/munmap/mprotect/madvise/prctl, read/write through the fault path, fork with
-copy-on-write, and exit.  Every call checks its arguments completely before it
-changes anything, so a failing call leaves the machine exactly as it was (the kernel
-can half-apply a madvise or a partial write; the book prefers clean errors).
+copy-on-write, and exit.  Every call checks its arguments (alignment, flags,
+lengths) before it changes anything, and a refused call leaves the machine as it
+was.  Where Linux itself half-applies, so does ksmbook: madvise() over a hole
+advises every mapped piece and then fails with ENOMEM (madvise_walk_vmas()), and
+mprotect() over a hole changes the mapped part before the hole and then fails
+(do_mprotect_pkey(), both 6.18; see :meth:`MM.mapped_runs`).
 """
 from __future__ import annotations
 
@@ -19,13 +22,10 @@ from .mmu_notifier import MmuNotifierSubscriptions, set_pte_at
 from .pagetable import (PageTables, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, pte_pfn, pte_present,
                         pte_special, pte_write, pte_wrprotect)
 
-PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
-MAP_SHARED, MAP_PRIVATE = 0x01, 0x02
-MADV_DONTNEED = 4
-MADV_MERGEABLE = 12
-MADV_UNMERGEABLE = 13
-PR_SET_MEMORY_MERGE = 67
-PR_GET_MEMORY_MERGE = 68
+# The ABI numbers live in ksmbook/uapi.py (one home for the simulator and the oracle).
+from ..uapi import (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MAP_PRIVATE,  # noqa: E402,F401
+                    MAP_SHARED, PR_GET_MEMORY_MERGE, PR_SET_MEMORY_MERGE, PROT_EXEC, PROT_NONE,
+                    PROT_READ, PROT_WRITE)
 
 # mm->flags
 MMF_VM_MERGEABLE = 1 << 16
@@ -286,6 +286,13 @@ class MM:
         self.pagetables.free_empty_tables(lambda s, e: bool(self.vmas_in(s, e)))
 
 
+def check_int(name: str, value, what: str, allow_bool: bool = False) -> None:
+    """TypeError naming the argument: syscall arguments are integers (a bool is a
+    mistake, except where the kernel reads a flag, e.g. prctl's arg2)."""
+    if not isinstance(value, int) or (isinstance(value, bool) and not allow_bool):
+        raise TypeError(f"{what}: {name} must be an int, not {type(value).__name__}")
+
+
 class Process:
     """A user process: the public face of an mm (ksmbook's ``p``)."""
 
@@ -308,35 +315,64 @@ class Process:
                     allow_empty: bool = False) -> tuple[int, int]:
         """Validate addr/length as the kernel does: aligned start, length rounded up.
 
-        ``allow_empty``: mprotect and madvise return 0 for an aligned empty range
-        (do_mprotect_pkey's "if (!len) return 0"); munmap refuses it with EINVAL.
+        Arguments are unsigned longs in the kernel, so a negative length is a huge one;
+        the errno for each shape follows the syscall (checked on Linux 6.18 by
+        tests/unit/test_bad_input_fuzz.py):
+        - munmap (__vm_munmap/do_vmi_munmap): EINVAL for unaligned, empty, or past TASK_SIZE;
+        - mprotect (do_mprotect_pkey): EINVAL unaligned, 0 for len 0, ENOMEM if
+          start + PAGE_ALIGN(len) wraps or leaves the mapped address space;
+        - madvise (do_madvise): EINVAL unaligned, EINVAL if PAGE_ALIGN(len) wraps to 0 or
+          start + len wraps, 0 for len 0, ENOMEM for an unmapped range.
         """
         self._check_alive()
+        check_int("addr", addr, what)
+        check_int("length", length, what)
         ps = self.machine.page_size
-        if not isinstance(addr, int) or not isinstance(length, int):
-            raise einval(f"{what}: address and length must be integers")
-        if allow_empty and length == 0 and addr % ps == 0 and addr >= 0:
-            return addr, addr
-        if addr % ps or length <= 0 or addr < 0:
-            raise einval(f"{what}: address {addr:#x} not page-aligned or length {length} <= 0")
-        end = addr + ((length + ps - 1) // ps) * ps
-        if end > self.machine.task_size:
-            raise einval(f"{what}: range beyond TASK_SIZE")
-        return addr, end
+        task = self.machine.task_size
+        ulong = (1 << 64) - 1
+        start, len_in = addr & ulong, length & ulong
+        if start % ps:
+            raise einval(f"{what}: address {addr:#x} is not page-aligned")
+        len_al = (len_in + ps - 1) & ~(ps - 1) & ulong
+        if what == "munmap":
+            if start > task or len_in > task - start or len_al == 0:
+                raise einval(f"{what}: length {length} is 0 or the range leaves TASK_SIZE")
+            return start, start + len_al
+        if len_in == 0 and allow_empty:
+            return start, start
+        if what == "madvise":
+            if len_al == 0 or start + len_al > ulong:
+                raise einval(f"{what}: start + length {length} overflows")
+        elif len_al == 0 or start + len_al > ulong:
+            raise kernel_error(errno.ENOMEM, f"{what}: start + length {length} overflows")
+        end = start + len_al
+        if end > task:
+            raise kernel_error(errno.ENOMEM, f"{what}: range [{start:#x}, {end:#x}) is not mapped")
+        return start, end
 
     # --- system calls ---
     def mmap(self, length: int, prot: int = PROT_READ | PROT_WRITE, *, shared: bool = False,
              node: int | None = None) -> int:
         """mmap(NULL, length, prot, MAP_ANONYMOUS|MAP_PRIVATE or MAP_SHARED, -1, 0)."""
         self._check_alive()
-        if not isinstance(length, int) or length <= 0:
-            raise einval(f"mmap: length {length!r}")
+        check_int("length", length, "mmap")
+        check_int("prot", prot, "mmap")
+        if not isinstance(shared, bool):
+            raise TypeError(f"mmap: shared must be True or False, not {type(shared).__name__}")
+        if node is not None:
+            check_int("node", node, "mmap")
+        if length == 0:                                   # do_mmap(): "if (!len) return -EINVAL"
+            raise einval("mmap: length is 0")
+        ps = self.machine.page_size
+        length &= (1 << 64) - 1                           # size_t: -1 is 2^64-1
+        length = ((length + ps - 1) // ps) * ps
+        if length >= 1 << 64 or length > self.machine.task_size:
+            # PAGE_ALIGN() wrapped to 0 or more than TASK_SIZE: ENOMEM (get_unmapped_area)
+            raise kernel_error(errno.ENOMEM, f"mmap: length {length:#x} exceeds TASK_SIZE")
         if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
-            raise einval(f"mmap: prot {prot:#x}")
+            raise einval(f"mmap: prot {prot:#x} (ksmbook models PROT_READ|PROT_WRITE|PROT_EXEC)")
         if node is not None and not 0 <= node < self.machine.numa_nodes:
             raise einval(f"mmap: no NUMA node {node}")
-        ps = self.machine.page_size
-        length = ((length + ps - 1) // ps) * ps
         start = self.machine.get_unmapped_area(self.mm, length)
         flags = prot_to_vm_flags(prot)
         shmem = None
@@ -355,6 +391,7 @@ class Process:
 
     def mprotect(self, addr: int, length: int, prot: int) -> None:
         """mprotect(): PROT_NONE, PROT_READ or PROT_READ|PROT_WRITE on whole pages."""
+        check_int("prot", prot, "mprotect")
         start, end = self._page_range(addr, length, "mprotect", allow_empty=True)
         if start == end:
             return
@@ -395,9 +432,13 @@ class Process:
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
         """madvise(): MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE."""
-        start, end = self._page_range(addr, length, "madvise", allow_empty=True)
+        self._check_alive()
+        check_int("advice", advice, "madvise")
         if advice not in (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE):
-            raise einval(f"madvise: advice {advice}")
+            # madvise_behavior_valid() comes first in do_madvise()
+            raise einval(f"madvise: advice {advice} (ksmbook models MADV_DONTNEED, "
+                         "MADV_MERGEABLE, MADV_UNMERGEABLE)")
+        start, end = self._page_range(addr, length, "madvise", allow_empty=True)
         if start == end:
             return
         runs = self.mm.mapped_runs(start, end)
@@ -414,6 +455,9 @@ class Process:
               arg5: int = 0) -> int:
         """prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE) — 6.4+."""
         self._check_alive()
+        for name, value in (("option", option), ("arg2", arg2), ("arg3", arg3), ("arg4", arg4),
+                            ("arg5", arg5)):
+            check_int(name, value, "prctl", allow_bool=name != "option")
         if option not in (PR_SET_MEMORY_MERGE, PR_GET_MEMORY_MERGE) or \
                 not self.machine.profile.prctl_memory_merge:
             raise einval(f"prctl: option {option}")
@@ -432,7 +476,8 @@ class Process:
     # --- memory access ---
     def _check_access(self, addr: int, n: int, write: bool) -> None:
         self._check_alive()
-        if not isinstance(addr, int) or addr < 0:
+        check_int("addr", addr, "write" if write else "read")
+        if addr < 0:
             raise einval(f"bad address {addr!r}")
         access = "write" if write else "read"
         need = VMA.VM_WRITE if write else VMA.VM_READ
@@ -447,7 +492,8 @@ class Process:
 
     def read(self, addr: int, n: int) -> bytes:
         """Read ``n`` bytes; untouched pages read as zeros through the zero page."""
-        if not isinstance(n, int) or n < 0:
+        check_int("n", n, "read")
+        if n < 0:
             raise einval(f"read length {n!r}")
         self._check_access(addr, n, write=False)
         self._reserve_frames(addr, n, write=False)
@@ -464,6 +510,9 @@ class Process:
 
     def write(self, addr: int, data) -> None:
         """Write ``data`` at ``addr``; faults (COW, allocation) happen page by page."""
+        if isinstance(data, (str, int)) or not hasattr(data, "__iter__") and \
+                not hasattr(data, "__buffer__"):
+            raise TypeError(f"write: data must be bytes-like, not {type(data).__name__}")
         data = bytes(data)
         self._check_access(addr, len(data), write=True)
         self._reserve_frames(addr, len(data), write=True)
@@ -481,12 +530,19 @@ class Process:
     def _reserve_frames(self, addr: int, n: int, write: bool) -> None:
         """ENOMEM before the first fault if the access cannot finish: the kernel would
         OOM-kill half-way, ksmbook's errors leave no trace.  Free with unlimited memory."""
+        if n > 0:
+            ps = self.machine.page_size
+            self.reserve_pages(range(addr - addr % ps, addr + n, ps), write)
+
+    def reserve_pages(self, bases, write: bool) -> None:
+        """ENOMEM unless faulting every page in ``bases`` (and its page tables) can finish;
+        also used by KVM's guest accesses, which fault the host mm through hva_to_pfn()."""
         mem = self.machine.memory
-        if mem.pages_per_node is None or n <= 0:
+        if mem.pages_per_node is None:
             return
-        mm, ps = self.mm, self.machine.page_size
+        mm = self.mm
         need, unmapped = Counter(), []
-        for base in range(addr - addr % ps, addr + n, ps):
+        for base in bases:
             vma = mm.find_vma(base)
             if fault_allocates(mm, vma, base, write):
                 need[mm.node_for(vma)] += 1
@@ -508,6 +564,8 @@ class Process:
     def fork(self, name: str | None = None) -> "Process":
         """fork(): dup_mmap() with copy-on-write, then ksm_fork()."""
         self._check_alive()
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"fork: name must be a string or None, not {type(name).__name__}")
         return self.machine._fork(self, name)
 
     def exit(self) -> None:

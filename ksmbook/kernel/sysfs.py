@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import einval, kernel_error
+from ..uapi import KSM_SYSFS
 
-KSM_DIR = "/sys/kernel/mm/ksm"
 UINT_MAX = (1 << 32) - 1
 ULONG_MAX = (1 << 64) - 1
 INT_MAX = (1 << 31) - 1
@@ -239,17 +239,27 @@ class SysFs:
     def __init__(self, machine):
         self.machine = machine
         prof = machine.profile
-        self.files = {f"{KSM_DIR}/{a.name}": a for a in ksm_attributes(machine)
+        self.files = {f"{KSM_SYSFS}/{a.name}": a for a in ksm_attributes(machine)
                       if a.feature is None or getattr(prof, a.feature)}
 
-    def listdir(self, path: str = KSM_DIR) -> list[str]:
-        if path.rstrip("/") != KSM_DIR:
+    def listdir(self, path: str = KSM_SYSFS) -> list[str]:
+        if path.rstrip("/") != KSM_SYSFS:
             raise kernel_error(errno.ENOENT, path)
         return sorted(p.rsplit("/", 1)[1] for p in self.files)
 
     def _attr(self, path: str) -> Attr:
-        attr = self.files.get(path)
-        if attr is None:
+        """Path lookup as the VFS does it: repeated '/' collapse, a trailing '/' on a file
+        is ENOTDIR, a directory is EISDIR, anything else absent ENOENT."""
+        if not isinstance(path, str):
+            raise TypeError(f"sysfs: path must be a string, not {type(path).__name__}")
+        clean = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
+        attr = self.files.get(clean)
+        if attr is not None and path.endswith("/"):
+            raise kernel_error(errno.ENOTDIR, path)
+        if attr is None and path.startswith("/") and any(
+                f.startswith(clean.rstrip("/") + "/") for f in self.files):
+            raise kernel_error(errno.EISDIR, path)
+        if attr is None or not path.startswith("/"):
             raise kernel_error(errno.ENOENT, f"{path} (not in kernel {self.machine.profile.version})")
         return attr
 
@@ -263,6 +273,11 @@ class SysFs:
         attr = self._attr(path)
         if attr.store is None:      # kernfs_fop_open(): no ->write, -EACCES even for root
             raise kernel_error(errno.EACCES, f"{path} is read-only")
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("latin-1")       # write(2) takes bytes as they are
+        elif isinstance(text, bool) or not isinstance(text, (str, int)):
+            raise TypeError(f"sysfs write: value must be a str, bytes or int, "
+                            f"not {type(text).__name__}")
         buf = sysfs_buffer(str(text))
         if buf is not None:
             attr.store(buf)
@@ -278,7 +293,11 @@ class ProcFs:
         self.machine = machine
 
     def read(self, path: str) -> str:
-        parts = path.strip("/").split("/")
+        if not isinstance(path, str):
+            raise TypeError(f"procfs: path must be a string, not {type(path).__name__}")
+        parts = [part for part in path.split("/") if part not in ("", ".")]
+        if not path.startswith("/"):
+            raise kernel_error(errno.ENOENT, path)
         if parts == ["proc", "vmstat"]:
             return "".join(f"{k} {v}\n" for k, v in self.machine.vmstat.items())
         if len(parts) != 3 or parts[0] != "proc":

@@ -33,9 +33,9 @@ from ..kernel.memory import PG_ksm
 from ..kernel.mm import MADV_MERGEABLE
 from ..kernel.mmu_notifier import MmuNotifier
 from ..kernel.pagetable import pte_pfn, pte_present, pte_write
+from ..uapi import KSM_SYSFS
 
 PAGE_SIZE = 4096
-KSM_RUN = "/sys/kernel/mm/ksm/run"
 
 #: the three eras the reader can pick: key -> (kernel version simulated, short label)
 ERAS = {
@@ -173,9 +173,9 @@ class EraStory:
                 else:
                     self.process.write(self.addr + gfn * ps, b"A" * ps)
         elif name == "merge":
-            self.machine.sysfs.write(KSM_RUN, "1")
+            self.machine.sysfs.write(f"{KSM_SYSFS}/run", "1")
             self.machine.ksmd.run_full_scans(2)
-            self.machine.sysfs.write(KSM_RUN, "0")
+            self.machine.sysfs.write(f"{KSM_SYSFS}/run", "0")
         elif name == "read":
             self.vm.guest_read(self.gpa(0), 8)
         elif name == "read gfn 1":

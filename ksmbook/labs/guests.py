@@ -25,8 +25,8 @@ from ..kernel.machine import Machine
 from ..kernel.mm import MADV_MERGEABLE
 from ..kernel.pagetable import pte_pfn, pte_present
 from ._build import page_of, require_counts
+from ..uapi import KSM_SYSFS
 
-KSM = "/sys/kernel/mm/ksm"
 KINDS = ("kernel", "libs", "zero", "private")
 
 
@@ -96,7 +96,7 @@ class Host:
         self.mix, self.image, self.n = mix, image, guests
         self.machine = m = Machine(kernel, page_size=page_size, events=False)
         for name, value in ({"pages_to_scan": 1000, **(knobs or {})}).items():
-            m.sysfs.write(f"{KSM}/{name}", str(value))
+            m.sysfs.write(f"{KSM_SYSFS}/{name}", str(value))
         distros, kaslr = MIXES[mix]["distros"], MIXES[mix]["kaslr"]
         ps = page_size
         self.guests = []          # (process, base address)
@@ -123,7 +123,7 @@ class Host:
             p.write(addr, bytes(data))
             p.madvise(addr, image.pages * ps, MADV_MERGEABLE)
             self.guests.append((p, addr))
-        m.sysfs.write(f"{KSM}/run", "1")
+        m.sysfs.write(f"{KSM_SYSFS}/run", "1")
 
     def merge(self, max_scans: int = 8) -> int:
         """Full scans until a scan merges nothing more (at least 3: merging needs two)."""

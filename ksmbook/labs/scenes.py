@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from ..kernel.machine import Machine
 from ..kernel.mm import MADV_MERGEABLE
+from ..uapi import KSM_SYSFS
 
-KSM = "/sys/kernel/mm/ksm"
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,10 @@ class Scene:
         return c
 
     def knob(self, name: str, value) -> None:
-        self.machine.sysfs.write(f"{KSM}/{name}", str(int(value) if isinstance(value, bool) else value))
+        self.machine.sysfs.write(f"{KSM_SYSFS}/{name}", str(int(value) if isinstance(value, bool) else value))
 
     def stat(self, name: str) -> int:
-        return self.machine.sysfs.read_int(f"{KSM}/{name}")
+        return self.machine.sysfs.read_int(f"{KSM_SYSFS}/{name}")
 
     # --- names ---
     def label(self, pid: int, address: int) -> str | None:

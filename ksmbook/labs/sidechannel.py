@@ -45,9 +45,9 @@ from ..kernel.machine import Machine
 from ..kernel.memory import PG_ksm, PG_zero
 from ..kernel.mm import MADV_MERGEABLE
 from ..kernel.pagetable import pte_pfn, pte_present
+from ..uapi import KSM_SYSFS
 
 PAGE_SIZE = 4096
-KSM = "/sys/kernel/mm/ksm"
 
 DEFENCES = {
     "none": "no defence: KSM merges across VMs",
@@ -218,17 +218,17 @@ def trial(kernel: str = "6.18", defence: str = "none", *, candidates: int = 256,
     hosts = {"victim": _guest(m, "victim-qemu", secrets, zero_pages),
              "attacker": _guest(m, "attacker-qemu", [g for g, _ in guesses], zero_pages)}
     if defence == "zero_only":
-        if "use_zero_pages" in m.sysfs.listdir(KSM):
-            m.sysfs.write(f"{KSM}/use_zero_pages", "1")
+        if "use_zero_pages" in m.sysfs.listdir(KSM_SYSFS):
+            m.sysfs.write(f"{KSM_SYSFS}/use_zero_pages", "1")
         for p, addr, vm, n in hosts.values():
             _madvise_zero_pages(p, vm, addr, n, ps)
     else:
         for p, addr, vm, n in hosts.values():
             p.madvise(addr, n * ps, MADV_MERGEABLE)
     if defence != "ksm_off":
-        m.sysfs.write(f"{KSM}/run", "1")
+        m.sysfs.write(f"{KSM_SYSFS}/run", "1")
         m.ksmd.run_full_scans(scans)
-        m.sysfs.write(f"{KSM}/run", "0")             # no scan runs during the probes
+        m.sysfs.write(f"{KSM_SYSFS}/run", "0")             # no scan runs during the probes
     p, addr, vm, n = hosts["attacker"]
     merged = [_is_merged(m, p, addr + i * ps) for i in range(n)]
     child = p.fork("attacker-qemu-vusion") if defence == "vusion" else None
@@ -314,9 +314,9 @@ def merge_delay(kernel: str = "6.18", *, steady_scans: int = 0, pages: int = 16,
     secrets = [_page(rng, i, ps) for i in range(pages)]
     v, va, _vvm, _n = _guest(m, "victim-qemu", secrets)
     v.madvise(va, pages * ps, MADV_MERGEABLE)
-    if smart_scan is not None and "smart_scan" in m.sysfs.listdir(KSM):
-        m.sysfs.write(f"{KSM}/smart_scan", str(int(smart_scan)))
-    m.sysfs.write(f"{KSM}/run", "1")
+    if smart_scan is not None and "smart_scan" in m.sysfs.listdir(KSM_SYSFS):
+        m.sysfs.write(f"{KSM_SYSFS}/smart_scan", str(int(smart_scan)))
+    m.sysfs.write(f"{KSM_SYSFS}/run", "1")
     m.ksmd.run_full_scans(steady_scans)
     a, aa, _avm, _n = _guest(m, "attacker-qemu", secrets)
     a.madvise(aa, pages * ps, MADV_MERGEABLE)
@@ -346,10 +346,10 @@ def time_to_merge(kernel: str = "6.18", *, victim_pages: int = 500,
     a, aa, _avm, _n = _guest(m, "attacker-qemu", [secret] + [_page(rng, 10_000 + i, ps)
                                                              for i in range(1, attacker_pages)])
     a.madvise(aa, attacker_pages * ps, MADV_MERGEABLE)
-    if "smart_scan" in m.sysfs.listdir(KSM):
-        m.sysfs.write(f"{KSM}/smart_scan", "0")
+    if "smart_scan" in m.sysfs.listdir(KSM_SYSFS):
+        m.sysfs.write(f"{KSM_SYSFS}/smart_scan", "0")
     start, batches = m.clock_ns, m.ksmd.batches
-    m.sysfs.write(f"{KSM}/run", "1")
+    m.sysfs.write(f"{KSM_SYSFS}/run", "1")
     while not _is_merged(m, a, aa):
         m.advance(1)
         if m.clock_ns - start > 600_000_000_000:

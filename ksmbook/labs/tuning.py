@@ -25,8 +25,8 @@ from ..kernel.ksm.ksmd import SCAN_COST_NS
 from ..kernel.machine import Machine
 from ..kernel.mm import MADV_MERGEABLE
 from ._build import page_of, require_counts
+from ..uapi import KSM_SYSFS
 
-KSM = "/sys/kernel/mm/ksm"
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def build(workload: Workload, knobs: dict | None = None, *, kernel: str = "6.18"
     m = Machine(kernel, page_size=page_size, events=False)
     ps = page_size
     for name, value in (knobs or {}).items():
-        m.sysfs.write(f"{KSM}/{name}", str(value))
+        m.sysfs.write(f"{KSM_SYSFS}/{name}", str(value))
     volatile = []
     for i in range(workload.processes):
         p = m.spawn(f"guest{i + 1}")
@@ -122,7 +122,7 @@ def build(workload: Workload, knobs: dict | None = None, *, kernel: str = "6.18"
         p.madvise(addr, per * ps, MADV_MERGEABLE)
         if workload.volatile:
             volatile.append((p, addr + (per - workload.volatile) * ps, workload.volatile))
-    m.sysfs.write(f"{KSM}/run", "1")
+    m.sysfs.write(f"{KSM_SYSFS}/run", "1")
     return m, volatile
 
 

@@ -20,11 +20,13 @@ from pathlib import Path
 
 from ..kernel.sysfs import parse_ksm_stat
 from .scenario import COUNTERS, WRITABLE_KNOBS
+from ..uapi import KSM_SYSFS
 
 __all__ = ["HostFiles", "KSM_DIR", "read_ksm", "read_processes", "host_pids", "ksm_report",
            "ProcessKsm"]
 
-KSM_DIR = "/sys/kernel/mm/ksm"
+#: The old name of :data:`ksmbook.uapi.KSM_SYSFS`, kept for one release.
+KSM_DIR = KSM_SYSFS
 #: The tunables, in the order a report lists them (``run`` first).
 KNOBS = ("run", *WRITABLE_KNOBS)
 
@@ -32,7 +34,7 @@ KNOBS = ("run", *WRITABLE_KNOBS)
 class HostFiles:
     """This machine's /sys and /proc with the simulator's ``listdir``/``read`` calls."""
 
-    def listdir(self, path: str = KSM_DIR) -> list[str]:
+    def listdir(self, path: str = KSM_SYSFS) -> list[str]:
         return sorted(os.listdir(path))
 
     def read(self, path: str) -> str:
@@ -54,7 +56,7 @@ def read_ksm(files) -> dict:
 
     Raises FileNotFoundError when the kernel has no KSM (CONFIG_KSM=n).
     """
-    return {name: _value(name, files.read(f"{KSM_DIR}/{name}")) for name in files.listdir(KSM_DIR)}
+    return {name: _value(name, files.read(f"{KSM_SYSFS}/{name}")) for name in files.listdir(KSM_SYSFS)}
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ import json
 import os
 import platform
 from pathlib import Path
+from ..uapi import KSM_SYSFS
 
 __all__ = ["INPUTS", "BASE", "READ_ONLY", "replay_live", "replay_simulator", "record"]
 
-KSM_DIR = Path("/sys/kernel/mm/ksm")
+KSM_DIR = Path(KSM_SYSFS)
 
 U32, U64 = 1 << 32, 1 << 64
 #: Numbers and non-numbers every numeric knob gets.
@@ -155,7 +156,7 @@ def replay_simulator(knobs=None, machine=None) -> dict:
     from ..kernel.machine import Machine
     m = machine or Machine()
     fs = m.sysfs
-    d = "/sys/kernel/mm/ksm"
+    d = KSM_SYSFS
     out: dict = {"knobs": {}, "read_only": []}
     present = set(fs.listdir())
     for name in knobs or INPUTS:

@@ -68,38 +68,29 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ..kernel.errors import SegmentationFault
+from ..uapi import KSM_SYSFS, MADV_BY_NAME, PROT_BY_NAME, TUNABLE_DEFAULTS
 from .scenario import (DELTA_COUNTERS, WRITABLE_KNOBS, Scenario, Snapshot, Step,
                        error_name, handlers, make_snapshot, parse_ksm_stat)
 
 __all__ = ["available", "run_live", "LiveRun", "LiveUnavailable", "KsmBusy",
            "ProtocolError", "worker_binary", "DEFAULT_TUNABLES"]
 
-KSM_DIR = Path("/sys/kernel/mm/ksm")
+KSM_DIR = Path(KSM_SYSFS)
 
 #: Kernel defaults (6.18) written at scenario start, so every run starts from
 #: the state a freshly booted kernel (and a fresh simulator) has.
-DEFAULT_TUNABLES = {
-    "max_page_sharing": "256",
-    "use_zero_pages": "0",
-    "merge_across_nodes": "1",
-    "smart_scan": "1",
-    "stable_node_chains_prune_millisecs": "2000",
-    "advisor_mode": "none",
-    "advisor_max_cpu": "70",
-    "advisor_min_pages_to_scan": "500",
-    "advisor_max_pages_to_scan": "30000",
-    "advisor_target_scan_time": "200",
-}
 #: Knobs the runner owns during a scenario (see the module docstring).
 OWNED_KNOBS = ("pages_to_scan", "sleep_millisecs")
+DEFAULT_TUNABLES = {k: v for k, v in TUNABLE_DEFAULTS.items() if k not in OWNED_KNOBS}
 #: One batch = one full scan when pages_to_scan exceeds every scenario page.
 SCAN_BATCH = 1 << 30
 #: ksmd's timed sleep; toggling between the two values is the wake-up.
 SLEEP_VALUES = ("600000", "600001")
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "ksmbook-live.lock"
-MADV = {"MADV_MERGEABLE": 12, "MADV_UNMERGEABLE": 13, "MADV_DONTNEED": 4}
-PROT = {"none": 0, "r": 1, "rw": 3}
+MADV = MADV_BY_NAME
+PROT = PROT_BY_NAME
 
 
 class LiveUnavailable(RuntimeError):
@@ -412,7 +403,7 @@ class Worker:
             code = int(words[1])
             raise WorkerError(code, f"{os.strerror(code)} ({text})")
         if words[0] == "sig":
-            raise SegmentationFault(int(words[2]), text)
+            raise SegmentationFault(int(words[2]), "access", f"worker: {text}")
         raise ProtocolError(f"worker {self.name}: bad reply {reply!r}")
 
     def fork(self, child_name: str) -> Worker:
@@ -451,14 +442,6 @@ class Worker:
                 os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ProtocolError):
             _wait_gone(self.pid, 5)
-
-
-class SegmentationFault(Exception):
-    """The worker took SIGSEGV/SIGBUS (``error_name`` maps it to "SIGSEGV")."""
-
-    def __init__(self, address: int, what: str):
-        self.address = address
-        super().__init__(f"SIGSEGV at {address:#x} ({what})")
 
 
 def _wait_gone(pid: int, timeout: float) -> None:

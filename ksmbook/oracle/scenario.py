@@ -52,46 +52,31 @@ import errno as _errno
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, NamedTuple, TypedDict
 
+from ..kernel.errors import SegmentationFault
 from ..kernel.sysfs import parse_ksm_stat
+from ..uapi import (KSM_COUNTERS, KSM_STAT_FIELDS, KSM_SYSFS, KSM_TUNABLES, MADV_BY_NAME,
+                    NEVER_RESET_COUNTERS, PROT_BY_NAME)
 
 __all__ = [
     # every step class and its lower-case contract name join at the end of the module
     "Step", "STEP_TYPES", "step", "step_from_dict",
     "Scenario", "ScenarioError", "Snapshot", "FieldDiff", "SCENARIOS", "register",
-    "COUNTERS", "DELTA_COUNTERS", "KSM_STAT_FIELDS", "WRITABLE_KNOBS",
+    "COUNTERS", "SNAPSHOT_COUNTERS", "DELTA_COUNTERS", "KSM_STAT_FIELDS", "WRITABLE_KNOBS",
     "parse_ksm_stat", "make_snapshot", "diff_snapshots", "diff_traces",
     "run_in_simulator", "unique_page_bytes",
 ]
 
-KSM_SYSFS = "/sys/kernel/mm/ksm"
-
-#: Global counters recorded in every snapshot, in /sys/kernel/mm/ksm order.
-COUNTERS = (
-    "full_scans", "pages_scanned", "pages_shared", "pages_sharing",
-    "pages_unshared", "pages_volatile", "pages_skipped", "stable_node_chains",
-    "stable_node_dups", "ksm_zero_pages", "general_profit",
-)
+#: Every global counter a snapshot records (all of /sys/kernel/mm/ksm's, in its order).
+SNAPSHOT_COUNTERS = KSM_COUNTERS
+COUNTERS = SNAPSHOT_COUNTERS        # the name tests and notebooks import
 #: Counters the kernel never resets (not even run=2): snapshots hold them as
 #: deltas since the scenario started, so two runs can be compared.
-DELTA_COUNTERS = ("pages_scanned", "pages_skipped")
-
-#: Fields of /proc/<pid>/ksm_stat on 6.12+ (6.18 prints all of them), plus the
-#: separate file /proc/<pid>/ksm_merging_pages stored as ``merging_pages_file``.
-KSM_STAT_FIELDS = (
-    "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages",
-    "ksm_process_profit", "ksm_merge_any", "ksm_mergeable",
-)
-
+DELTA_COUNTERS = NEVER_RESET_COUNTERS
 #: Tunables a ``knob`` step may write (``run`` has its own steps).
-WRITABLE_KNOBS = (
-    "pages_to_scan", "sleep_millisecs", "merge_across_nodes", "use_zero_pages",
-    "max_page_sharing", "stable_node_chains_prune_millisecs", "smart_scan",
-    "advisor_mode", "advisor_max_cpu", "advisor_min_pages_to_scan",
-    "advisor_max_pages_to_scan", "advisor_target_scan_time",
-)
+WRITABLE_KNOBS = KSM_TUNABLES
 
-ADVICES = ("MADV_MERGEABLE", "MADV_UNMERGEABLE", "MADV_DONTNEED")
-PROTS = ("none", "r", "rw")
+ADVICES = tuple(MADV_BY_NAME)
+PROTS = tuple(PROT_BY_NAME)
 
 
 class ScenarioError(ValueError):
@@ -644,7 +629,7 @@ def error_name(exc: BaseException) -> str:
     """``"EBUSY"`` for an OSError, ``"SIGSEGV"`` for a segmentation fault."""
     if isinstance(exc, OSError) and exc.errno:
         return _errno.errorcode.get(exc.errno, str(exc.errno))
-    if type(exc).__name__ == "SegmentationFault":
+    if isinstance(exc, SegmentationFault):
         return "SIGSEGV"
     raise exc
 

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 
 from ..cli import SHORT, STAT_SHORT
 from ..oracle.scenario import COUNTERS, KSM_STAT_FIELDS
+from .snapshot import PAGE_COUNTERS
 from ..oracle.sidebyside import ABSENT
 from .style import OKABE_ITO, base_layout
 from .timeline import STYLE
@@ -26,8 +27,6 @@ __all__ = ["PAGE_COUNTERS", "timeline_figure", "grid_figure", "grid_rows", "trac
            "compare_table", "short_op", "compact"]
 
 #: The counters the timeline draws (all in pages; the grid shows every counter).
-PAGE_COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
-                 "ksm_zero_pages", "pages_skipped")
 #: ksm_stat fields the grid always shows per process (others only where they differ).
 GRID_STAT_FIELDS = ("ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages",
                     "ksm_process_profit")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..kernel.fault import is_ksm_zero_pte
+from ..kernel.ksm.structs import stable_node_folio
 from ..kernel.memory import PG_ksm, PG_shmem, PG_table, PG_zero, ZERO_PFN
 from ..kernel.pagetable import (LEVEL_NAMES, PTE_BIT_NAMES, pte_flags_text, pte_pfn,
                                 pte_present, pte_special, pte_write)
@@ -19,8 +20,9 @@ from ..kernel.pagetable import (LEVEL_NAMES, PTE_BIT_NAMES, pte_flags_text, pte_
 ROLES = ("anon", "ksm", "zero", "shmem", "table", "free")
 ROLE_NAMES = {"anon": "anonymous", "ksm": "KSM page", "zero": "zero page",
               "shmem": "shmem (MAP_SHARED)", "table": "page table", "free": "free"}
-#: the sysfs counters the timeline can draw
-COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
+#: the page-counting sysfs counters a timeline or a grid draws (not full_scans,
+#: pages_scanned or the chain counters; compare ksmbook.uapi.KSM_COUNTERS, all of them)
+PAGE_COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
             "ksm_zero_pages", "pages_skipped")
 
 
@@ -247,8 +249,8 @@ def _stable_tree(machine, label) -> tuple:
     out = []
 
     def node_snap(n, parent_key, side, kind):
-        page = mem.pages.get(n.kpfn) if n.kpfn is not None else None
-        alive = page is not None and page.mapping is n
+        page = stable_node_folio(mem.pages, n) if n.kpfn is not None else None
+        alive = page is not None        # ksm_get_folio()'s keyhole check, PG_ksm included
         mappers = tuple(label(i.mm.owner_pid, i.address) for i in n.hlist)
         return TreeNodeSnap(f"s{n.id}", kind, parent_key, side, n.kpfn,
                             content_tag(page.data) if alive else "(stale)",

@@ -11,8 +11,8 @@ import errno
 import html
 
 import ipywidgets as w
+from ..uapi import KSM_SYSFS
 
-KSM = "/sys/kernel/mm/ksm"
 
 #: knob -> (kind, min, max): "slider", "number" (a bounded text box) or "bool" (a toggle)
 KNOBS = {
@@ -34,7 +34,7 @@ class Knobs:
 
     def __init__(self, machine, names=tuple(KNOBS), on_change=None):
         self.machine = machine
-        self.names = tuple(n for n in names if f"{KSM}/{n}" in machine.sysfs.files)
+        self.names = tuple(n for n in names if f"{KSM_SYSFS}/{n}" in machine.sysfs.files)
         self.on_change = on_change
         self.controls: dict = {}
         self.error = ""
@@ -67,7 +67,7 @@ class Knobs:
         self.read_back()
 
     def value(self, name: str) -> int:
-        return self.machine.sysfs.read_int(f"{KSM}/{name}")
+        return self.machine.sysfs.read_int(f"{KSM_SYSFS}/{name}")
 
     def read_back(self) -> None:
         """Show what sysfs holds (after a refused write or a new machine)."""
@@ -88,7 +88,7 @@ class Knobs:
             return
         text = str(int(value))
         try:
-            self.machine.sysfs.write(f"{KSM}/{name}", text)
+            self.machine.sysfs.write(f"{KSM_SYSFS}/{name}", text)
         except OSError as exc:
             self.error = error_text(name, text, exc)
             self.message.value = f"<span style='color:#B00020'>{html.escape(self.error)}</span>"

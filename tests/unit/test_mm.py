@@ -339,7 +339,7 @@ def err(call):
 
 CASES = {
     "mmap length 0": (lambda p, a, s, ro: p.mmap(0), errno.EINVAL),
-    "mmap negative length": (lambda p, a, s, ro: p.mmap(-PS), errno.EINVAL),
+    "mmap negative length": (lambda p, a, s, ro: p.mmap(-PS), errno.ENOMEM),   # size_t: huge
     "mmap bad node": (lambda p, a, s, ro: p.mmap(PS, node=1), errno.EINVAL),
     "munmap unaligned": (lambda p, a, s, ro: p.munmap(a + 1, PS), errno.EINVAL),
     "munmap length 0": (lambda p, a, s, ro: p.munmap(a, 0), errno.EINVAL),

@@ -173,10 +173,16 @@ def test_good_writes_show_what_the_kernel_shows(name, text, shown):
 
 def test_unknown_and_read_only_paths():
     m = Machine()
-    for path in (f"{KSM}/nope", "/sys/kernel/mm/ksm", "/proc/1/ksm_stat"):
+    for path in (f"{KSM}/nope", "/proc/1/ksm_stat", "sys/kernel/mm/ksm/run"):
         with pytest.raises(OSError) as e:
             m.sysfs.read(path)
         assert e.value.errno == errno.ENOENT
+    # read(2) of a directory is EISDIR; a file with a trailing '/' is ENOTDIR (path walk)
+    for path, code in (("/sys/kernel/mm/ksm", errno.EISDIR), (f"{KSM}/run/", errno.ENOTDIR)):
+        with pytest.raises(OSError) as e:
+            m.sysfs.read(path)
+        assert e.value.errno == code
+    assert m.sysfs.read(f"{KSM}//run") == m.sysfs.read(f"{KSM}/run")
     with pytest.raises(OSError) as e:
         m.sysfs.listdir("/sys/kernel/mm")
     assert e.value.errno == errno.ENOENT

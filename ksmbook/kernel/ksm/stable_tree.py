@@ -7,8 +7,8 @@ the page's ``mapping`` to see whether it still points back at the node, and a
 stale node is removed on the spot.
 
 Every page whose checksum held still visits the stable tree once per scan, so
-ksmbook takes two shortcuts here (off with ``Ksm.fastpath = False``; with
-``Ksm.check_fastpath = True`` each use asserts that the kernel's way agrees):
+ksmbook takes two shortcuts here (off with ``Machine(fastpath=False)``; with
+``Machine(check_fastpath=True)`` each use asserts that the kernel's way agrees):
 
 1. stable_node_dup() without pruning is a pure function of the chain's dups (their
    order, pages and rmap_hlist_len) and max_page_sharing, and once it has run it
@@ -34,7 +34,7 @@ from __future__ import annotations
 from ..memory import PG_ksm
 from .rbtree import rb_erase, rb_insert_color, rb_link_node, rb_replace_node
 from .structs import (STABLE_FLAG, STABLE_NODE_CHAIN, STABLE_NODE_DUP_HEAD,
-                      KsmStableNode)
+                      KsmStableNode, stable_node_folio, tree_key)
 
 EBUSY = object()    # ERR_PTR(-EBUSY) stand-in (a folio being migrated; never in ksmbook)
 
@@ -128,8 +128,8 @@ class StableTreeMixin:
 
     def ksm_get_folio(self, node):
         """ksm_get_folio(): the KSM page if it still holds the key, else prune the node."""
-        page = self.memory.pages.get(node.kpfn)
-        if page is not None and page.mapping is node and page.flags & PG_ksm:
+        page = stable_node_folio(self.memory.pages, node)
+        if page is not None:
             return page
         self.remove_node_from_stable_tree(node)
         return None
@@ -195,8 +195,7 @@ class StableTreeMixin:
         pages = self.memory.pages
         first = None
         for dup in chain.hlist:
-            page = pages.get(dup.kpfn)
-            if page is None or page.mapping is not dup or not page.flags & PG_ksm:
+            if stable_node_folio(pages, dup) is None:
                 raise AssertionError(f"{chain!r}: dup {dup!r} went stale under a memo")
             if first is None:
                 first = dup
@@ -235,16 +234,14 @@ class StableTreeMixin:
         """The page a descent compares with at ``top``, if passing ``top`` can change
         nothing: no stale page, and a chain has two or more dups, its best one first."""
         if top.rmap_hlist_len != STABLE_NODE_CHAIN:
-            page = pages.get(top.kpfn)
-            return page if page is not None and page.mapping is top and \
-                page.flags & PG_ksm else None
+            return stable_node_folio(pages, top)
         hlist = top.hlist
         if len(hlist) < 2:
             return None
         found = folio = None
         for dup in hlist:                    # stable_node_dup() without pruning
-            page = pages.get(dup.kpfn)
-            if page is None or page.mapping is not dup or not page.flags & PG_ksm:
+            page = stable_node_folio(pages, dup)
+            if page is None:
                 return None
             if found is None or self.is_page_sharing_candidate(dup):
                 found, folio = dup, page
@@ -256,7 +253,7 @@ class StableTreeMixin:
 
     def _stable_key(self, folio, nid: int) -> int:
         checksum = self.calc_checksum(folio)
-        return checksum | nid << 32 if nid else checksum
+        return tree_key(checksum, nid)
 
     def _stable_index_build(self) -> None:
         """Check every top node and collect the checksums (shortcut 2), or give up."""
@@ -295,7 +292,7 @@ class StableTreeMixin:
                 self._stable_seen_gone == self.memory.ksm_pages_gone and \
                 self.machine.clock_ns // 1_000_000 < self._stable_prune_from + \
                 self.stable_node_chains_prune_millisecs:                 # _keys_hold()
-            if (checksum | nid << 32 if nid else checksum) in keys:
+            if tree_key(checksum, nid) in keys:
                 return False
             if self.check_fastpath:
                 seq = self.stable_seq

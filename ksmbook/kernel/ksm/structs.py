@@ -7,6 +7,8 @@ kernel's.
 """
 from __future__ import annotations
 
+from ..memory import PG_ksm
+
 SEQNR_MASK = 0x0FF        # low bits of ksm_scan.seqnr stamped at unstable insertion
 UNSTABLE_FLAG = 0x100     # is, or was during the last scan, a node of the unstable tree
 STABLE_FLAG = 0x200       # hangs off a stable node's hlist
@@ -14,6 +16,30 @@ STABLE_NODE_CHAIN = -1024  # rmap_hlist_len of a chain
 #: sizeof(struct ksm_rmap_item) on x86-64, used by general_profit and ksm_process_profit
 SIZEOF_KSM_RMAP_ITEM = 64
 STABLE_NODE_DUP_HEAD = "dup"      # stable_node->head of a dup inside a chain
+
+
+def stable_node_folio(pages, node):
+    """The KSM page ``node`` still holds the key to, else None.
+
+    The "keyhole" check of ksm_get_folio() (mm/ksm.c, 6.18): the folio at
+    ``node->kpfn`` is still this node's only if ``folio->mapping`` is the node
+    with PAGE_MAPPING_KSM set; a freed or reused frame fails it, and the caller
+    prunes the stale node.  Every reader of a stable node's page asks here.
+    """
+    page = pages.get(node.kpfn)
+    if page is not None and page.mapping is node and page.flags & PG_ksm:
+        return page
+    return None
+
+
+def tree_key(checksum: int, nid: int) -> int:
+    """The key of the shortcut indexes over a tree's pages: checksum and NUMA node.
+
+    With merge_across_nodes=0 each node has its own trees (root_stable_tree[nid],
+    root_unstable_tree[nid]), so equal content on two nodes must not meet: the
+    node id goes above the 32-bit checksum (calc_checksum() returns u32).
+    """
+    return checksum | nid << 32
 
 
 class KsmRmapItem:

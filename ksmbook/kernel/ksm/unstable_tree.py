@@ -5,7 +5,7 @@ items keep their UNSTABLE_FLAG and old seqnr until revisited).  Its keys are liv
 page contents, so the tree can be inconsistent; KSM accepts that.
 
 Two shortcuts make ksmbook's ksmd fast without changing what it does (both off
-with ``Ksm.fastpath = False``; ``Ksm.check_fastpath = True`` makes every use
+with ``Machine(fastpath=False)``; ``Machine(check_fastpath=True)`` makes every use
 assert that it agrees with the kernel's way):
 
 1. Remembered pages.  The kernel looks each node's page up again
@@ -38,7 +38,7 @@ kernel's own descent.
 from __future__ import annotations
 
 from .rbtree import RbRoot, rb_erase, rb_insert_color, rb_link_node
-from .structs import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG
+from .structs import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, tree_key
 
 
 class UnstableTreeMixin:
@@ -105,8 +105,7 @@ class UnstableTreeMixin:
             if self._unstable_lazy:
                 if self.check_fastpath:
                     return self._unstable_check_lazy(item, page, nid)
-                new = self._unstable_index.get(item.oldchecksum | nid << 32 if nid else
-                                               item.oldchecksum)
+                new = self._unstable_index.get(tree_key(item.oldchecksum, nid))
                 if new is not None and new.tree_data != data:       # a checksum clash
                     new = self._unstable_lookup(item, nid, data)
                 if new is None:
@@ -140,7 +139,7 @@ class UnstableTreeMixin:
         item.nid = nid
         item.tree_data = page.data
         if root is None:
-            key = item.oldchecksum | nid << 32 if nid else item.oldchecksum
+            key = tree_key(item.oldchecksum, nid)
             index = self._unstable_index
             if key in index:
                 self._unstable_index_more.setdefault(key, []).append(item)
@@ -159,7 +158,7 @@ class UnstableTreeMixin:
     def _unstable_lookup(self, item, nid, data):
         """Shortcut 2: the node whose bytes equal ``data``, or None.  The item's
         oldchecksum is the checksum of ``data`` (cmp_and_merge_page just checked)."""
-        key = item.oldchecksum | nid << 32 if nid else item.oldchecksum
+        key = tree_key(item.oldchecksum, nid)
         node = self._unstable_index.get(key)
         if node is None or node.tree_data == data:
             return node
@@ -170,7 +169,7 @@ class UnstableTreeMixin:
 
     def _unstable_unindex(self, item) -> bool:
         """Take ``item`` out of shortcut 2's index; False if it was not there."""
-        key = item.oldchecksum | item.nid << 32 if item.nid else item.oldchecksum
+        key = tree_key(item.oldchecksum, item.nid)
         index, more = self._unstable_index, self._unstable_index_more
         if index.get(key) is item:
             others = more.get(key)
