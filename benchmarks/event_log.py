@@ -55,7 +55,7 @@ def main() -> int:
         out = subprocess.run([sys.executable, __file__, "--child", str(limit)],
                              capture_output=True, text=True, check=True).stdout
         runs[limit] = json.loads(out.strip().splitlines()[-1])
-    print(f"{'scans':>5} | {'ring ' + format(EVENT_LIMIT, ','):>24} | {'unbounded':>24} | emitted")
+    print(f"{'scans':>5} | {'ring ' + format(EVENT_LIMIT, ','):>24} | {'unbounded':>24} | emitted while scanning")
     print(f"{'':>5} | {'RSS MiB':>10} {'kept':>13} | {'RSS MiB':>10} {'kept':>13} |")
     for a, b in zip(runs[EVENT_LIMIT]["rows"], runs[None]["rows"]):
         print(f"{a[0]:>5} | {a[1]:>10.1f} {a[2]:>13,} | {b[1]:>10.1f} {b[2]:>13,} | {a[3]:,}")

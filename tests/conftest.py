@@ -24,5 +24,5 @@ _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                      HealthCheck.data_too_large])
 settings.register_profile("ci", max_examples=200, stateful_step_count=50, **_COMMON)
 settings.register_profile("dev", max_examples=25, stateful_step_count=30, **_COMMON)
-settings.register_profile("thorough", max_examples=1000, stateful_step_count=80, **_COMMON)
+settings.register_profile("thorough", max_examples=1000, stateful_step_count=100, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -102,8 +102,14 @@ class LabServer:
 
 @contextlib.contextmanager
 def jupyter_lab(root_dir: str | os.PathLike, *, python: str | None = None,
-                port: int | None = None, startup_timeout: float = 120.0):
-    """Run a JupyterLab server on 127.0.0.1 rooted at `root_dir`; yield a LabServer."""
+                port: int | None = None, startup_timeout: float = 120.0,
+                windowing_mode: str = "none"):
+    """Run a JupyterLab server on 127.0.0.1 rooted at `root_dir`; yield a LabServer.
+
+    `windowing_mode` is JupyterLab's notebook windowingMode: "none" renders every
+    cell; "full", "defer" and "contentVisibility" render cells (and so widget views)
+    only as they scroll into view, which is what a reader usually has.
+    """
     root_dir = Path(root_dir).resolve()
     python = python or sys.executable
     port = port or free_port()
@@ -112,7 +118,10 @@ def jupyter_lab(root_dir: str | os.PathLike, *, python: str | None = None,
             ("config", "data", "runtime", "settings", "workspaces", "ipython", "checkpoints")}
     for d in dirs.values():
         d.mkdir()
-    for rel, value in LAB_SETTINGS.items():
+    settings = json.loads(json.dumps(LAB_SETTINGS))
+    settings["@jupyterlab/notebook-extension/tracker.jupyterlab-settings"]["windowingMode"] = \
+        windowing_mode
+    for rel, value in settings.items():
         f = dirs["settings"] / rel
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(value))
@@ -265,6 +274,16 @@ _JS_REPORT = """(stderrMime) => {
 }"""
 
 
+def _open(page, lab: LabServer, name: str, ms: int) -> None:
+    """Open notebook `name` in `page` and wait until its kernel is idle."""
+    page.goto(f"{lab.url}/lab/tree/{name}?reset", wait_until="domcontentloaded", timeout=ms)
+    page.wait_for_function(_JS_PANEL, timeout=ms)
+    page.wait_for_function(_JS_READY, timeout=ms)
+    # Give the notebook the whole window: no file browser, no right panel.
+    page.evaluate("() => { const s = window.jupyterapp.shell;"
+                  " s.collapseLeft(); s.collapseRight(); }")
+
+
 def screenshot_notebook(lab: LabServer, name: str, out_png: str | os.PathLike,
                         run_all: bool = True, *, browser=None, width: int = 1280,
                         timeout_s: float = 600.0, settle_ms: int = 1500,
@@ -300,12 +319,7 @@ def screenshot_notebook(lab: LabServer, name: str, out_png: str | os.PathLike,
         # ?reset: start from an empty workspace. The server's workspace dir is shared by
         # every page of a session, and without it JupyterLab reopens the notebooks of
         # earlier pages (and their kernels' widgets) in this one.
-        page.goto(f"{lab.url}/lab/tree/{name}?reset", wait_until="domcontentloaded", timeout=ms)
-        page.wait_for_function(_JS_PANEL, timeout=ms)
-        page.wait_for_function(_JS_READY, timeout=ms)
-        # Give the notebook the whole window: no file browser, no right panel.
-        page.evaluate("() => { const s = window.jupyterapp.shell;"
-                      " s.collapseLeft(); s.collapseRight(); }")
+        _open(page, lab, name, ms)
 
         result = "not run"
         if run_all:
@@ -336,3 +350,136 @@ def screenshot_notebook(lab: LabServer, name: str, out_png: str | os.PathLike,
             name=name, png=out_png, title=info["title"], text=info["text"],
             error_outputs=info["errors"], stderr_tracebacks=info["tracebacks"],
             page_errors=page_errors, console_errors=console_errors, run_all_result=result)
+
+
+# --- Run All, then look at every figure (tests/browser/test_run_all_modes.py) ---------
+
+WINDOWING_MODES = ("full", "defer", "contentVisibility", "none")
+
+_JS_CELL_COUNT = "() => window.jupyterapp.shell.currentWidget.content.widgets.length"
+
+# Scroll cell i into view, then report every plotly figure in it: traces in the
+# figure's data and trace elements actually drawn in its SVG.
+_JS_CELL_FIGURES = """async (i) => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  if (nb.scrollToItem) { await nb.scrollToItem(i, 'center'); }
+  const cell = nb.widgets[i];
+  cell.node.scrollIntoView({block: 'center'});
+  const figs = [...cell.node.querySelectorAll('.js-plotly-plot')];
+  return {type: cell.model.type,
+          widgets: cell.node.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.widget-view+json"]').length,
+          figures: figs.map(gd => ({
+             data: (gd.data || []).length,
+             points: (gd.data || []).filter(t => ['x', 'z', 'values', 'cells', 'y']
+                       .some(k => t[k] && t[k].length)).length,
+             drawn: gd.querySelectorAll('g.trace, g.hm, .heatmaplayer image, .tablelayer .table').length,
+             title: (gd.querySelector('.gtitle') || {}).textContent || ''}))};
+}"""
+
+# Click a button of the first app that has one; time until its first figure changes.
+_JS_CLICK_LATENCY = """async (sel) => {
+  const btn = [...document.querySelectorAll(sel)][0];
+  if (!btn) return null;
+  btn.scrollIntoView({block: 'center'});
+  const app = btn.closest('.ksmbook-app') || btn.closest('.jp-OutputArea');
+  const gds = [...app.querySelectorAll('.js-plotly-plot')];
+  const sig = () => JSON.stringify(gds.map(gd => (gd.data || []).map(t => [t.x, t.y, t.z, t.text])))
+                    + ((app.querySelector('.ksmbook-events') || {}).textContent || '');
+  const before = sig();
+  const t0 = performance.now();
+  btn.click();
+  while (performance.now() - t0 < 15000) {
+    await new Promise(r => requestAnimationFrame(r));
+    if (sig() !== before) return performance.now() - t0;
+  }
+  return -1;
+}"""
+
+
+def _drawn(f: dict) -> bool:
+    """A figure is drawn when its state arrived (traces and a title) and every trace
+    that has points put something on the SVG (a tree with no node yet has none)."""
+    return bool(f["data"] and f["title"] and (f["drawn"] or not f["points"]))
+
+
+def kernel_rss_kb(lab: LabServer, notebook: str) -> dict:
+    """VmRSS and VmHWM (peak) in kB of the kernel serving `notebook`, from /proc."""
+    with urllib.request.urlopen(f"{lab.url}/api/sessions", timeout=5) as r:
+        sessions = json.loads(r.read())
+    ids = [s["kernel"]["id"] for s in sessions if s.get("path", "").endswith(notebook)]
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if any(f"kernel-{k}.json" in cmd for k in ids):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(("VmRSS", "VmHWM")):
+                    out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+@dataclasses.dataclass
+class RunAllReport:
+    name: str
+    mode: str
+    run_all_result: str
+    run_all_s: float
+    figures: list            # (cell, title, traces, traces with points, drawn, ok)
+    widget_outputs: int
+    errors: list
+    rss_kb: dict
+    click_ms: dict
+
+
+def run_all_and_look(lab: LabServer, name: str, *, browser, mode: str, width: int = 1280,
+                     timeout_s: float = 600.0, clicks: tuple = ()) -> RunAllReport:
+    """Open `name`, Run All (timed), scroll to every cell and report its figures; then
+    time each click selector in `clicks` (click -> a figure or the event log changed);
+    finally shut the kernel down."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=1)
+    try:
+        page = context.new_page()
+        page_errors: list[str] = []
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        ms = int(timeout_s * 1000)
+        _open(page, lab, name, ms)
+        t0 = time.monotonic()
+        page.evaluate(_JS_RUN_ALL)
+        page.wait_for_function(_JS_RUN_DONE, timeout=ms, polling=100)
+        run_s = time.monotonic() - t0
+        result = page.evaluate("() => window.__ksmbookRunAll")
+        figures, widget_outputs = [], 0
+        for i in range(page.evaluate(_JS_CELL_COUNT)):
+            info = page.evaluate(_JS_CELL_FIGURES, i)
+            if info["type"] != "code":
+                continue
+            widget_outputs += info["widgets"]
+            # plotly draws asynchronously after a view appears: wait until it did
+            for _ in range(40):
+                if all(_drawn(f) for f in info["figures"]):
+                    break
+                page.wait_for_timeout(150)
+                info = page.evaluate(_JS_CELL_FIGURES, i)
+            figures += [(i, f["title"], f["data"], f["points"], f["drawn"], _drawn(f))
+                        for f in info["figures"]]
+        click_ms = {}
+        for sel in clicks:
+            times = [page.evaluate(_JS_CLICK_LATENCY, sel) for _ in range(3)]
+            if times[0] is not None:
+                click_ms[sel] = times
+        rss = kernel_rss_kb(lab, name)
+        info = page.evaluate(_JS_REPORT, STDERR_MIME)
+        page.evaluate("""async (name) => {
+          const sessions = window.jupyterapp.serviceManager.sessions;
+          await sessions.refreshRunning();
+          for (const m of [...sessions.running()])
+            if (m.path.endsWith(name)) await sessions.shutdown(m.id);
+        }""", name)
+        return RunAllReport(name, mode, result, run_s, figures, widget_outputs,
+                            info["errors"] + info["tracebacks"] + page_errors, rss, click_ms)
+    finally:
+        context.close()

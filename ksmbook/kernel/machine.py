@@ -21,8 +21,8 @@ from .sysfs import ProcFs, SysFs
 from .versions import profile as kernel_profile
 
 
-# Events kept in Machine.events.history by default: about 20 MB of events, the
-# last ~1.5 full scans of a 65,536-page working set.
+# Events kept in Machine.events.history by default: about 13 MiB (~135 B an
+# event, benchmarks/event_log.py), about one full scan of 65,536 pages.
 EVENT_LIMIT = 100_000
 
 
@@ -33,11 +33,18 @@ def _require_int(name: str, value, accepted: str = "an int") -> None:
 
 
 class Machine:
-    """One Linux box: ``spawn`` processes, drive ``ksmd``, read ``sysfs``/``procfs``."""
+    """One Linux box: ``spawn`` processes, drive ``ksmd``, read ``sysfs``/``procfs``.
+
+    ``fastpath=False`` makes KSM use the kernel's own lookups everywhere (no
+    shortcut); ``check_fastpath=True`` makes every shortcut assert, before it is
+    used, that the kernel's way gives the same answer (slow: for tests).  None
+    takes the ``Ksm`` class default (True, False).
+    """
 
     def __init__(self, kernel: str = "6.18", *, page_size: int = 4096, numa_nodes: int = 1,
                  pages_per_node: int | None = None, events: bool = True,
-                 event_limit: int | None = EVENT_LIMIT, event_sink=None):
+                 event_limit: int | None = EVENT_LIMIT, event_sink=None,
+                 fastpath: bool | None = None, check_fastpath: bool | None = None):
         _require_int("page_size", page_size)
         if page_size < 64 or page_size & (page_size - 1):
             raise ValueError(f"page_size must be a power of two >= 64, not {page_size!r}")
@@ -54,6 +61,9 @@ class Machine:
             _require_int("event_limit", event_limit, "an int or None (unbounded)")
             if event_limit < 0:
                 raise ValueError(f"event_limit must be >= 0 or None, not {event_limit!r}")
+        for name, flag in (("fastpath", fastpath), ("check_fastpath", check_fastpath)):
+            if flag is not None and not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True, False or None, not {flag!r}")
         if event_sink is not None and not callable(event_sink):
             raise TypeError(f"event_sink must be callable or None, not {event_sink!r}")
         self.profile = kernel_profile(kernel)
@@ -82,7 +92,7 @@ class Machine:
         self.processes: dict[int, Process] = {}
         self._next_pid = 1000
         self._anon_vma_ids = 0
-        self.ksm = Ksm(self)
+        self.ksm = Ksm(self, fastpath=fastpath, check_fastpath=check_fastpath)
         self.ksmd = Ksmd(self, self.ksm)
         self.sysfs = SysFs(self)
         self.procfs = ProcFs(self)
@@ -176,13 +186,16 @@ class Machine:
         mm.pagetables.free_all()
 
     # --- time ---
-    def advance(self, ms: float) -> None:
-        """Let ``ms`` milliseconds of simulated time pass; ksmd runs if run=1."""
+    def advance(self, ms: float, *, progress=None) -> None:
+        """Let ``ms`` milliseconds of simulated time pass; ksmd runs if run=1.
+
+        ``progress(done_ns, total_ns)`` is called between ksmd batches, for long runs;
+        Ctrl-C stops between two batches and leaves the machine consistent."""
         if isinstance(ms, bool) or not isinstance(ms, (int, float)):
             raise TypeError(f"advance: ms must be a number of milliseconds, not {type(ms).__name__}")
         if not math.isfinite(ms) or ms < 0:
             raise ValueError(f"advance: ms must be finite and >= 0 (time only moves forward), not {ms}")
-        self.ksmd.advance(ms)
+        self.ksmd.advance(ms, progress=progress)
 
     # --- checks used by tests and the book ---
     def recount_page_counts(self) -> dict[int, tuple[int, int]]:

@@ -1,9 +1,12 @@
 """Address spaces: mm_struct, VMAs, and the system calls that change them.
 
 mmap/munmap/mprotect/madvise/prctl, read/write through the fault path, fork with
-copy-on-write, and exit.  Every call checks its arguments completely before it
-changes anything, so a failing call leaves the machine exactly as it was (the kernel
-can half-apply a madvise or a partial write; the book prefers clean errors).
+copy-on-write, and exit.  Every call checks its arguments (alignment, flags,
+lengths) before it changes anything, and a refused call leaves the machine as it
+was.  Where Linux itself half-applies, so does ksmbook: madvise() over a hole
+advises every mapped piece and then fails with ENOMEM (madvise_walk_vmas()), and
+mprotect() over a hole changes the mapped part before the hole and then fails
+(do_mprotect_pkey(), both 6.18; see :meth:`MM.mapped_runs`).
 """
 from __future__ import annotations
 

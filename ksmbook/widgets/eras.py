@@ -96,8 +96,8 @@ class EraStepper:
         return kvm_viz.state_table_figure(self.records, self.steps)
 
     def refresh(self) -> None:
-        sync_figure(self.sequence, self._sequence_figure(), batch=self.shown)
-        sync_figure(self.state, self._state_figure(), batch=self.shown)
+        sync_figure(self.sequence, self._sequence_figure())
+        sync_figure(self.state, self._state_figure())
         self.updates += 1
         self.next_button.disabled = self.all_button.disabled = self.story.done
         self._render_text()
@@ -154,6 +154,8 @@ class EraStepper:
         rows = "".join(f"<tr><td>{k}</td><td style='text-align:right'><b>{s[k]}</b></td></tr>"
                        for k in STAT_ROWS)
         self.status.value = (f"<div><b>Linux {self.story.kernel}</b></div>"
+                             "<div style='font-size:12px'>totals since the story began "
+                             "(cumulative, not this step)</div>"
                              f"<table class='ksmbook-counter-table'>{rows}</table>")
         lines = self.explain_lines() or ["(no step yet: press Next step)"]
         self.log.value = (f"<div><b>{html.escape(self.heading())}</b></div>"

@@ -11,7 +11,6 @@ simulated or measured here.
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import time
 
@@ -89,12 +88,7 @@ class TraceApp:
         cmp = self.comparison()
         for view, fig in self.figures.items():
             new = BUILDERS[view](cmp)
-            with fig.batch_update() if self.shown else contextlib.nullcontext():
-                sync_figure(fig, new, batch=False)
-                # layout.update() skips an empty list: without this, the boxes of the
-                # last scenario's differences would stay when the new one has none
-                fig.layout.shapes = new.layout.shapes
-                fig.layout.annotations = new.layout.annotations
+            sync_figure(fig, new)      # shapes and annotations too, even when now empty
         self.updates += 1
         self._render()
 

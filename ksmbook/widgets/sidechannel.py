@@ -84,8 +84,7 @@ class SideChannelLab:
         return self._box
 
     def refresh(self) -> None:
-        sync_figure(self.figure, sc_viz.latency_figure(self.experiment, self.threshold.value),
-                    batch=self.shown)
+        sync_figure(self.figure, sc_viz.latency_figure(self.experiment, self.threshold.value))
         self.updates += 1
         self._render_text()
 

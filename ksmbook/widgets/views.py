@@ -3,7 +3,8 @@
 A view is a builder (snapshot + counter history -> plotly Figure) and its text
 twin.  ``FigureView`` wraps the builder's first figure in a FigureWidget and,
 on every later ``update``, builds a fresh plain Figure and copies it into the
-widget with ``sync_figure`` (one ``batch_update`` message).
+widget with ``sync_figure`` (one ``batch_update`` message, then the whole figure as the
+widget's synced state, so a view created later draws the same).
 """
 from __future__ import annotations
 
@@ -51,10 +52,10 @@ class FigureView:
         self.widget.add_class("ksmbook-view")
         self.widget.add_class(f"ksmbook-view-{name}")
         self.updates = 0
-        self.shown = False       # set once the app is displayed: then updates are batched
+        self.shown = False       # set once the app is displayed (informational)
 
     def update(self, snap, history) -> None:
-        viz.sync_figure(self.widget, self.spec.build(snap, history), batch=self.shown)
+        viz.sync_figure(self.widget, self.spec.build(snap, history))
         self.updates += 1
 
     def text(self, snap, history) -> str:

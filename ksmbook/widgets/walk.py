@@ -49,7 +49,7 @@ class WalkExplorer:
         self.refresh()
 
     def refresh(self) -> None:
-        viz.sync_figure(self.view, viz.pagewalk_figure(self.walk()), batch=self.shown)
+        viz.sync_figure(self.view, viz.pagewalk_figure(self.walk()))
         self.updates += 1
 
     def text(self) -> str:

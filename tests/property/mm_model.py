@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
                                  rule)
 
@@ -63,15 +63,32 @@ class RefProcess:
         return child
 
 
+def _is_checked(self) -> None:
+    assert self.m.ksm.check_fastpath and self.m.ksm.fastpath, "the checked variant runs unchecked"
+
+
+def checked_fastpath(machine_cls, max_examples: int = 20):
+    """The TestCase of ``machine_cls`` on a Machine(check_fastpath=True): every
+    shortcut asserts that the kernel's own lookup agrees.  Few examples: it is slow,
+    and the plain TestCase already explores the rules."""
+    variant = type(machine_cls.__name__ + "CheckedFastpath", (machine_cls,),
+                   {"check_fastpath": True, "fastpath_is_checked": invariant()(_is_checked)})
+    case = variant.TestCase
+    case.settings = settings(max_examples=max_examples)
+    return case
+
+
 class MMMachine(RuleBasedStateMachine):
     """spawn, mmap (private, shared), write, read, fork, munmap, madvise(DONTNEED),
     mprotect and exit, against the reference model."""
 
     kernel = "6.18"
+    check_fastpath = False
 
     def __init__(self):
         super().__init__()
-        self.m = Machine(kernel=self.kernel, page_size=PS, events=False)
+        self.m = Machine(kernel=self.kernel, page_size=PS, events=False,
+                         check_fastpath=self.check_fastpath)
         self.ref: dict[int, RefProcess] = {}
         self.spawned = 0
 

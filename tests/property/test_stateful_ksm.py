@@ -27,7 +27,7 @@ from ksmbook.kernel.ksm.ksmd import KsmdNotRunning
 from ksmbook.kernel.pagetable import pte_pfn
 
 from machine_checks import check_ksm, fingerprint
-from mm_model import MAX_PROCS, PS, RW, MMMachine, RefProcess, index
+from mm_model import MAX_PROCS, PS, RW, MMMachine, RefProcess, checked_fastpath, index
 
 KSM = "/sys/kernel/mm/ksm"
 
@@ -38,7 +38,8 @@ class KsmMachine(MMMachine):
     def __init__(self):
         super().__init__()
         self.m = type(self.m)(kernel=self.kernel, page_size=self.m.page_size,
-                              numa_nodes=self.numa_nodes, events=False)
+                              numa_nodes=self.numa_nodes, events=False,
+                              check_fastpath=self.check_fastpath)
         self.m.sysfs.write(f"{KSM}/run", "1")
 
     def new_process(self):
@@ -243,6 +244,7 @@ class KsmMachine(MMMachine):
 
 
 TestKsm = KsmMachine.TestCase
+TestKsmCheckedFastpath = checked_fastpath(KsmMachine)
 
 
 class Ksm610Machine(KsmMachine):
@@ -251,3 +253,4 @@ class Ksm610Machine(KsmMachine):
 
 
 TestKsmPre611Order = Ksm610Machine.TestCase
+TestKsmPre611OrderCheckedFastpath = checked_fastpath(Ksm610Machine)

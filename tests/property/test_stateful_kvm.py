@@ -15,6 +15,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
 from ksmbook import MADV_DONTNEED, MADV_MERGEABLE, Machine
 
 from machine_checks import check_page_counts
+from mm_model import checked_fastpath
 
 PS = 256
 NPAGES = 4
@@ -25,10 +26,11 @@ BYTES = st.sampled_from([0x00, 0x41, 0x42])
 
 class KvmMachine(RuleBasedStateMachine):
     KERNEL = "6.18"
+    check_fastpath = False
 
     def __init__(self):
         super().__init__()
-        self.m = Machine(kernel=self.KERNEL, page_size=PS)
+        self.m = Machine(kernel=self.KERNEL, page_size=PS, check_fastpath=self.check_fastpath)
         self.m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
         self.children = []          # (process, expected bytes of its copy)
         self._new_vm()
@@ -146,3 +148,6 @@ class NoChangePteEra(KvmMachine):
 TestSeedEra = SeedEra.TestCase
 TestBracketedEra = BracketedEra.TestCase
 TestNoChangePteEra = NoChangePteEra.TestCase
+TestSeedEraCheckedFastpath = checked_fastpath(SeedEra)
+TestBracketedEraCheckedFastpath = checked_fastpath(BracketedEra)
+TestNoChangePteEraCheckedFastpath = checked_fastpath(NoChangePteEra)

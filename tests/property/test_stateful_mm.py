@@ -8,6 +8,7 @@ unaccounted for), and once every process has exited no frame is left.
 Example counts come from the hypothesis profile (tests/conftest.py): "ci" runs 200
 examples of 50 steps.
 """
-from mm_model import MMMachine
+from mm_model import MMMachine, checked_fastpath
 
 TestMemoryManager = MMMachine.TestCase
+TestMemoryManagerCheckedFastpath = checked_fastpath(MMMachine)

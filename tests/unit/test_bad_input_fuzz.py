@@ -154,7 +154,7 @@ CALLS = ["mmap", "munmap", "mprotect", "madvise", "read", "write", "prctl", "for
          "procfs", "advance", "guest_read", "guest_write"]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, suppress_health_check=list(HealthCheck))   # profile: ci 200, thorough 1000
 @given(call=st.sampled_from(CALLS), x=ARGS, y=ARGS, z=ARGS, rel=st.booleans())
 def test_fuzz_bad_arguments_leave_no_trace(call, x, y, z, rel):
     m, p, a = _world()
@@ -229,3 +229,89 @@ def test_guest_accesses_out_of_range(gpa, n, exc):
     with pytest.raises(exc):
         vm.guest_read(gpa, n)
     assert fingerprint(m) == before
+
+
+# --- long work: progress and Ctrl-C ------------------------------------------------------
+
+def _busy():
+    m = Machine()
+    p = m.spawn("busy")
+    a = p.mmap(64 * PS)
+    for i in range(64):
+        p.write(a + i * PS, bytes([i % 7]) * PS)
+    p.madvise(a, 64 * PS, MADV_MERGEABLE)
+    m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
+    return m, p, a
+
+
+@pytest.mark.skipif(not hasattr(os, "kill"), reason="needs os.kill to send SIGINT")
+@pytest.mark.parametrize("how", ["run_full_scans", "advance"])
+def test_ctrl_c_in_a_long_run_stops_between_batches_and_leaves_it_consistent(how):
+    import signal
+    from machine_checks import check_ksm
+    m, p, a = _busy()
+    seen = []
+
+    def progress(done, n):
+        seen.append(done)
+        if done == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        if how == "run_full_scans":
+            m.ksmd.run_full_scans(10 ** 12, progress=progress)
+        else:
+            orig = m.ksmd._batch
+
+            def batch(pages):                 # the signal arrives while a batch runs
+                if m.ksm.ksm_scan.seqnr == 3:
+                    os.kill(os.getpid(), signal.SIGINT)
+                return orig(pages)
+            m.ksmd._batch = batch
+            m.advance(1e12, progress=lambda done, total: seen.append((done, total)))
+    assert m.ksm.ksm_scan.seqnr < 10
+    assert seen and seen[-1][0] <= seen[-1][1] if how == "advance" else seen[-1] == 3
+    check_page_counts(m)
+    check_ksm(m)
+    m.ksmd.run_full_scans(2)                  # and it goes on working
+    check_ksm(m)
+    assert m.ksm.stats()["pages_sharing"] > 0
+
+
+@pytest.mark.parametrize("sleep", ["20", "3"])
+def test_fast_forward_equals_one_by_one_when_pages_arrive_mid_way(monkeypatch, sleep):
+    """Idle stretch, then pages (enough to build stable_node chains at max_page_sharing=2,
+    so chain pruning by stable_node_chains_prune_millisecs runs), then idle again, then
+    the pages go away: the skipping machine ends exactly where the one-by-one one does."""
+    from ksmbook.kernel.ksm import ksmd as ksmd_mod
+
+    def build():
+        m = Machine()
+        m.sysfs.write("/sys/kernel/mm/ksm/max_page_sharing", "2")
+        m.sysfs.write("/sys/kernel/mm/ksm/sleep_millisecs", sleep)
+        m.sysfs.write("/sys/kernel/mm/ksm/stable_node_chains_prune_millisecs", "50")
+        p = m.spawn("p")
+        a = p.mmap(12 * PS)
+        p.madvise(a, 12 * PS, MADV_MERGEABLE)
+        m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
+        return m, p, a
+
+    fast, slow = build(), build()
+    monkeypatch.setattr(ksmd_mod.Ksmd, "_idle_is_periodic",
+                        lambda self: self.ksm.advisor_mode == "none" and self is fast[0].ksmd)
+    skipped = []
+    orig = ksmd_mod.Ksmd._skip_empty_wakeups
+    monkeypatch.setattr(ksmd_mod.Ksmd, "_skip_empty_wakeups",
+                        lambda self, *a: (skipped.append(self is fast[0].ksmd), orig(self, *a)))
+    for m, p, a in (fast, slow):
+        m.advance(777.7)
+        p.write(a, b"s" * 12 * PS)                   # twelve equal pages: chains of dups
+        m.advance(500)
+        p.madvise(a, 12 * PS, 4)                     # MADV_DONTNEED: nothing left to scan
+        m.advance(1234.5)
+    assert skipped and all(skipped)                  # the fast one did skip, the slow one not
+    f, s = fast[0], slow[0]
+    assert (f.clock_ns, f.ksm.ksm_scan.seqnr, f.ksm.ksmd_cpu_ns, f.ksmd.next_wake_ns,
+            f.ksm.stats()) == (s.clock_ns, s.ksm.ksm_scan.seqnr, s.ksm.ksmd_cpu_ns,
+                               s.ksmd.next_wake_ns, s.ksm.stats())
+    assert fingerprint(f) == fingerprint(s)

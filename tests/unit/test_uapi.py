@@ -40,3 +40,10 @@ def test_simulator_boots_with_the_uapi_defaults():
         text = m.sysfs.read(f"{uapi.KSM_SYSFS}/{name}").strip()
         assert text == value or f"[{value}]" in text, (name, text)
     assert set(uapi.KSM_COUNTERS) <= set(m.sysfs.listdir())
+
+
+def test_kernel_double_underscore_names_are_callable():
+    m = ksmbook.Machine()
+    for name in ("__ksm_enter", "__stable_node_chain", "__stable_node_dup_del"):
+        assert callable(getattr(m.ksm, name)), name
+    assert callable(m.ksm.remove_rmap_item_from_tree)

@@ -295,3 +295,18 @@ def test_a_mid_scan_record_is_drawn_as_now_not_as_a_scan_end():
     assert "now*" in table and "full scan 3 in progress" in table
     # without a mid-scan record the figure is as before
     assert "now" not in viz.counters_figure(hist[:2]).layout.title.text
+
+
+def test_sync_figure_keeps_the_state_a_new_view_draws_from():
+    """plotly sends _widget_data only at construction; a view made after an update
+    must still draw the current figure (bug: blank steppers after Run All)."""
+    s = identical_pages(4, unique=2)
+    fig = go.FigureWidget(viz.trees_figure(viz.snapshot(s)))
+    first = [t.get("x") for t in fig._widget_data]
+    s.machine.ksmd.run_full_scans(2)
+    new = viz.trees_figure(viz.snapshot(s))
+    viz.sync_figure(fig, new)
+    now = [t.get("x") for t in fig._widget_data]
+    assert now != first
+    assert now == [t.get("x") for t in fig._data]
+    assert fig._widget_layout.get("annotations", [{}])[0].get("text") == new.layout.annotations[0].text

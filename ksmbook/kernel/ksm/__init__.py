@@ -1,10 +1,25 @@
 """KSM, kernel samepage merging, as mm/ksm.c of the modelled kernel does it.
 
-``Ksm`` holds ksm.c's file-static state (trees, cursor, counters, tunables); its
-methods carry the kernel's function names and live in one mixin per concern:
-scan.py (the cursor and cmp_and_merge_page), stable_tree.py, unstable_tree.py,
-merge.py (write_protect_page, replace_page, break_ksm) and control.py (madvise,
-prctl, fork, exit, run).  ``Ksmd`` (ksmd.py) drives it in time.
+DOC: Overview (after mm/ksm.c's own).  A page is a merge candidate only in a
+VM_MERGEABLE area (madvise(MADV_MERGEABLE), or every area once
+prctl(PR_SET_MEMORY_MERGE) sets MMF_VM_MERGE_ANY).  ksmd walks those areas page by
+page with one ksm_rmap_item per page.  A page whose checksum did not change since
+the last visit is first looked up in the **stable tree** (KSM pages, write
+protected, keyed by content); failing that, in the **unstable tree** (candidates
+seen this full scan, rebuilt every full scan because their content may change
+under it).  Two equal pages found there are merged into a new KSM page that
+moves to the stable tree; a write to a KSM page breaks the sharing by
+copy-on-write.  Too many mappers of one page turn its stable node into a chain of
+dups (max_page_sharing).
+
+Here ``Ksm`` holds ksm.c's file-static state (trees, cursor, counters, tunables);
+its methods carry the kernel's function names, one mixin per part of ksm.c:
+scan.py (scan_get_next_rmap_item, cmp_and_merge_page), stable_tree.py,
+unstable_tree.py (including remove_rmap_item_from_tree), merge.py
+(write_protect_page, replace_page, break_ksm), control.py (madvise, prctl, fork,
+exit, run) and advisor.py.  ``Ksmd`` (ksmd.py) drives it in time.  Functions
+whose kernel names start with ``__`` (``__ksm_enter``, ``__stable_node_chain``
+...) are callable under those names too: ``m.ksm.__ksm_enter(mm)``.
 """
 from __future__ import annotations
 
@@ -18,10 +33,11 @@ from .scan import ScanMixin
 from .stable_tree import StableTreeMixin
 from .structs import SIZEOF_KSM_RMAP_ITEM, STABLE_FLAG, UNSTABLE_FLAG, KsmMmSlot, KsmScan
 from .unstable_tree import UnstableTreeMixin
+from ...uapi import TUNABLE_DEFAULTS
 
-DEFAULTS = dict(run=0, pages_to_scan=100, sleep_millisecs=20, merge_across_nodes=1,
-                use_zero_pages=0, max_page_sharing=256,
-                stable_node_chains_prune_millisecs=2000, smart_scan=1)
+DEFAULTS = dict(run=0, **{k: int(TUNABLE_DEFAULTS[k]) for k in (
+    "pages_to_scan", "sleep_millisecs", "merge_across_nodes", "use_zero_pages",
+    "max_page_sharing", "stable_node_chains_prune_millisecs", "smart_scan")})
 
 
 class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixin,
@@ -30,12 +46,14 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
     MMF_VM_MERGEABLE = MMF_VM_MERGEABLE
     MMF_VM_MERGE_ANY = MMF_VM_MERGE_ANY
     #: False: the kernel's own lookups everywhere, no shortcut (tests compare the two).
-    #: Copied to each Ksm when its Machine is built: ``m.ksm.fastpath`` switches one.
+    #: The default of ``Machine(fastpath=...)``; ``m.ksm.fastpath`` switches one machine.
     fastpath = True
     #: True: every shortcut asserts, before it is used, that the kernel's way agrees
+    #: (the default of ``Machine(check_fastpath=...)``)
     check_fastpath = False
 
-    def __init__(self, machine):
+    def __init__(self, machine, *, fastpath: bool | None = None,
+                 check_fastpath: bool | None = None):
         self.machine = machine
         self.memory = machine.memory
         self.profile = machine.profile
@@ -67,8 +85,10 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
         self.ksm_scan = KsmScan(self.ksm_mm_head)
         # ksmbook's shortcuts (unstable_tree.py, stable_tree.py); the switches become
         # instance attributes, which the hot loop reads faster than class ones
-        self.fastpath = type(self).fastpath
-        self.check_fastpath = type(self).check_fastpath
+        # (None: the class default, which older tests still set on Ksm itself)
+        self.fastpath = type(self).fastpath if fastpath is None else bool(fastpath)
+        self.check_fastpath = type(self).check_fastpath if check_fastpath is None \
+            else bool(check_fastpath)
         self.init_unstable_tree()
         self.init_stable_shortcuts()
         self._stable_node_ids = 0
@@ -105,11 +125,16 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
     def _emit(self, action, page, address, pfn, detail) -> None:
         ev = self.machine.events
         if ev.enabled:
-            pid = 0
-            cur = self.ksm_scan.mm_slot
-            if cur.mm is not None:
-                pid = cur.mm.owner_pid
-            ev.emit(KsmEvent(self.machine.clock_ns, action, pid, address, pfn, detail))
+            mm = self.ksm_scan.mm_slot.mm
+            event = KsmEvent(self.machine.clock_ns, action, 0 if mm is None else mm.owner_pid,
+                             address, pfn, detail)
+            # EventLog.emit() inlined (one event per page visit: hot); same order
+            ev.history.append(event)
+            if ev._captures or ev._subscribers:
+                for cap in ev._captures:
+                    cap.append(event)
+                for fn in ev._subscribers:
+                    fn(event)
 
     # --- derived counters, as the sysfs show functions compute them ---
     @property
@@ -178,3 +203,19 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
             "stable_node_dups": sum(len(n.hlist) for root in self.root_stable_tree
                                     for n in root if n.is_chain),
         }
+
+
+def _kernel_names(cls) -> None:
+    """Make ``obj.__name`` work for methods defined as ``def __name``.
+
+    Python mangles ``__ksm_enter`` inside a class body to ``_ControlMixin__ksm_enter``;
+    the kernel's name is the one a reader of mm/ksm.c types, so it is added as is.
+    """
+    for base in cls.__mro__:
+        prefix = f"_{base.__name__}__"
+        for name, value in list(vars(base).items()):
+            if name.startswith(prefix) and callable(value):
+                setattr(cls, "__" + name[len(prefix):], value)
+
+
+_kernel_names(Ksm)

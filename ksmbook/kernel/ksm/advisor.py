@@ -2,7 +2,7 @@
 
 ksmbook evaluates scan_time_advisor() exactly as mm/ksm.c does, with simulated time:
 the scan time is the simulated wall time of the full scan and ksmd's CPU time is the
-simulated cost of the pages it processed (Ksmd.scan_cost_ns each).  That keeps the
+simulated cost of the pages it processed (``ksmd.SCAN_COST_NS`` each).  That keeps the
 arithmetic of the kernel (integer steps, EWMA, caps) while staying deterministic.
 """
 from __future__ import annotations

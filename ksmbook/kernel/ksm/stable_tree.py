@@ -7,8 +7,8 @@ the page's ``mapping`` to see whether it still points back at the node, and a
 stale node is removed on the spot.
 
 Every page whose checksum held still visits the stable tree once per scan, so
-ksmbook takes two shortcuts here (off with ``Ksm.fastpath = False``; with
-``Ksm.check_fastpath = True`` each use asserts that the kernel's way agrees):
+ksmbook takes two shortcuts here (off with ``Machine(fastpath=False)``; with
+``Machine(check_fastpath=True)`` each use asserts that the kernel's way agrees):
 
 1. stable_node_dup() without pruning is a pure function of the chain's dups (their
    order, pages and rmap_hlist_len) and max_page_sharing, and once it has run it

@@ -5,7 +5,7 @@ items keep their UNSTABLE_FLAG and old seqnr until revisited).  Its keys are liv
 page contents, so the tree can be inconsistent; KSM accepts that.
 
 Two shortcuts make ksmbook's ksmd fast without changing what it does (both off
-with ``Ksm.fastpath = False``; ``Ksm.check_fastpath = True`` makes every use
+with ``Machine(fastpath=False)``; ``Machine(check_fastpath=True)`` makes every use
 assert that it agrees with the kernel's way):
 
 1. Remembered pages.  The kernel looks each node's page up again
