@@ -99,7 +99,7 @@ class TuningLab:
         return self._box
 
     def refresh(self) -> None:
-        sync_figure(self.figure, self._build(), batch=self.shown)
+        sync_figure(self.figure, self._build())
         self.updates += 1
         self._render_text()
 
