@@ -19,7 +19,7 @@ NBVAL_ARGS := --nbval --nbval-current-env \
               --nbval-kernel-startup-timeout=120 --nbval-cell-timeout=600 \
               -p no:python
 
-.PHONY: setup .venv browser-deps lab test test-py test-notebooks sync-notebooks execute-notebooks bench clean distclean
+.PHONY: setup .venv browser-deps html lab test test-py test-notebooks sync-notebooks execute-notebooks bench clean distclean
 
 # --- set-up -------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ setup .venv: $(STAMP) browser-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
-	$(VPY) -m pip install --quiet -e '.[lab,test,bench]'
+	$(VPY) -m pip install --quiet -e '.[lab,test,bench,export]'
 	@touch $(STAMP)
 
 # Debian's chromium for the browser tests. Installed only when missing and we
@@ -79,11 +79,32 @@ sync-notebooks: setup
 	  if [ -f "$$md" ]; then $(VENV)/bin/jupytext --quiet --to ipynb --update "$$md" -o "$$nb"; fi; \
 	done
 
+# Figures are also saved as text/html and a static SVG (ksmbook/viz/render.py;
+# the SVG needs kaleido and chromium, and is left out with one line on stderr without them).
+KSMBOOK_STATIC_IMAGES ?= svg
+export KSMBOOK_STATIC_IMAGES
 execute-notebooks: sync-notebooks
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 \
 	  --ExecutePreprocessor.store_widget_state=False $(NB)
 	@for nb in $(NB); do $(VENV)/bin/jupytext --quiet --sync "$$nb" >/dev/null; done
+
+# --- the static book and the JupyterLite site ------------------------------------
+# make html: jupyter-book 1.x (Sphinx + myst-nb) in its own venv (it needs Sphinx < 8,
+# the lab venv may carry a newer one).  Nothing is executed: the stored outputs are
+# the book.  plotly.js is copied from the installed plotly and loaded once per page.
+BOOK_VENV := .venv-book
+$(BOOK_VENV)/.installed: pyproject.toml
+	@test -x $(BOOK_VENV)/bin/python || $(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_VENV)/bin/python -m pip install --quiet 'jupyter-book>=1,<2'
+	@touch $@
+
+html: setup $(BOOK_VENV)/.installed
+	mkdir -p build/site-static
+	cp "$$($(VPY) -c 'import os, plotly; print(os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js"))')" build/site-static/
+	$(BOOK_VENV)/bin/jupyter-book build . --config site/_config.yml --toc site/_toc.yml \
+	  --path-output build/book -W -n --keep-going
+	@echo "static book: build/book/_build/html/index.html ($$(du -sh build/book/_build/html | cut -f1))"
 
 # --- benchmarks -------------------------------------------------------------------
 

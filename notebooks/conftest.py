@@ -11,6 +11,7 @@ SKIP_COMPARE = (
     "text/html",                                 # plotly divs carry random UUIDs
     "application/vnd.jupyter.widget-view+json",  # widget model ids are random
     "application/javascript",
+    "image/svg+xml",                             # static fallbacks drawn by kaleido/Chromium
     "stderr",                                    # warnings, progress bars
 )
 

@@ -372,6 +372,7 @@ _JS_CELL_FIGURES = """async (i) => {
              data: (gd.data || []).length,
              points: (gd.data || []).filter(t => ['x', 'z', 'values', 'cells', 'y']
                        .some(k => t[k] && t[k].length)).length,
+             shapes: ((gd.layout || {}).shapes || []).length,
              drawn: gd.querySelectorAll('g.trace, g.hm, .heatmaplayer image, .tablelayer .table').length,
              title: (gd.querySelector('.gtitle') || {}).textContent || ''}))};
 }"""
@@ -397,9 +398,13 @@ _JS_CLICK_LATENCY = """async (sel) => {
 
 
 def _drawn(f: dict) -> bool:
-    """A figure is drawn when its state arrived (traces and a title) and every trace
-    that has points put something on the SVG (a tree with no node yet has none)."""
-    return bool(f["data"] and f["title"] and (f["drawn"] or not f["points"]))
+    """A figure is drawn when its state arrived (a title; traces or shapes) and its
+    traces with points put something on the SVG (a tree with no node yet has none)."""
+    if not f["title"]:
+        return False                       # the figure's state never reached this view
+    if not f["data"]:
+        return bool(f["shapes"])           # a figure drawn with shapes only (page walk)
+    return bool(f["drawn"] or not f["points"])
 
 
 def kernel_rss_kb(lab: LabServer, notebook: str) -> dict:

@@ -16,6 +16,9 @@ from .snapshot import (MachineSnapshot, WalkSnapshot, content_tag, snapshot, wal
 from .style import sync_figure
 from .timeline import counters_figure, counters_table
 from .trees import tree_layout, trees_figure, trees_text
+from . import render as _render
+
+_render.install()       # saved notebooks carry text/html (+ an image) beside plotly's JSON
 
 __all__ = ["snapshot", "walk", "MachineSnapshot", "WalkSnapshot", "content_tag",
            "frame_map_figure", "frame_map_text", "mappings_figure", "mappings_text",

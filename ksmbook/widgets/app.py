@@ -14,7 +14,7 @@ import ipywidgets as w
 
 from .. import viz
 from ..kernel.events import Fault, KsmEvent, PageAlloc, PageFree, PteChange
-from .views import VIEWS, FigureView, figure_widget
+from .views import VIEWS, FigureView, figure_widget, kernel_free_bundle
 
 ALL_EVENTS = (KsmEvent, Fault, PteChange, PageAlloc, PageFree)
 
@@ -163,4 +163,5 @@ class SceneApp:
             v.shown = True
         bundle = self.box._repr_mimebundle_(**kw) or {}
         bundle["text/plain"] = self.summary()     # deterministic, unlike a widget repr
+        bundle.update(kernel_free_bundle(self.box, self.text(views=True)))
         return bundle

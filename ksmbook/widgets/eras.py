@@ -17,7 +17,7 @@ from ..labs.eras import ERAS, STEPS, EraStory
 from ..viz import kvm as kvm_viz
 from ..viz import notifiers as seq_viz
 from ..viz.style import sync_figure
-from .views import figure_widget
+from .views import figure_widget, kernel_free_bundle
 
 STAT_ROWS = ("exits", "retries", "sptes_installed", "sptes_zapped", "sptes_remapped",
              "tlb_flushes")
@@ -179,4 +179,5 @@ class EraStepper:
         self.shown = True
         bundle = self.box._repr_mimebundle_(**kw) or {}
         bundle["text/plain"] = self.summary()     # deterministic, unlike a widget repr
+        bundle.update(kernel_free_bundle(self.box, self.text(views=True)))
         return bundle

@@ -14,6 +14,8 @@ import ipywidgets as w
 from ..uapi import KSM_SYSFS
 
 
+from .views import kernel_free_bundle
+
 #: knob -> (kind, min, max): "slider", "number" (a bounded text box) or "bool" (a toggle)
 KNOBS = {
     "pages_to_scan": ("slider", 1, 128),
@@ -107,4 +109,5 @@ class Knobs:
     def _repr_mimebundle_(self, **kw):
         bundle = self.box._repr_mimebundle_(**kw) or {}
         bundle["text/plain"] = f"Knobs({', '.join(self.names)})"
+        bundle.update(kernel_free_bundle(self.box, self.text()))
         return bundle

@@ -20,7 +20,7 @@ from ..oracle import sidebyside as sb
 from ..oracle.live import KsmBusy, LiveUnavailable, ProtocolError
 from ..viz import compare as vc
 from ..viz.style import sync_figure
-from .views import figure_widget
+from .views import figure_widget, kernel_free_bundle
 
 DEFAULT = "ten_identical_pages"
 BUILDERS = {"timeline": vc.timeline_figure, "grid": vc.grid_figure}
@@ -126,6 +126,7 @@ class TraceApp:
         self.shown = True
         bundle = self.box._repr_mimebundle_(**kw) or {}
         bundle["text/plain"] = self.summary()     # deterministic, unlike a widget repr
+        bundle.update(kernel_free_bundle(self.box, self.text()))
         return bundle
 
 

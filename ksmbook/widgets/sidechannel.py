@@ -15,7 +15,7 @@ import ipywidgets as w
 from ..labs.sidechannel import DEFENCES, PROBES, QUIET, run_experiment
 from ..viz import sidechannel as sc_viz
 from ..viz.style import sync_figure
-from .views import figure_widget
+from .views import figure_widget, kernel_free_bundle
 
 KERNELS = ("2.6.32", "3.7", "6.10", "6.18")
 
@@ -117,4 +117,5 @@ class SideChannelLab:
         self.shown = True
         bundle = self.box._repr_mimebundle_(**kw) or {}
         bundle["text/plain"] = self.summary()
+        bundle.update(kernel_free_bundle(self.box, self.text()))
         return bundle

@@ -60,3 +60,31 @@ class FigureView:
 
     def text(self, snap, history) -> str:
         return self.spec.text(snap, history)
+
+
+def _figure_widgets(widget):
+    """Every FigureWidget inside ``widget`` (an ipywidgets box tree), in order."""
+    if isinstance(widget, go.FigureWidget):
+        return [widget]
+    found = []
+    for child in getattr(widget, "children", ()) or ():
+        found += _figure_widgets(child)
+    return found
+
+
+def kernel_free_bundle(box, text: str) -> dict:
+    """What a page shows of a widget app when no kernel runs (a static site,
+    nbviewer, GitHub): the figures the widgets draw now (their first picture,
+    since the book displays an app before anyone clicks) and the text twin.
+    JupyterLab with a kernel prefers the widget view and never shows this."""
+    import html as _html
+    from ..viz import render
+    parts, images = [], {}
+    for fw in _figure_widgets(box):
+        fig = go.Figure(fw.to_dict())
+        parts.append(render.figure_html(fig))
+        if not images:
+            images = render.static_image(fig)
+    parts.append("<pre class='ksmbook-text-twin'>" + _html.escape(text) + "</pre>")
+    return {"text/html": "<div class='ksmbook-static-app'>" + "\n".join(parts) + "</div>",
+            **images}

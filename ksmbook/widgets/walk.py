@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipywidgets as w
 
 from .. import viz
-from .views import figure_widget
+from .views import figure_widget, kernel_free_bundle
 
 
 class WalkExplorer:
@@ -59,4 +59,5 @@ class WalkExplorer:
         self.shown = True
         bundle = self.box._repr_mimebundle_(**kw) or {}
         bundle["text/plain"] = f"WalkExplorer(processes={list(self.proc.options)})"
+        bundle.update(kernel_free_bundle(self.box, self.text()))
         return bundle
