@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..kernel.pagetable import pte_pfn
 from ..labs.scenes import identical_pages
+from .design import ScenarioDesign, layout_code
 from .base import Exercise, as_int, as_name
 
 
@@ -105,7 +106,34 @@ class BatchSize(Exercise):
         return ""
 
 
+class UnstableDesign(ScenarioDesign):
+    """Design a scenario for the unstable tree (unstable_tree_search_insert(), mm/ksm.c):
+    pages that find no twin stay there and count in pages_unshared."""
+    name = "unstable_design"
+    template = ("Make the counters read exactly pages_sharing={sharing} and "
+                "pages_unshared={unshared} after {scans} full scans, using at most {budget} pages. "
+                "Write `def scenario(s):` with calls on the Scene `s` (s.spawn, s.mmap, s.fill, "
+                "s.write, s.madvise, s.fork).")
+    params = {"sharing": 3, "unshared": 2, "budget": 6, "scans": 3}
+    hints = ("n identical pages make 1 pages_shared and n-1 pages_sharing.",
+             "A page with content of its own waits in the unstable tree: it counts in "
+             "pages_unshared.",
+             "s.write(name, page, bytes([i])) gives page its own first byte.")
+
+    def vary(self, rng):
+        sharing, unshared = rng.randint(1, 12), rng.randint(0, 8)
+        return {"sharing": sharing, "unshared": unshared,
+                "budget": sharing + 1 + unshared + rng.randint(0, 2)}
+
+    def targets(self):
+        return {"pages_sharing": self.p["sharing"], "pages_unshared": self.p["unshared"]}
+
+    def sample_code(self):
+        return layout_code([(self.p["sharing"] + 1, 0x2A)], unique=self.p["unshared"])
+
+
 merge_scan = MergeScan()
 surviving_frame = SurvivingFrame()
 batch_size = BatchSize()
-EXERCISES = (merge_scan, surviving_frame, batch_size)
+unstable_design = UnstableDesign()
+EXERCISES = (merge_scan, surviving_frame, batch_size, unstable_design)

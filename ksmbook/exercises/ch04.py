@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import errno
 
-from ..labs.scenes import Scene, identical_pages
-from .base import Exercise, Feedback, as_ints, as_name
+from ..labs.scenes import identical_pages
+from .base import Exercise, as_ints, as_name
+from .design import ScenarioDesign, as_scenario, layout_code
 
 COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared")
 
@@ -148,18 +149,15 @@ class RefusingStore(Exercise):
         }.get(answer, "")
 
 
-class ChainDesign(Exercise):
-    """Design a scenario: the student's calls run on a fresh Scene (a Machine with named
-    processes); the checker scans and reports what the stable tree did
-    (stable_tree_search()/stable_tree_insert() with chains, mm/ksm.c 4.13+)."""
+class ChainDesign(ScenarioDesign):
+    """Design a scenario against stable_tree_search()/stable_tree_insert() with chains
+    (mm/ksm.c, 4.13+): a full KSM copy starts a new dup."""
     name = "chain_design"
-    kind = "design"
     template = ("With max_page_sharing={max_sharing}, make pages_sharing reach exactly {target} "
                 "using at most {budget} pages. Write `def scenario(s):` with calls on the Scene "
                 "`s` (s.spawn, s.mmap, s.fill, s.write, s.madvise, s.fork); the checker sets "
                 "max_page_sharing, runs your function and {scans} full scans.")
     params = {"max_sharing": 4, "target": 7, "budget": 12, "scans": 3}
-    answer_format = "a function scenario(s)"
     hints = ("One KSM page takes at most max_page_sharing mappers: 1 in pages_shared, the rest "
              "in pages_sharing.",
              "n identical pages with limit k make ceil(n/k) KSM copies; pages_sharing = n - copies "
@@ -172,87 +170,26 @@ class ChainDesign(Exercise):
         return {"max_sharing": k, "target": target,
                 "budget": self._fewest_pages(k, target) + rng.randint(0, 2)}
 
-    @staticmethod
-    def _run(k, fn, scans):
-        s = Scene()
-        s.knob("max_page_sharing", k)
-        fn(s)
-        s.knob("run", 1)
-        s.machine.ksmd.run_full_scans(scans)
-        return s
+    def knobs(self):
+        return {"max_page_sharing": self.p["max_sharing"]}
 
-    @classmethod
-    def _one_group(cls, n):
-        def scenario(s):
-            s.spawn("vm1")
-            s.mmap("vm1", "mem", n)
-            s.fill("vm1", 0, n, 0x2A)
-            s.madvise("vm1")
-        return scenario
+    def targets(self):
+        return {"pages_sharing": self.p["target"]}
 
-    @classmethod
-    def _fewest_pages(cls, k, target, scans=3):
+    def _fewest_pages(self, k, target):
         """The simulator, not a formula, finds the fewest identical pages that reach target."""
+        probe = ChainDesign(max_sharing=k, target=target, budget=0, scans=self.p["scans"])
         for n in range(1, 4 * target + 4):
-            if cls._run(k, cls._one_group(n), scans).stat("pages_sharing") >= target:
+            if probe.run(as_scenario(layout_code([(n, 0x2A)]))).stat("pages_sharing") >= target:
                 return n
         raise ValueError("unreachable target")
 
-    def simulate(self):
-        k, target, scans = self.p["max_sharing"], self.p["target"], self.p["scans"]
-        n = self._fewest_pages(k, target, scans)
-        s = self._run(k, self._one_group(n), scans)
-        sample = (f"def scenario(s):\n    s.spawn('vm1')\n    s.mmap('vm1', 'mem', {n})\n"
-                  f"    s.fill('vm1', 0, {n}, 0x2A)\n    s.madvise('vm1')")
-        return {"answer": sample, "pages": n, "reached": s.stat("pages_sharing"),
-                "shared": s.stat("pages_shared")}
+    def sample_code(self):
+        return layout_code([(self._fewest_pages(self.p["max_sharing"], self.p["target"]), 0x2A)])
 
-    def explain(self, f):
-        return (f"For example one process with {f['pages']} identical pages:\n{f['answer']}\n"
-                f"gives pages_shared={f['shared']}, pages_sharing={f['reached']}. Other designs "
-                f"(several contents, forks, several processes) are accepted if the simulator "
-                f"agrees.")
-
-    def normalise(self, answer):
-        if isinstance(answer, str) and "def scenario" in answer:   # the key's sample, as code
-            ns = {}
-            exec(answer, ns)
-            answer = ns["scenario"]
-        if not callable(answer):
-            raise TypeError("a function: def scenario(s): ... then pass scenario (no brackets)")
-        return answer
-
-    def check(self, answer=None) -> Feedback:
-        if answer is None or answer is Ellipsis:
-            return super().check(answer)
-        try:
-            fn = self.normalise(answer)
-        except TypeError as exc:
-            return Feedback(False, f"Could not use {answer!r}: {exc}")
-        k, target, budget = self.p["max_sharing"], self.p["target"], self.p["budget"]
-        try:
-            s = self._run(k, fn, self.p["scans"])
-        except Exception as exc:                 # the student's code: report, don't crash
-            return Feedback(False, f"Your scenario raised {type(exc).__name__}: {exc}")
-        used = sum(r.pages for r in s.regions.values())
-        c = {n: s.stat(n) for n in ("pages_shared", "pages_sharing", "pages_unshared",
-                                     "stable_node_chains", "stable_node_dups")}
-        saw = (f"The simulator ran it with max_page_sharing={k}: {used} pages mapped in "
-               f"{len(s.procs)} process(es); after {self.p['scans']} full scans "
-               f"pages_shared={c['pages_shared']}, pages_sharing={c['pages_sharing']}, "
-               f"pages_unshared={c['pages_unshared']}, stable_node_chains="
-               f"{c['stable_node_chains']}, stable_node_dups={c['stable_node_dups']}.")
-        if used > budget:
-            return Feedback(False, f"Not quite: {used} pages is more than the {budget} allowed. "
-                                   + saw)
-        if c["pages_sharing"] == target:
-            return Feedback(True, "Correct. " + saw + (
-                " Each KSM copy holds at most max_page_sharing mappers, so a full copy "
-                "starts a new dup in the chain." if c["stable_node_dups"] else ""))
-        why = ("Nothing merged: did you s.madvise() the pages and give several the same bytes?"
-               if c["pages_shared"] == 0 else
-               f"pages_sharing is {c['pages_sharing']}, you need {target}.")
-        return Feedback(False, f"Not quite. {why} " + saw + " Try `hint()`.")
+    def comment(self, c):
+        return (" Each KSM copy holds at most max_page_sharing mappers, so a full copy starts a "
+                "new dup in the chain." if c["stable_node_dups"] else "")
 
 
 predict_counters = PredictCounters()

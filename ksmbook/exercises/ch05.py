@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..labs.scenes import identical_pages
+from .design import ScenarioDesign, layout_code
 from .base import Exercise, as_int, as_ints
 
 
@@ -106,7 +107,35 @@ class SmartVisits(Exercise):
         return ""
 
 
+class ZeroDesign(ScenarioDesign):
+    """Design a scenario for try_to_merge_with_zero_page() (mm/ksm.c, use_zero_pages=1):
+    zero-filled pages go to the zero page, not to a stable node."""
+    name = "zero_design"
+    template = ("With use_zero_pages=1, make ksm_zero_pages={zero} and pages_sharing={sharing} "
+                "after {scans} full scans, using at most {budget} pages. Write "
+                "`def scenario(s):` with calls on the Scene `s`.")
+    params = {"zero": 4, "sharing": 2, "budget": 8, "scans": 3}
+    hints = ("A zero-filled page (s.fill(name, first, count, 0)) is merged with the zero page "
+             "and counts in ksm_zero_pages only.",
+             "pages_sharing needs a KSM page: n identical non-zero pages give n-1.")
+
+    def vary(self, rng):
+        zero, sharing = rng.randint(1, 12), rng.randint(1, 9)
+        return {"zero": zero, "sharing": sharing,
+                "budget": zero + sharing + 1 + rng.randint(0, 2)}
+
+    def knobs(self):
+        return {"use_zero_pages": 1}
+
+    def targets(self):
+        return {"ksm_zero_pages": self.p["zero"], "pages_sharing": self.p["sharing"]}
+
+    def sample_code(self):
+        return layout_code([(self.p["sharing"] + 1, 0x2A)], zero=self.p["zero"])
+
+
 zero_pages = ZeroPages()
 zero_write = ZeroWrite()
 smart_visits = SmartVisits()
-EXERCISES = (zero_pages, zero_write, smart_visits)
+zero_design = ZeroDesign()
+EXERCISES = (zero_pages, zero_write, smart_visits, zero_design)

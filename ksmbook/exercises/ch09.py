@@ -110,8 +110,7 @@ class LateJoinerCounters(Exercise):
 
 class BatchBoundary(Exercise):
     name = "batch_boundary"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("pages_to_scan=100 and one process with 300 mergeable pages, all different. "
+    template = ("pages_to_scan={pages_to_scan} and one process with {pages} mergeable pages, all different. "
                 "ksmd starts and runs batch after batch. Which batch is the first after which "
                 "full_scans reads 1, and how many pages did that batch process? Answer "
                 "(batch, pages).")
@@ -119,16 +118,23 @@ class BatchBoundary(Exercise):
     hints = ("ksm_do_scan() returns as soon as scan_get_next_rmap_item() returns NULL, and "
              "that happens exactly once per full scan, when the cursor runs off the end of "
              "the mm list.",
-             "Three batches of 100 process all 300 pages, but none of them has asked for a "
-             "301st page yet.")
+             "A batch that uses up pages_to_scan on the last page has not asked for one more "
+             "page yet.")
+    params = {"pages_to_scan": 100, "pages": 300}
+
+    def vary(self, rng):
+        pts = rng.choice((50, 64, 100, 128, 200))
+        pages = pts * rng.randint(1, 4) if rng.random() < 0.4 else rng.randint(pts // 2, 4 * pts)
+        return {"pages_to_scan": pts, "pages": pages}
 
     def simulate(self):
         m = ksmbook.Machine()
         p = m.spawn("a")
-        addr = p.mmap(300 * m.page_size)
-        p.write(addr, b"".join(unique_page_bytes(1, i, m.page_size) for i in range(300)))
-        p.madvise(addr, 300 * m.page_size, ksmbook.MADV_MERGEABLE)
-        m.sysfs.write(f"{KSM_SYSFS}/pages_to_scan", "100")
+        n = self.p["pages"]
+        addr = p.mmap(n * m.page_size)
+        p.write(addr, b"".join(unique_page_bytes(1, i, m.page_size) for i in range(n)))
+        p.madvise(addr, n * m.page_size, ksmbook.MADV_MERGEABLE)
+        m.sysfs.write(f"{KSM_SYSFS}/pages_to_scan", str(self.p["pages_to_scan"]))
         m.sysfs.write(f"{KSM_SYSFS}/run", "1")
         batches = []
         while not batches or batches[-1][1] == 0:
@@ -143,9 +149,15 @@ class BatchBoundary(Exercise):
 
     def explain(self, f):
         rows = ", ".join(f"batch {i + 1}: {n} pages" for i, (n, _) in enumerate(f["batches"]))
-        return (f"{rows}. The third batch ends because pages_to_scan is used up, before "
-                "scan_get_next_rmap_item() is asked for another page; the fourth asks, gets "
-                "NULL (end of the list: ksm_scan.seqnr++, full_scans 1) and returns at once. A "
+        if f["batches"][-1][0] == 0:
+            why = ("The batch that scans the last page ends because pages_to_scan is used up, "
+                   "before scan_get_next_rmap_item() is asked for another page; the next one "
+                   "asks, gets NULL (end of the list: ksm_scan.seqnr++, full_scans 1) and "
+                   "returns at once.")
+        else:
+            why = ("The last batch asked for one more page than there were and got NULL (end "
+                   "of the list: ksm_scan.seqnr++, full_scans 1) with pages_to_scan left over.")
+        return (f"{rows}. {why} A "
                 "batch never crosses a full-scan boundary, which is why the live runner sets "
                 "pages_to_scan far above any scenario's page count: then every wake-up is "
                 "exactly one full scan.")

@@ -94,6 +94,19 @@ class Timeline:
         return 100.0 * self.final.ksmd_cpu_ms / self.final.t_ms if self.final.t_ms else 0.0
 
 
+def _contents(workload: Workload, i: int, ps: int):
+    """Process ``i``'s pages in order: copies, zeros, unique, volatile."""
+    for j in range(workload.copies):
+        yield page_of(ps, b"template %d " % (j % workload.templates))
+    zero = bytes(ps)
+    for _ in range(workload.zeros):
+        yield zero
+    for j in range(workload.unique):
+        yield page_of(ps, b"guest %d unique page %d " % (i, j))
+    for j in range(workload.volatile):
+        yield page_of(ps, b"guest %d volatile page %d v0 " % (i, j))
+
+
 def build(workload: Workload, knobs: dict | None = None, *, kernel: str = "6.18",
           page_size: int = 4096) -> tuple[Machine, list]:
     """A machine with the workload mapped, filled and MADV_MERGEABLE, knobs written, run=1.
@@ -110,15 +123,10 @@ def build(workload: Workload, knobs: dict | None = None, *, kernel: str = "6.18"
         if not per:
             continue
         addr = p.mmap(per * ps)
-        data = bytearray()
-        for j in range(workload.copies):
-            data += page_of(ps, b"template %d " % (j % workload.templates))
-        data += bytes(workload.zeros * ps)
-        for j in range(workload.unique):
-            data += page_of(ps, b"guest %d unique page %d " % (i, j))
-        for j in range(workload.volatile):
-            data += page_of(ps, b"guest %d volatile page %d v0 " % (i, j))
-        p.write(addr, bytes(data))
+        # written page by page: one buffer of the whole area would double the peak
+        # memory of chapter 06's advisor machine
+        for j, content in enumerate(_contents(workload, i, ps)):
+            p.write(addr + j * ps, content)
         p.madvise(addr, per * ps, MADV_MERGEABLE)
         if workload.volatile:
             volatile.append((p, addr + (per - workload.volatile) * ps, workload.volatile))

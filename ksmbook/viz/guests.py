@@ -36,6 +36,37 @@ def density_figure(sweep: dict, *, title: str = "Memory saved as guests are adde
     return fig
 
 
+def density_cpu_figure(sweep: dict, *, page_size: int = 4096,
+                       title: str = "Density bought with ksmd CPU",
+                       width: int = 900, height: int = 460) -> go.Figure:
+    """Guests per GiB of host RAM (y) against the ksmd CPU it took to merge them (x).
+
+    One line per mix, points in order of guest count; the dotted line is the density
+    with KSM off (guest RAM only, every page its own frame)."""
+    fig = go.Figure()
+    top_x = 1.0
+    for i, (mix, rows) in enumerate(sweep.items()):
+        colour, dash, symbol = _MIX_STYLE[i % len(_MIX_STYLE)]
+        top_x = max([top_x] + [r.ksmd_cpu_ms for r in rows])
+        fig.add_trace(go.Scatter(
+            x=[r.ksmd_cpu_ms for r in rows], y=[r.guests_per_gib(page_size) for r in rows],
+            name=mix, mode="lines+markers", line=dict(color=colour, dash=dash, width=3),
+            marker=dict(symbol=symbol, size=10, color=colour),
+            customdata=[[r.guests, r.full_scans] for r in rows],
+            hovertemplate=mix + ": %{customdata[0]} guests, %{y:.0f} per GiB after "
+                          "%{x:.1f} ms of ksmd CPU (%{customdata[1]} full scans)<extra></extra>"))
+    off = [2**30 / (rows[0].image.pages * page_size) for rows in sweep.values() if rows]
+    if off:
+        fig.add_hline(y=off[0], line=dict(color="#444444", width=1, dash="dot"),
+                      annotation_text="KSM off", annotation_position="bottom right")
+    fig.update_layout(**base_layout(title, width, height, margin=dict(l=80, r=20, t=90, b=60)))
+    fig.update_xaxes(title_text="ksmd CPU to merge (ms, 5.5 µs per processed page)",
+                     range=[0, top_x * 1.05], gridcolor="#EEEEEE")
+    fig.update_yaxes(title_text="guests per GiB of host RAM", rangemode="tozero",
+                     gridcolor="#EEEEEE")
+    return fig
+
+
 def breakdown_figure(rows, *, title: str = "Where the saving comes from",
                      width: int = 900, height: int = 420) -> go.Figure:
     """Stacked bars: frames saved per page kind, one bar per measurement (labelled by mix)."""

@@ -124,7 +124,7 @@ def test_design_checker_runs_the_scenario_and_explains():
         s.spawn("x")
         s.mmap("x", "mem", 10)
         s.fill("x", 0, 10, 1)
-    assert "Nothing merged" in d.check(no_madvise).text
+    assert "did you s.madvise()" in d.check(no_madvise).text
     assert "raised ZeroDivisionError" in d.check(lambda s: 1 / 0).text
     assert "a function" in d.check(7).text
 
