@@ -10,6 +10,7 @@ PYTHON   ?= python3
 VENV     := .venv
 VPY      := $(VENV)/bin/python
 STAMP    := $(VENV)/.installed
+BOOK_VENV := .venv-book
 CHROMIUM := /usr/bin/chromium
 LAB_ARGS ?=
 # jupyter refuses to run as root without --allow-root (CI and dev machines are root).
@@ -58,7 +59,8 @@ lab: setup
 
 test: setup test-py test-notebooks
 
-test-py: setup
+# the static-book test (tests/test_site.py) builds the site with .venv-book's jupyter-book
+test-py: setup $(BOOK_VENV)/.installed
 	$(VPY) -m pytest tests
 
 test-notebooks: setup
@@ -93,7 +95,6 @@ execute-notebooks: sync-notebooks
 # make html: jupyter-book 1.x (Sphinx + myst-nb) in its own venv (it needs Sphinx < 8,
 # the lab venv may carry a newer one).  Nothing is executed: the stored outputs are
 # the book.  plotly.js is copied from the installed plotly and loaded once per page.
-BOOK_VENV := .venv-book
 $(BOOK_VENV)/.installed: pyproject.toml
 	@test -x $(BOOK_VENV)/bin/python || $(PYTHON) -m venv $(BOOK_VENV)
 	$(BOOK_VENV)/bin/python -m pip install --quiet 'jupyter-book>=1,<2'
