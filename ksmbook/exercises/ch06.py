@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..kernel.ksm.ksmd import SCAN_COST_NS
 from ..kernel.ksm.structs import SIZEOF_KSM_RMAP_ITEM
 from ..labs import tuning
-from .base import Exercise, as_int, as_name
+from .base import Exercise, Feedback, as_int, as_ints, as_name
 
 
 class CpuShare(Exercise):
@@ -163,9 +163,76 @@ class NegativeProfit(Exercise):
         return ""
 
 
+class KnobDesign(Exercise):
+    """Design the knobs: the checker runs the chapter's lab with the reader's setting."""
+    name = "knob_design"
+    kind = "design"
+    fixed_because = "not yet seeded: the book's workload and limits are used for every student"
+    template = ("Choose (pages_to_scan, sleep_millisecs) so that the chapter's workload "
+                "(1,024 pages) reaches 90% of its saving within {within_ms} ms of simulated "
+                "time while ksmd's mean CPU over {duration_ms} ms stays below {max_cpu}%. "
+                "smart_scan stays at its default (1).")
+    params = {"within_ms": 300, "max_cpu": 10, "duration_ms": 4000}
+    answer_format = "a tuple (pages_to_scan, sleep_millisecs)"
+    hints = ("The defaults (100, 20) are cheap but need about 450 ms: the first merges take two "
+             "full scans, and a full scan of 1,024 pages is 11 batches at 100 pages.",
+             "CPU share is about pages_to_scan × 5.5 µs / (that + sleep_millisecs); a few "
+             "hundred pages per 20 ms wake-up does both.")
+
+    def normalise(self, answer):
+        pages, sleep_ms = as_ints(answer, 2)
+        if pages < 1 or sleep_ms < 0:
+            raise ValueError("pages_to_scan must be >= 1 and sleep_millisecs >= 0")
+        return pages, sleep_ms
+
+    def measure(self, pages: int, sleep_ms: int) -> tuning.Timeline:
+        return tuning.run_timeline({"pages_to_scan": pages, "sleep_millisecs": sleep_ms},
+                                   tuning.Workload(), duration_ms=self.p["duration_ms"],
+                                   sample_ms=50)
+
+    def verdict(self, tl) -> tuple[bool, str]:
+        t90, cpu = tl.time_to_save(), tl.mean_cpu_percent()
+        ok = t90 is not None and t90 <= self.p["within_ms"] and cpu < self.p["max_cpu"]
+        said = (f"90% of the saving after {t90:.0f} ms" if t90 is not None else
+                "90% of the saving never reached") + f", mean ksmd CPU {cpu:.1f}%"
+        return ok, said
+
+    def simulate(self):
+        # the simulator, not a formula, finds a setting that works: the book's solution
+        for pages in (200, 300, 400, 600, 800):
+            tl = self.measure(pages, 20)
+            ok, said = self.verdict(tl)
+            if ok:
+                return {"answer": (pages, 20), "said": said}
+        raise ValueError("no setting in the search meets the limits")
+
+    def explain(self, f):
+        return (f"For example {f['answer']}: {f['said']}. Other settings are accepted when "
+                f"the simulator agrees.")
+
+    def check(self, answer=None) -> Feedback:
+        if answer is None or answer is Ellipsis:
+            return super().check(answer)
+        try:
+            pages, sleep_ms = self.normalise(answer)
+        except (TypeError, ValueError) as exc:
+            return Feedback(False, f"Could not read {answer!r} as {self.answer_format}: {exc}")
+        if pages > 100000 or sleep_ms > 10000:
+            return Feedback(False, "Not quite: keep pages_to_scan <= 100000 and "
+                                   "sleep_millisecs <= 10000 (one simulated run each).")
+        ok, said = self.verdict(self.measure(pages, sleep_ms))
+        saw = f"The simulator ran pages_to_scan={pages}, sleep_millisecs={sleep_ms}: {said}."
+        if ok:
+            return Feedback(True, "Correct. " + saw)
+        return Feedback(False, f"Not quite. {saw} You need at most {self.p['within_ms']} ms "
+                               f"and under {self.p['max_cpu']}% CPU. Try `hint()`.")
+
+
 cpu_share = CpuShare()
 double_the_pages = DoubleThePages()
 who_skips = WhoSkips()
 max_sharing = MaxSharing()
 negative_profit = NegativeProfit()
-EXERCISES = (cpu_share, double_the_pages, who_skips, max_sharing, negative_profit)
+knob_design = KnobDesign()
+EXERCISES = (cpu_share, double_the_pages, who_skips, max_sharing, negative_profit,
+             knob_design)

@@ -3,7 +3,7 @@ lab (``ksmbook.labs.guests``) in the simulator."""
 from __future__ import annotations
 
 from ..labs import guests
-from .base import Exercise, as_int, as_name
+from .base import Exercise, Feedback, as_int, as_ints, as_name
 
 
 class OneGuest(Exercise):
@@ -126,9 +126,72 @@ class CowBreaks(Exercise):
         return self.WHY_NOT.get(answer, "")
 
 
+class ImageDesign(Exercise):
+    """Design the guest image: the checker builds the host from the reader's image."""
+    name = "image_design"
+    kind = "design"
+    fixed_because = "not yet seeded: the book's host and target are used for every student"
+    template = ("{guests} guests with KASLR, each of 512 pages of which {private} are private. "
+                "Choose how the other {shared} pages split into (kernel, libs, zero), with at "
+                "least {min_kernel} kernel pages, so that the host saves at least {target}% of "
+                "guest RAM.")
+    params = {"guests": 8, "private": 96, "shared": 416, "min_kernel": 32, "target": 70}
+    answer_format = "a tuple (kernel, libs, zero)"
+    hints = ("With KASLR no kernel page is alike across guests: kernel pages save nothing.",
+             "A library page saves 7 frames in 8 guests; a zero page saves nearly 8 "
+             "(one KSM page per 256 mappings, max_page_sharing). Free memory is the cheapest "
+             "saving.")
+
+    def normalise(self, answer):
+        kernel, libs, zero = as_ints(answer, 3)
+        if min(kernel, libs, zero) < 0:
+            raise ValueError("page counts cannot be negative")
+        return kernel, libs, zero
+
+    def measure(self, kernel: int, libs: int, zero: int) -> guests.Measurement:
+        image = guests.GuestImage(kernel=kernel, libs=libs, zero=zero, private=self.p["private"])
+        return guests.measure(self.p["guests"], "identical, KASLR", image)
+
+    def simulate(self):
+        # the simulator, not a formula, checks the book's solution: all free memory
+        k = self.p["min_kernel"]
+        image = (k, 0, self.p["shared"] - k)
+        r = self.measure(*image)
+        if r.saved_percent < self.p["target"]:
+            raise ValueError(f"target {self.p['target']}% is out of reach")
+        return {"answer": image, "saved": r.saved_percent}
+
+    def explain(self, f):
+        return (f"For example {f['answer']}: {f['saved']:.1f}% saved. The most free memory "
+                f"and the smallest kernel save the most; other images are accepted when the "
+                f"simulator agrees.")
+
+    def check(self, answer=None) -> Feedback:
+        if answer is None or answer is Ellipsis:
+            return super().check(answer)
+        try:
+            kernel, libs, zero = self.normalise(answer)
+        except (TypeError, ValueError) as exc:
+            return Feedback(False, f"Could not read {answer!r} as {self.answer_format}: {exc}")
+        if kernel + libs + zero != self.p["shared"]:
+            return Feedback(False, f"Not quite: {kernel} + {libs} + {zero} = "
+                                   f"{kernel + libs + zero}, not {self.p['shared']} pages.")
+        if kernel < self.p["min_kernel"]:
+            return Feedback(False, f"Not quite: a guest needs at least {self.p['min_kernel']} "
+                                   f"kernel pages.")
+        r = self.measure(kernel, libs, zero)
+        saw = (f"The simulator built {self.p['guests']} guests with KASLR from ({kernel}, "
+               f"{libs}, {zero}): {r.saved_percent:.1f}% saved (kernel {r.saved['kernel']}, "
+               f"libs {r.saved['libs']}, zero {r.saved['zero']} frames).")
+        if r.saved_percent >= self.p["target"]:
+            return Feedback(True, "Correct. " + saw)
+        return Feedback(False, f"Not quite. {saw} You need {self.p['target']}%. Try `hint()`.")
+
+
 one_guest = OneGuest()
 kaslr_loss = KaslrLoss()
 distro_guests = DistroGuests()
 most_saved = MostSaved()
 cow_breaks = CowBreaks()
-EXERCISES = (one_guest, kaslr_loss, distro_guests, most_saved, cow_breaks)
+image_design = ImageDesign()
+EXERCISES = (one_guest, kaslr_loss, distro_guests, most_saved, cow_breaks, image_design)

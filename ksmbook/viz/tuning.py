@@ -88,3 +88,24 @@ def profit_figure(timelines, *, title: str = "general_profit: saved memory minus
     fig.update_xaxes(title_text="simulated time (s)", gridcolor="#EEEEEE")
     fig.update_yaxes(title_text="general_profit (KiB)", gridcolor="#EEEEEE")
     return fig
+
+
+def sharing_limit_figure(timelines, *, title: str = "max_page_sharing: KSM pages against the frames saved",
+                         width: int = 900, height: int = 420) -> go.Figure:
+    """Per run (one value of max_page_sharing): frames still used by KSM pages
+    (``pages_shared``) and frames saved (``pages_sharing``), stacked to the copies merged."""
+    labels = [tl.label for tl in timelines]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=labels, y=[tl.final.pages_shared for tl in timelines],
+                         name="KSM pages (frames kept, pages_shared)",
+                         marker=dict(color=OKABE_ITO["vermillion"], pattern=dict(shape="/"),
+                                     line=dict(color="#333333", width=1)),
+                         hovertemplate="%{x}: %{y} KSM pages<extra></extra>"))
+    fig.add_trace(go.Bar(x=labels, y=[tl.final.pages_sharing for tl in timelines],
+                         name="frames saved (pages_sharing)",
+                         marker=dict(color=OKABE_ITO["blue"], line=dict(color="#333333", width=1)),
+                         hovertemplate="%{x}: %{y} frames saved<extra></extra>"))
+    fig.update_layout(**base_layout(title, width, height, margin=dict(l=80, r=20, t=90, b=60)),
+                      barmode="stack")
+    fig.update_yaxes(title_text="frames (4 KiB)", rangemode="tozero", gridcolor="#EEEEEE")
+    return fig

@@ -43,3 +43,13 @@ def test_density_cpu_figure_reads_the_sweep():
     assert ident[-1].guests_per_gib() > kaslr[-1].guests_per_gib()
     # CPU grows with guest RAM, whatever the guests hold
     assert [r.ksmd_cpu_ms for r in ident] == pytest.approx([r.ksmd_cpu_ms for r in kaslr])
+
+
+def test_sharing_limit_figure_stacks_to_the_copies():
+    from ksmbook.viz import tuning as tviz
+    one_page = tuning.Workload(copies=64, templates=1, zeros=0, unique=0)      # 256 copies
+    runs = tuning.sweep("max_page_sharing", (2, 64), one_page, base={"pages_to_scan": 400},
+                        duration_ms=1000)
+    fig = tviz.sharing_limit_figure(runs)
+    kept, saved = fig.data
+    assert list(kept.y) == [128, 4] and [k + s for k, s in zip(kept.y, saved.y)] == [256, 256]
