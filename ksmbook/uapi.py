@@ -29,6 +29,7 @@ KSM_SYSFS = "/sys/kernel/mm/ksm"
 
 # include/uapi/asm-generic/mman-common.h
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+PROT_SEM = 0x8                  # asm-generic/mman-common.h
 MAP_SHARED, MAP_PRIVATE = 0x01, 0x02
 MADV_DONTNEED = 4
 MADV_MERGEABLE = 12

@@ -26,7 +26,7 @@ from .pagetable import (PageTables, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, pte_p
 from ..uapi import (MADV_DONTNEED, MADV_HUGEPAGE, MADV_MERGEABLE,  # noqa: E402,F401
                     MADV_NOHUGEPAGE, MADV_UNMERGEABLE, MAP_PRIVATE,
                     MAP_SHARED, PR_GET_MEMORY_MERGE, PR_SET_MEMORY_MERGE, PROT_EXEC, PROT_NONE,
-                    PROT_READ, PROT_WRITE)
+                    PROT_READ, PROT_SEM, PROT_WRITE)
 
 # mm->flags
 MMF_VM_MERGEABLE = 1 << 16
@@ -371,8 +371,9 @@ class Process:
         if length >= 1 << 64 or length > self.machine.task_size:
             # PAGE_ALIGN() wrapped to 0 or more than TASK_SIZE: ENOMEM (get_unmapped_area)
             raise kernel_error(errno.ENOMEM, f"mmap: length {length:#x} exceeds TASK_SIZE")
-        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
-            raise einval(f"mmap: prot {prot:#x} (ksmbook models PROT_READ|PROT_WRITE|PROT_EXEC)")
+        # do_mmap() validates no prot bit: calc_vm_prot_bits() keeps the ones it knows
+        # and drops the rest (PROT_SEM 0x8, or 0x10, are accepted and change nothing here)
+        prot &= PROT_READ | PROT_WRITE | PROT_EXEC
         if node is not None and not 0 <= node < self.machine.numa_nodes:
             raise einval(f"mmap: no NUMA node {node}")
         start = self.machine.get_unmapped_area(self.mm, length)
@@ -397,8 +398,11 @@ class Process:
         start, end = self._page_range(addr, length, "mprotect", allow_empty=True)
         if start == end:
             return
-        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
+        # do_mprotect_pkey() -> arch_validate_prot() (x86's default): only READ, WRITE,
+        # EXEC and PROT_SEM may be set; PROT_SEM changes nothing for anonymous memory
+        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM):
             raise einval(f"mprotect: prot {prot:#x}")
+        prot &= ~PROT_SEM
         runs = self.mm.mapped_runs(start, end)
         if not runs or runs[0][0] != start:
             raise kernel_error(errno.ENOMEM, "mprotect: range starts in a hole")

@@ -26,6 +26,8 @@ SYSCALL_TABLE = [
     ("mmap", None, U64 - 1, 3, errno.ENOMEM),
     ("mmap", None, 1 << 63, 3, errno.ENOMEM),
     ("mmap", None, 1 << 47, 3, errno.ENOMEM),
+    ("mmap", None, PS, 0x8, 0),              # do_mmap() validates no prot bit
+    ("mmap", None, PS, 0x10 | 3, 0),
     ("munmap", 1, PS, None, errno.EINVAL),
     ("munmap", 0, 0, None, errno.EINVAL),
     ("munmap", 0, U64 - 1, None, errno.EINVAL),
@@ -35,6 +37,7 @@ SYSCALL_TABLE = [
     ("mprotect", 1, 0, 1, errno.EINVAL),
     ("mprotect", 0, U64 - 1, 1, errno.ENOMEM),
     ("mprotect", 0, PS, 0x10, errno.EINVAL),
+    ("mprotect", 0, PS, 0x8 | 1, 0),          # PROT_SEM passes arch_validate_prot()
     ("madvise", 1, PS, 12, errno.EINVAL),
     ("madvise", 0, 0, 12, 0),
     ("madvise", 1, 0, 12, errno.EINVAL),
