@@ -30,10 +30,43 @@ def test_skipping_empty_wakeups_gives_what_one_by_one_gives(monkeypatch, ms, sle
     slow, _q, _b = idle_machine()
     for m in (fast, slow):
         m.sysfs.write("/sys/kernel/mm/ksm/sleep_millisecs", sleep)
-    monkeypatch.setattr(ksmd_mod.Ksmd, "_idle_is_periodic", lambda self: self is fast.ksmd)
+    monkeypatch.setattr(ksmd_mod.Ksmd, "_idle_is_periodic", lambda self, *a: self is fast.ksmd)
     fast.advance(ms)
     slow.advance(ms)
     assert state(fast) == state(slow)
+
+
+def advisor_state(m):
+    k = m.ksm
+    return state(m) + (k.pages_to_scan, dict(k.advisor_ctx))
+
+
+@pytest.mark.parametrize("ms", [30, 250, 1000, 3000])
+def test_with_the_scan_time_advisor_skipping_is_exact_too(monkeypatch, ms):
+    """scan_time_advisor() runs at every scan end; once its carried state stops changing
+    (pages_to_scan at advisor_max_pages_to_scan, the EWMA at its fixed point), empty
+    wake-ups repeat exactly and are skipped, clock readings included."""
+    fast, _p, _a = idle_machine()
+    slow, _q, _b = idle_machine()
+    for m in (fast, slow):
+        m.sysfs.write("/sys/kernel/mm/ksm/advisor_mode", "scan-time")
+    real = ksmd_mod.Ksmd._idle_is_periodic
+    monkeypatch.setattr(ksmd_mod.Ksmd, "_idle_is_periodic",
+                        lambda self, *a: self is fast.ksmd and real(self, *a))
+    skipped = []
+    orig = ksmd_mod.Ksmd._skip_empty_wakeups
+    monkeypatch.setattr(ksmd_mod.Ksmd, "_skip_empty_wakeups",
+                        lambda self, *a: (skipped.append(1), orig(self, *a)))
+    fast.advance(ms)
+    slow.advance(ms)
+    assert advisor_state(fast) == advisor_state(slow)
+    if ms >= 1000:
+        assert skipped, "the advisor reached its fixed point, so wake-ups were skipped"
+    # and afterwards both machines go on alike when pages arrive
+    for m, p, a in ((fast, _p, _a), (slow, _q, _b)):
+        p.write(a, b"z" * 3 * 4096)
+        m.advance(500)
+    assert advisor_state(fast) == advisor_state(slow)
 
 
 def test_a_billion_milliseconds_return_at_once_and_count_every_scan():
@@ -60,10 +93,14 @@ def test_wakeups_with_pages_are_never_skipped():
     assert m.ksm.stats()["pages_scanned"] == m.ksm.stats()["full_scans"]
 
 
-def test_the_advisor_keeps_wakeups_one_by_one():
+def test_a_long_idle_run_with_the_advisor_is_fast():
     m, _p, _a = idle_machine()
     m.sysfs.write("/sys/kernel/mm/ksm/advisor_mode", "scan-time")
-    assert not m.ksmd._idle_is_periodic()
+    assert not m.ksmd._idle_is_periodic()          # not before its state has settled
+    started = time.process_time()
+    m.advance(1e9)
+    assert time.process_time() - started < 1.0
+    assert m.ksm.pages_to_scan == 30000 and m.clock_ns == 10**15
 
 
 def test_run_2_out_of_memory_stops_ksmd_as_run_store_does():

@@ -133,6 +133,7 @@ class Ksmd:
     def _advance_to(self, end: int, check) -> None:
         m = self.machine
         empty_in_a_row = 0
+        advisor_before = None
         while True:
             check()
             if not self.should_run():
@@ -143,12 +144,13 @@ class Ksmd:
             if wake > end:
                 m.clock_ns = end
                 return
-            if empty_in_a_row >= 2 and self._idle_is_periodic():
+            if empty_in_a_row >= 2 and self._idle_is_periodic(advisor_before):
                 self._skip_empty_wakeups(wake, end)
                 empty_in_a_row = 0
                 continue
             m.clock_ns = wake
             k = self.ksm
+            advisor_before = self._advisor_state()
             seqnr, slots = k.ksm_scan.seqnr, self._slot_count()
             done = self._batch(k.pages_to_scan)
             # empty: one whole scan that met no rmap_item at all (a scan whose pages
@@ -164,10 +166,20 @@ class Ksmd:
             n, slot = n + 1, slot.next
         return n
 
-    def _idle_is_periodic(self) -> bool:
-        """An empty wake-up repeats exactly only if nothing in it depends on the clock:
-        the scan-time advisor rescales pages_to_scan at every scan end."""
-        return self.ksm.advisor_mode == "none"
+    def _advisor_state(self):
+        """What scan_time_advisor() carries from one scan to the next, less the two
+        clock readings it only ever subtracts (start_scan, cpu_time)."""
+        k = self.ksm
+        return (k.pages_to_scan, k.advisor_ctx["change"], k.advisor_ctx["scan_time"])
+
+    def _idle_is_periodic(self, advisor_before=None) -> bool:
+        """An empty wake-up repeats exactly when nothing carried between scans changes:
+        always without the advisor; with advisor_mode=scan-time once the last empty scan
+        left scan_time_advisor()'s state as it found it (pages_to_scan at its cap or
+        floor, the EWMA at its integer fixed point)."""
+        if self.ksm.advisor_mode == "none":
+            return True
+        return advisor_before is not None and advisor_before == self._advisor_state()
 
     def _skip_empty_wakeups(self, first_wake: int, end: int) -> None:
         """Every empty wake-up from ``first_wake`` to ``end`` at once: each one is
@@ -180,8 +192,14 @@ class Ksmd:
         k.ksm_scan.seqnr += wakeups
         k.ksmd_cpu_ns += wakeups * SCAN_COST_NS
         self.batches += wakeups
-        m.clock_ns = first_wake + (wakeups - 1) * period + SCAN_COST_NS
+        last_wake = first_wake + (wakeups - 1) * period
+        m.clock_ns = last_wake + SCAN_COST_NS
         self.next_wake_ns = m.clock_ns + k.sleep_millisecs * 1_000_000
+        if k.advisor_mode == "scan-time":
+            # the last skipped scan's readings, as advisor_start_scan()/scan_time_advisor()
+            # took them: at its wake-up, before its batch's CPU was added
+            k.advisor_ctx["start_scan"] = last_wake
+            k.advisor_ctx["cpu_time"] = k.ksmd_cpu_ns - SCAN_COST_NS
         k._emit("idle_scans", None, 0, 0,
                 f"full scans #{first_seqnr}..#{k.ksm_scan.seqnr - 1} found nothing to scan "
                 f"({wakeups} wake-ups, taken in one step): full_scans={k.ksm_scan.seqnr}")
