@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from ksmbook import MADV_MERGEABLE, Machine
+from ksmbook import MADV_MERGEABLE, MADV_UNMERGEABLE, Machine
 from ksmbook.kernel.ksm import ksmd as ksmd_mod
 
 
@@ -179,3 +179,35 @@ def test_spawn_out_of_memory_uses_up_no_pid():
     assert info.value.errno == 12 and len(m.processes) == 1
     first.exit()
     assert m.spawn("c").pid == first.pid + 1
+
+
+def test_madv_unmergeable_out_of_memory_stops_where_break_ksm_failed():
+    """ksm_madvise() -> unmerge_ksm_pages(): break_ksm() copies page by page; the first
+    copy that finds no frame returns ENOMEM, the VMA keeps VM_MERGEABLE, and the pages
+    already broken stay private.  Counters still equal a recount."""
+    m = Machine(pages_per_node=14)
+    p = m.spawn("a")
+    a = p.mmap(6 * 4096)
+    p.write(a, b"u" * 6 * 4096)
+    p.madvise(a, 6 * 4096, MADV_MERGEABLE)
+    m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
+    m.ksmd.run_full_scans(2)
+    assert m.ksm.stats()["pages_sharing"] == 5
+    hog = m.spawn("hog")
+    b = hog.mmap(32 * 4096)
+    with pytest.raises(OSError):
+        for i in range(32):
+            hog.write(b + i * 4096, b"h")
+    hog.munmap(b, 2 * 4096)                         # room for exactly two copies
+    with pytest.raises(OSError) as info:
+        p.madvise(a, 6 * 4096, MADV_UNMERGEABLE)
+    assert info.value.errno == 12
+    vma = p.mm.find_vma(a)
+    assert vma.flags & vma.VM_MERGEABLE
+    from ksmbook.kernel.pagetable import pte_pfn
+    private = sum(not m.memory.pfn_to_page(pte_pfn(p.mm.pagetables.get_pte(a + i * 4096))).is_ksm
+                  for i in range(6))
+    assert private == 2
+    counts = m.recount_page_counts()
+    assert all((pg.refcount, pg.mapcount) == counts[pfn]
+               for pfn, pg in m.memory.pages.items() if pfn in counts)

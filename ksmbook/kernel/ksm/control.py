@@ -110,12 +110,17 @@ class ControlMixin:
             return
         if not any(v.flags & v.VM_MERGEABLE for v in vmas):
             return
-        for v in mm.isolate(start, end):
-            if v.flags & v.VM_MERGEABLE:
-                if v.anon_vma is not None:
-                    self.unmerge_ksm_pages(v, v.start, v.end)
-                v.flags &= ~v.VM_MERGEABLE
-        self.machine.mapping_seq += 1       # get_mergeable_page() refuses these pages now
+        try:
+            for v in mm.isolate(start, end):
+                if v.flags & v.VM_MERGEABLE:
+                    # ksm_madvise(): on an unmerge error (ENOMEM) this VMA keeps
+                    # VM_MERGEABLE, the VMAs before it stay done, pages broken so far
+                    # stay broken: unmerge_ksm_pages() stops where break_ksm() failed
+                    if v.anon_vma is not None:
+                        self.unmerge_ksm_pages(v, v.start, v.end)
+                    v.flags &= ~v.VM_MERGEABLE
+        finally:
+            self.machine.mapping_seq += 1   # get_mergeable_page() refuses these pages now
 
     def ksm_enable_merge_any(self, mm) -> None:
         if mm.flags & self.MMF_VM_MERGE_ANY:
