@@ -22,6 +22,16 @@ def enomem(what: str) -> OSError:
     return kernel_error(errno.ENOMEM, what)
 
 
+def check_int(name: str, value, what: str = "", allow_bool: bool = False,
+              accepted: str = "an int") -> None:
+    """TypeError naming the argument (and the call, ``what``), for every integer argument
+    of the public API: a bool is a mistake, except where the kernel reads a flag (e.g.
+    prctl's arg2)."""
+    if not isinstance(value, int) or (isinstance(value, bool) and not allow_bool):
+        raise TypeError(f"{what + ': ' if what else ''}{name} must be {accepted}, not "
+                        f"{type(value).__name__} {value!r}")
+
+
 class SegmentationFault(Exception):
     """SIGSEGV: an access the VMA layout or its protection does not allow."""
 

@@ -10,6 +10,7 @@ import math
 
 from collections import Counter
 
+from .errors import check_int
 from .events import EventLog
 from .ksm import Ksm
 from .ksm.ksmd import Ksmd
@@ -26,12 +27,6 @@ from .versions import profile as kernel_profile
 EVENT_LIMIT = 100_000
 
 
-def _require_int(name: str, value, accepted: str = "an int") -> None:
-    """Refuse bools and non-ints for an integer argument, naming it."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be {accepted}, not {type(value).__name__} {value!r}")
-
-
 class Machine:
     """One Linux box: ``spawn`` processes, drive ``ksmd``, read ``sysfs``/``procfs``.
 
@@ -45,20 +40,20 @@ class Machine:
                  pages_per_node: int | None = None, events: bool = True,
                  event_limit: int | None = EVENT_LIMIT, event_sink=None,
                  fastpath: bool | None = None, check_fastpath: bool | None = None):
-        _require_int("page_size", page_size)
+        check_int("page_size", page_size)
         if page_size < 64 or page_size & (page_size - 1):
             raise ValueError(f"page_size must be a power of two >= 64, not {page_size!r}")
-        _require_int("numa_nodes", numa_nodes)
+        check_int("numa_nodes", numa_nodes)
         if not 1 <= numa_nodes <= 64:
             raise ValueError(f"numa_nodes must be 1..64, not {numa_nodes!r}")
         if pages_per_node is not None:
-            _require_int("pages_per_node", pages_per_node, "an int or None (no limit)")
+            check_int("pages_per_node", pages_per_node, accepted="an int or None (no limit)")
             if pages_per_node < 0:      # 0 is a memoryless node, as NUMA machines have
                 raise ValueError(f"pages_per_node must be >= 0 or None, not {pages_per_node!r}")
         if not isinstance(events, bool):
             raise TypeError(f"events must be True or False, not {events!r}")
         if event_limit is not None:
-            _require_int("event_limit", event_limit, "an int or None (unbounded)")
+            check_int("event_limit", event_limit, accepted="an int or None (unbounded)")
             if event_limit < 0:
                 raise ValueError(f"event_limit must be >= 0 or None, not {event_limit!r}")
         for name, flag in (("fastpath", fastpath), ("check_fastpath", check_fastpath)):
@@ -119,7 +114,7 @@ class Machine:
         changes nothing: no pid is used up, as fork() frees its pid on failure."""
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, not {type(name).__name__} {name!r}")
-        _require_int("node", node)
+        check_int("node", node)
         if not 0 <= node < self.numa_nodes:
             raise ValueError(f"no NUMA node {node}: this machine has nodes 0..{self.numa_nodes - 1}")
         pid = self._next_pid

@@ -14,7 +14,7 @@ import bisect
 import errno
 from collections import Counter
 
-from .errors import SegmentationFault, einval, kernel_error
+from .errors import SegmentationFault, check_int, einval, kernel_error  # noqa: F401 (check_int: kvm)
 from .fault import (FAULT_FLAG_WRITE, fault_allocates, handle_mm_fault, pte_mkprotnone,
                     pte_mkprotread, zap_pte)
 from .memory import PG_anon_exclusive, PG_shmem
@@ -286,13 +286,6 @@ class MM:
             if v.shmem is not None:
                 v.shmem.put(self.machine.memory)
         self.pagetables.free_empty_tables(lambda s, e: bool(self.vmas_in(s, e)))
-
-
-def check_int(name: str, value, what: str, allow_bool: bool = False) -> None:
-    """TypeError naming the argument: syscall arguments are integers (a bool is a
-    mistake, except where the kernel reads a flag, e.g. prctl's arg2)."""
-    if not isinstance(value, int) or (isinstance(value, bool) and not allow_bool):
-        raise TypeError(f"{what}: {name} must be an int, not {type(value).__name__}")
 
 
 class Process:

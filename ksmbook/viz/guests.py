@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from .style import OKABE_ITO, base_layout
-
-_MIX_STYLE = [(OKABE_ITO["blue"], "solid", "circle"), (OKABE_ITO["vermillion"], "dash", "square"),
-              (OKABE_ITO["green"], "dot", "diamond"), (OKABE_ITO["purple"], "dashdot", "x")]
+from .style import OKABE_ITO, base_layout, line_style
 _KIND_STYLE = {"zero": ("#BBBBBB", ""), "kernel": (OKABE_ITO["orange"], "/"),
                "libs": (OKABE_ITO["sky"], "x"), "private": (OKABE_ITO["black"], ".")}
 
@@ -20,7 +17,7 @@ def density_figure(sweep: dict, *, title: str = "Memory saved as guests are adde
     """Saved % of guest RAM (y) against the number of guests (x), one line per mix."""
     fig = go.Figure()
     for i, (mix, rows) in enumerate(sweep.items()):
-        colour, dash, symbol = _MIX_STYLE[i % len(_MIX_STYLE)]
+        colour, dash, symbol = line_style(i)
         fig.add_trace(go.Scatter(
             x=[r.guests for r in rows], y=[r.saved_percent for r in rows], name=mix,
             mode="lines+markers", line=dict(color=colour, dash=dash, width=3),
@@ -46,7 +43,7 @@ def density_cpu_figure(sweep: dict, *, page_size: int = 4096,
     fig = go.Figure()
     top_x = 1.0
     for i, (mix, rows) in enumerate(sweep.items()):
-        colour, dash, symbol = _MIX_STYLE[i % len(_MIX_STYLE)]
+        colour, dash, symbol = line_style(i)
         top_x = max([top_x] + [r.ksmd_cpu_ms for r in rows])
         fig.add_trace(go.Scatter(
             x=[r.ksmd_cpu_ms for r in rows], y=[r.guests_per_gib(page_size) for r in rows],

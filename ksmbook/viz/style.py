@@ -36,6 +36,17 @@ LABEL_SIZE = 13
 BG = "#FFFFFF"
 
 
+#: Lines told apart by colour, dash *and* marker: run i of a figure takes line_style(i).
+LINE_STYLES = ((OKABE_ITO["blue"], "solid", "circle"), (OKABE_ITO["vermillion"], "dash", "square"),
+               (OKABE_ITO["green"], "dot", "diamond"), (OKABE_ITO["purple"], "dashdot", "x"),
+               (OKABE_ITO["orange"], "longdash", "triangle-up"))
+
+
+def line_style(i: int) -> tuple[str, str, str]:
+    """(colour, dash, marker symbol) of the i-th line of a figure, cycling."""
+    return LINE_STYLES[i % len(LINE_STYLES)]
+
+
 def base_layout(title: str, width: int, height: int, **extra) -> dict:
     """Layout shared by every builder: white, explicit size, big fonts, no zoom clutter."""
     layout = dict(

@@ -8,15 +8,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import OKABE_ITO, base_layout
-
-_CYCLE = [(OKABE_ITO["blue"], "solid", "circle"), (OKABE_ITO["vermillion"], "dash", "square"),
-          (OKABE_ITO["green"], "dot", "diamond"), (OKABE_ITO["purple"], "dashdot", "x"),
-          (OKABE_ITO["orange"], "longdash", "triangle-up")]
-
-
-def _style(i: int):
-    return _CYCLE[i % len(_CYCLE)]
+from .style import OKABE_ITO, base_layout, line_style
 
 
 def saving_and_cpu_figure(timelines, *, title: str = "Memory saved and ksmd CPU over time",
@@ -25,7 +17,7 @@ def saving_and_cpu_figure(timelines, *, title: str = "Memory saved and ksmd CPU 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         row_heights=[0.6, 0.4])
     for i, tl in enumerate(timelines):
-        colour, dash, symbol = _style(i)
+        colour, dash, symbol = line_style(i)
         xs = [s.t_ms / 1000 for s in tl.samples]
         common = dict(mode="lines+markers", line=dict(color=colour, dash=dash, width=3),
                       marker=dict(symbol=symbol, size=7, color=colour), legendgroup=tl.label)
@@ -51,7 +43,7 @@ def tradeoff_figure(timelines, *, title: str = "Faster merging costs ksmd CPU",
     pts = [(x, y / 1000, label) for x, y, label in pts if y is not None]
     fig = go.Figure()
     for i, (x, y, label) in enumerate(pts):
-        colour, _dash, symbol = _style(i)
+        colour, _dash, symbol = line_style(i)
         # of two neighbouring points, the higher one is labelled above, the lower below
         near = min((p for p in pts if p[2] != label), key=lambda p: abs(p[0] - x), default=None)
         above = near is None or y >= near[1]
@@ -76,7 +68,7 @@ def profit_figure(timelines, *, title: str = "general_profit: saved memory minus
     """general_profit over time; a line below zero is KSM costing more than it saves."""
     fig = go.Figure()
     for i, tl in enumerate(timelines):
-        colour, dash, symbol = _style(i)
+        colour, dash, symbol = line_style(i)
         fig.add_trace(go.Scatter(
             x=[s.t_ms / 1000 for s in tl.samples],
             y=[s.general_profit / 2**10 for s in tl.samples], name=tl.label,

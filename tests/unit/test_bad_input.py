@@ -1,12 +1,38 @@
 """Bad input and long runs (issue 14): arguments checked at the boundary, out-of-memory
 paths that change nothing or fail as Linux does, and long simulated time that is fast
 and exact (m.advance(1e9) with run=1 used to simulate 5·10^7 wake-ups one by one)."""
+import os
+import sys
 import time
 
 import pytest
 
 from ksmbook import MADV_MERGEABLE, MADV_UNMERGEABLE, Machine
 from ksmbook.kernel.ksm import ksmd as ksmd_mod
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from machine_checks import check_page_counts  # noqa: E402
+
+
+def merged_then_full(pages: int, pages_per_node: int, *, room: int = 0):
+    """``pages`` equal pages merged by two full scans, then every free frame taken by a
+    hog, and ``room`` frames given back: the state an unmerge runs out of memory in."""
+    m = Machine(pages_per_node=pages_per_node)
+    p = m.spawn("a")
+    a = p.mmap(pages * 4096)
+    p.write(a, b"u" * pages * 4096)
+    p.madvise(a, pages * 4096, MADV_MERGEABLE)
+    m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
+    m.ksmd.run_full_scans(2)
+    assert m.ksm.stats()["pages_sharing"] == pages - 1
+    hog = m.spawn("hog")
+    b = hog.mmap(pages_per_node * 4096)
+    with pytest.raises(OSError):
+        for i in range(pages_per_node):
+            hog.write(b + i * 4096, b"h")
+    if room:
+        hog.munmap(b, room * 4096)
+    return m, p, a
 
 
 def idle_machine(**kw):
@@ -106,26 +132,13 @@ def test_a_long_idle_run_with_the_advisor_is_fast():
 def test_run_2_out_of_memory_stops_ksmd_as_run_store_does():
     """mm/ksm.c run_store(): an unmerge that fails sets ksm_run = KSM_RUN_STOP and returns
     the error; unmerge_and_remove_all_rmap_items() puts the cursor back on ksm_mm_head."""
-    m = Machine(pages_per_node=12)
-    p = m.spawn("a")
-    a = p.mmap(4 * 4096)
-    p.write(a, b"x" * 4 * 4096)
-    p.madvise(a, 4 * 4096, MADV_MERGEABLE)
-    m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
-    m.ksmd.run_full_scans(2)
-    hog = m.spawn("hog")
-    b = hog.mmap(20 * 4096)
-    with pytest.raises(OSError):
-        for i in range(20):
-            hog.write(b + i * 4096, b"y" * 4096)
+    m, _p, _a = merged_then_full(4, 12)
     with pytest.raises(OSError) as exc:
         m.sysfs.write("/sys/kernel/mm/ksm/run", "2")
     assert exc.value.errno == 12
     assert m.sysfs.read("/sys/kernel/mm/ksm/run").strip() == "0"
     assert m.ksm.ksm_scan.mm_slot is m.ksm.ksm_mm_head
-    counts = m.recount_page_counts()
-    assert all((pg.refcount, pg.mapcount) == counts[pfn] for pfn, pg in m.memory.pages.items()
-               if pfn in counts)
+    check_page_counts(m)
 
 
 # --- arguments checked at the boundary (issue 14) -------------------------------------
@@ -185,20 +198,7 @@ def test_madv_unmergeable_out_of_memory_stops_where_break_ksm_failed():
     """ksm_madvise() -> unmerge_ksm_pages(): break_ksm() copies page by page; the first
     copy that finds no frame returns ENOMEM, the VMA keeps VM_MERGEABLE, and the pages
     already broken stay private.  Counters still equal a recount."""
-    m = Machine(pages_per_node=14)
-    p = m.spawn("a")
-    a = p.mmap(6 * 4096)
-    p.write(a, b"u" * 6 * 4096)
-    p.madvise(a, 6 * 4096, MADV_MERGEABLE)
-    m.sysfs.write("/sys/kernel/mm/ksm/run", "1")
-    m.ksmd.run_full_scans(2)
-    assert m.ksm.stats()["pages_sharing"] == 5
-    hog = m.spawn("hog")
-    b = hog.mmap(32 * 4096)
-    with pytest.raises(OSError):
-        for i in range(32):
-            hog.write(b + i * 4096, b"h")
-    hog.munmap(b, 2 * 4096)                         # room for exactly two copies
+    m, p, a = merged_then_full(6, 14, room=2)      # room for exactly two copies
     with pytest.raises(OSError) as info:
         p.madvise(a, 6 * 4096, MADV_UNMERGEABLE)
     assert info.value.errno == 12
@@ -208,6 +208,4 @@ def test_madv_unmergeable_out_of_memory_stops_where_break_ksm_failed():
     private = sum(not m.memory.pfn_to_page(pte_pfn(p.mm.pagetables.get_pte(a + i * 4096))).is_ksm
                   for i in range(6))
     assert private == 2
-    counts = m.recount_page_counts()
-    assert all((pg.refcount, pg.mapcount) == counts[pfn]
-               for pfn, pg in m.memory.pages.items() if pfn in counts)
+    check_page_counts(m)

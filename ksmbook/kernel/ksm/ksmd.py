@@ -13,6 +13,8 @@ import contextlib
 import signal
 import threading
 
+from ..errors import check_int
+
 
 @contextlib.contextmanager
 def interrupt_between_batches():
@@ -76,8 +78,7 @@ class Ksmd:
         self._require_running()
         if pages is None:
             pages = self.ksm.pages_to_scan
-        if isinstance(pages, bool) or not isinstance(pages, int):
-            raise TypeError(f"scan: pages must be an int or None, not {type(pages).__name__}")
+        check_int("pages", pages, "scan", accepted="an int or None")
         if pages < 0:
             raise ValueError(f"scan: pages must be >= 0, not {pages}")
         with self.machine.events.capture() as events:
@@ -92,8 +93,7 @@ class Ksmd:
         ``progress(done_scans, n)`` is called after each full scan, for long runs.
         """
         self._require_running()
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"run_full_scans: n must be an int, not {type(n).__name__}")
+        check_int("n", n, "run_full_scans")
         if n < 0:
             raise ValueError(f"run_full_scans: n must be >= 0, not {n}")
         if progress is not None and not callable(progress):
@@ -134,6 +134,7 @@ class Ksmd:
         m = self.machine
         empty_in_a_row = 0
         advisor_before = None
+        slots_after_last = None     # slot count after the last wake-up that met no rmap_item
         while True:
             check()
             if not self.should_run():
@@ -151,12 +152,19 @@ class Ksmd:
             m.clock_ns = wake
             k = self.ksm
             advisor_before = self._advisor_state()
-            seqnr, slots = k.ksm_scan.seqnr, self._slot_count()
+            seqnr = k.ksm_scan.seqnr
             done = self._batch(k.pages_to_scan)
             # empty: one whole scan that met no rmap_item at all (a scan whose pages
-            # smart scan skipped is not empty: the skip counts change every scan)
-            empty = (done == 0 and k.ksm_rmap_items == 0 and k.ksm_scan.seqnr == seqnr + 1
-                     and self._slot_count() == slots)
+            # smart scan skipped is not empty: the skip counts change every scan) and
+            # left the mm list as the previous such scan did.  The list is counted only
+            # after a scan that met nothing, so busy wake-ups pay nothing for this.
+            empty = False
+            if done == 0 and k.ksm_rmap_items == 0 and k.ksm_scan.seqnr == seqnr + 1:
+                slots = self._slot_count()
+                empty = slots == slots_after_last
+                slots_after_last = slots
+            else:
+                slots_after_last = None
             empty_in_a_row = empty_in_a_row + 1 if empty else 0
             self.next_wake_ns = m.clock_ns + self.ksm.sleep_millisecs * 1_000_000
 
