@@ -1,5 +1,12 @@
 """The book's exercises, one module per chapter (ch01 ... ch10).
 
+DOC: Overview.  An exercise never stores its answer: it builds its scene in
+the simulator (``simulate()``, cached), and reads the answer and the facts
+that explain it from there, so a wrong answer gets feedback in terms of what
+the kernel did.  The kinds (``base.KINDS``) are: predict a counter, name the
+kernel function, read a figure, and design a scenario, where the student
+writes Python calls and ``design.py`` runs them and explains the result.
+
     from ksmbook.exercises import ch03
     ch03.merge_scan.check(2)      # instant feedback, computed from the simulator
     ch03.merge_scan.hint()        # graduated hints: hint(2), hint(3) ...
@@ -10,7 +17,9 @@ In a course, each student first sets their own variant (same id -> same numbers)
     import ksmbook.exercises
     ksmbook.exercises.seed("s1234567")
 
-which also locks ``solution()`` / ``expected()`` unless the instructor allowed them.
+which also locks ``solution()`` / ``expected()`` unless the instructor allowed
+them.  ``classroom.py`` turns the registry into the instructor's key and into
+otter-grader assignments, and collects otter's scores; the grading is otter's.
 """
 from __future__ import annotations
 

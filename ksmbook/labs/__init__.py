@@ -1,10 +1,21 @@
 """The labs: the experiments the chapters are built on.
 
-Each lab sets up a simulated machine for one idea and measures it, with no UI:
-``scenes`` builds the small machines that chapters 01-05 step through (identical
-pages, a fork, a page walk), ``eras`` follows one KSM merge through the MMU
-notifier and KVM's secondary MMU in every kernel era (chapter 07), and
-``sidechannel`` times writes to merged and unmerged pages, the dedup side channel
-of chapter 10.  ``viz`` draws their results and ``widgets`` wires them to controls;
-neither simulates.
+DOC: Overview.  A lab sets up simulated machines for one idea, runs them and
+returns plain results, with no UI: the chapters show those results through
+``ksmbook.viz`` and let the reader drive them through ``ksmbook.widgets``.
+
+* ``scenes``: the small named machines that chapters 01-05 step through
+  (identical pages, a fork, a page walk, zero pages);
+* ``tuning``: ksmd's knobs (pages_to_scan, sleep_millisecs, the scan-time
+  advisor, smart_scan, max_page_sharing) swept over simulated time, memory
+  saved against ksmd CPU with the stated cost model (chapter 06);
+* ``eras``: one KSM merge followed through the MMU notifiers and KVM's
+  secondary MMU in every kernel era from 2.6.32 to 6.18 (chapter 07);
+* ``guests``: many QEMU-like guests with kernels, libraries and zero pages,
+  density as they converge or diverge (chapter 08);
+* ``sidechannel``: timing writes to merged and unmerged pages, the dedup side
+  channel (chapter 10).
+
+A lab builds everything from the kernel's public API, so what it measures is
+what the simulated kernel does, not a formula.
 """
