@@ -802,27 +802,21 @@ class _SimRunner:
         p = self.procs[s.proc]
         self.regions[(s.proc, s.region)] = p.mmap(s.pages * self.sc.page_size, shared=s.shared)
 
-    def write_pages(self, s, data: bytes) -> None:
-        """Write whole pages in address order, as the worker's loops do: a SIGSEGV
-        at page k leaves pages before k written (``Process.write`` itself applies
-        nothing when it faults, so the prefix is written again here)."""
-        p, addr = self.procs[s.proc], self.addr(s)
-        try:
-            p.write(addr, data)
-        except Exception as exc:
-            if type(exc).__name__ != "SegmentationFault":
-                raise
-            done = exc.address - exc.address % self.sc.page_size - addr
-            if done > 0:
-                p.write(addr, data[:done])
-            raise
+    def write_pages(self, s, page_bytes) -> None:
+        """Write whole pages in address order, one page at a time, as the worker's
+        loops do: a SIGSEGV at page k leaves pages before k written.  One page at a
+        time also keeps the peak at the pages themselves: a 100 MiB fill never
+        builds a 100 MiB buffer beside them.  ``page_bytes(pg)`` gives page pg's bytes."""
+        p = self.procs[s.proc]
+        for pg in range(s.page, s.page + s.count):
+            p.write(self.addr(s, pg), page_bytes(pg))
 
     def do_fill(self, s):
-        self.write_pages(s, bytes([s.byte]) * self.length(s))
+        page = bytes([s.byte]) * self.sc.page_size
+        self.write_pages(s, lambda pg: page)
 
     def do_unique(self, s):
-        self.write_pages(s, b"".join(unique_page_bytes(s.tag, pg, self.sc.page_size)
-                                     for pg in range(s.page, s.page + s.count)))
+        self.write_pages(s, lambda pg: unique_page_bytes(s.tag, pg, self.sc.page_size))
 
     def do_poke(self, s):
         self.procs[s.proc].write(self.addr(s) + s.offset, bytes([s.byte]))
