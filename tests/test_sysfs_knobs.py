@@ -64,3 +64,21 @@ def test_the_running_kernel_answers_as_recorded_and_as_the_simulator():
     got = knobs.replay_live()
     assert _diff(knobs.replay_simulator(), got) == []
     assert _diff(json.loads(RECORDED.read_text()), got) == []
+
+
+def test_writes_while_pages_are_shared_as_recorded_on_linux():
+    """merge_across_nodes_store() and max_page_sharing_store() answer EBUSY to a
+    change while ksm_pages_shared != 0 (mm/ksm.c, 6.18), the same value is fine, and
+    no other store looks at the trees: the recorded trace knobs_while_shared says so
+    step by step, and the simulator gives the same errors."""
+    from ksmbook.oracle.scenario import SCENARIOS, run_in_simulator
+    rec = json.loads((Path(__file__).parent / "data" / "kernel_traces"
+                      / "knobs_while_shared.json").read_text())["snapshots"]
+    refused = {(s["op"], s["counters"]["pages_shared"] > 0) for s in rec if s["error"] == "EBUSY"}
+    assert refused == {("knob('merge_across_nodes', '0')", True),
+                       ("knob('max_page_sharing', '4')", True),
+                       ("knob('merge_across_nodes', '1')", True),
+                       ("knob('max_page_sharing', '256')", True)}
+    assert all(s["error"] in (None, "EBUSY") for s in rec)
+    sim = run_in_simulator(SCENARIOS["knobs_while_shared"])
+    assert [s["error"] for s in sim] == [s["error"] for s in rec]

@@ -15,7 +15,7 @@ __all__ = ["SCENARIOS", "two_identical_pages", "ten_identical_pages",
            "max_page_sharing_two", "zero_pages_to_zero_page", "cow_after_merge",
            "fork_after_merge", "fork_one_page", "exit_two_processes",
            "zero_page_lifecycle", "smart_scan_unique", "prctl_regions",
-           "unmerge_and_dontneed", "prot_none_and_read_faults",
+           "unmerge_and_dontneed", "knobs_while_shared", "prot_none_and_read_faults",
            "selftest_pages_count", "late_joiners", "max_page_sharing_2_of_10",
            "max_page_sharing_3_of_10", "max_page_sharing_4_of_40",
            "max_page_sharing_5_of_23", "max_page_sharing_256_of_40",
@@ -155,6 +155,25 @@ unmerge_and_dontneed = register(Scenario(
     [spawn("a"), mmap("a", "r", 6), fill("a", "r", 0, 6, 5), madvise("a", "r", 0, 6, M),
      scans(2), madvise("a", "r", 0, 2, "MADV_UNMERGEABLE"), madvise("a", "r", 2, 2, "MADV_DONTNEED"),
      scans(1), knob("max_page_sharing", 3), run(2), knob("max_page_sharing", 3), scans(2)]))
+
+knobs_while_shared = register(Scenario(
+    "knobs_while_shared",
+    "Every tunable written while KSM pages exist.  merge_across_nodes_store() and "
+    "max_page_sharing_store() refuse a change with EBUSY while ksm_pages_shared is "
+    "not 0 (writing the value they hold is fine); the other stores never look at "
+    "the trees.  After run=2 unmerged everything both changes are taken, and once "
+    "pages merge again the old values are refused in their turn.",
+    [spawn("a"), mmap("a", "r", 8), fill("a", "r", 0, 8, 7), madvise("a", "r", 0, 8, M),
+     scans(2),
+     knob("merge_across_nodes", 1), knob("merge_across_nodes", 0),
+     knob("max_page_sharing", 256), knob("max_page_sharing", 4),
+     knob("use_zero_pages", 1), knob("smart_scan", 0),
+     knob("stable_node_chains_prune_millisecs", 1000), knob("advisor_max_cpu", 50),
+     knob("advisor_min_pages_to_scan", 400), knob("advisor_max_pages_to_scan", 20000),
+     knob("advisor_target_scan_time", 100), knob("pages_to_scan", 200),
+     knob("sleep_millisecs", 30),
+     run(2), knob("merge_across_nodes", 0), knob("max_page_sharing", 4), scans(2),
+     knob("merge_across_nodes", 1), knob("max_page_sharing", 256)]))
 
 prot_none_and_read_faults = register(Scenario(
     "prot_none_and_read_faults",
