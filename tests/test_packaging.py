@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from ksmbook.data import book_files
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -56,6 +58,15 @@ def test_wheel_carries_every_chapter_and_every_recorded_trace(wheel):
     for src in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.md")):
         for suffix in (".md", ".ipynb"):
             assert f"ksmbook/data/notebooks/{src.stem}{suffix}" in names
+    packaged = {n.rsplit("/", 1)[1] for n in names if n.startswith("ksmbook/data/notebooks/")}
+    assert packaged == {p.name for p in book_files(REPO / "notebooks")}
+    # not the book: the one-cell redirect pages at old chapter names and nbval's conftest
+    stubs = [p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")
+             if "moved_to" in json.loads(p.read_text()).get("metadata", {}).get("ksmbook", {})]
+    assert len(stubs) >= 3, stubs
+    for name in [*stubs, "conftest.py"]:
+        assert (REPO / "notebooks" / name).is_file()
+        assert f"ksmbook/data/notebooks/{name}" not in names
     traces = sorted((REPO / "tests/data/kernel_traces").glob("*.json"))
     assert traces
     for t in traces:
