@@ -79,8 +79,9 @@ def served(lite_site):
 
 _JS_FIGURE_SIG = """() => {
   const app = document.querySelector('.ksmbook-stepper');
-  // plotly's widget view puts the widget's classes on its .js-plotly-plot div
-  const gd = app && app.querySelector('.js-plotly-plot.ksmbook-view-mappings');
+  // the view's classes sit on its plotly div (FigureWidget) or on a box around it
+  const v = app && app.querySelector('.ksmbook-view-mappings');
+  const gd = v && (v.classList.contains('js-plotly-plot') ? v : v.querySelector('.js-plotly-plot'));
   return gd ? JSON.stringify([(gd.data || []).map(t => [t.x, t.y, t.text]),
                               ((gd.layout || {}).shapes || []).length,
                               ((gd.layout || {}).annotations || []).map(a => a.text)]) : null;
