@@ -5,6 +5,7 @@ from ..kernel.events import Fault
 from ..kernel.memory import PG_table
 from ..kernel.pagetable import pte_pfn
 from ..labs.scenes import Scene
+from ..viz.events import fault_handler_text
 from .base import Exercise, as_int, as_name
 
 GiB = 1 << 30
@@ -100,7 +101,7 @@ class ReadThenWrite(Exercise):
             s.read("p", 0)
         with s.machine.events.capture() as write_ev:
             s.write("p", 0, b"x")
-        read = [e.handler for e in read_ev if isinstance(e, Fault)]
+        read = [fault_handler_text(e) for e in read_ev if isinstance(e, Fault)]
         write = [e.handler for e in write_ev if isinstance(e, Fault)]
         return {"answer": write[0], "read": read[0],
                 "pfn_after": pte_pfn(p.mm.pagetables.get_pte(s.addr("p")))}

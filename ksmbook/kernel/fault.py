@@ -26,10 +26,10 @@ def is_ksm_zero_pte(pte: int) -> bool:
     return pte_present(pte) and pte_special(pte) and pte_pfn(pte) == 0 and pte_dirty(pte)
 
 
-def _emit_fault(mm, address, access, handler):
+def _emit_fault(mm, address, access, handler, outcome=None):
     m = mm.machine
     if m.events.enabled:
-        m.events.emit(Fault(m.clock_ns, mm.owner_pid, address, access, handler))
+        m.events.emit(Fault(m.clock_ns, mm.owner_pid, address, access, handler, outcome))
 
 
 def handle_mm_fault(mm, vma, address: int, flags: int):
@@ -75,7 +75,7 @@ def do_anonymous_page(mm, vma, address: int, write: bool):
     """do_anonymous_page(): zero page on read, a fresh zeroed anonymous page on write."""
     mem = mm.machine.memory
     if not write:
-        _emit_fault(mm, address, "read", "do_anonymous_page (zero page)")
+        _emit_fault(mm, address, "read", "do_anonymous_page", "zero_page")
         set_pte_at(mm, address, mk_pte(0, False, special=True), "do_anonymous_page")
         return mem.zero_page
     anon_vma_prepare(vma)

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from . import costs as _costs
 from .errors import kernel_error
-from .events import Fault, KsmEvent, KvmEvent, NotifierCall, PageAlloc, PageFree, PteChange
+from .events import KvmEvent
 from .fault import FAULT_FLAG_WRITE, handle_mm_fault
 from .memory import PG_ksm
 from .mmu_notifier import MmuNotifier
@@ -198,10 +198,13 @@ class VM:
                 f"sptes={len(self.ept)}, exits={self.stats['exits']})")
 
     # --- helpers ---
-    def _emit(self, action: str, gfn: int, pfn: int, detail: str) -> None:
+    def _emit(self, function: str, action: str, gfn: int, pfn: int, reason=None,
+              info=None) -> None:
+        """Record a KvmEvent (fields only: viz/events.py words them)."""
         ev = self.machine.events
         if ev.enabled:
-            ev.emit(KvmEvent(self.machine.clock_ns, self.id, action, gfn, pfn, detail))
+            ev.emit(KvmEvent(self.machine.clock_ns, self.id, function, action, gfn, pfn,
+                             reason, info))
 
     def _slot_for_gfn(self, gfn: int) -> Memslot | None:
         for s in self.memslots:
@@ -237,31 +240,30 @@ class VM:
         self.ept[gfn] = spte
         slot.rmap.setdefault(gfn, []).append(spte)
         self.stats["sptes_installed"] += 1
-        self._emit("spte_install", gfn, pfn,
-                   f"{'writable' if writable else 'read-only'} spte: {why}")
+        self._emit("mmu_set_spte", "spte_install", gfn, pfn, why, {"writable": writable})
         return spte
 
-    def _zap(self, spte: Spte, why: str) -> None:
-        """drop_spte(): unlink from the EPT table and the rmap."""
+    def _zap(self, spte: Spte, why: str, info=None) -> None:
+        """drop_spte(): unlink from the EPT table and the rmap (``why``: the caller)."""
         self.ept.pop(spte.gfn, None)
         self._slot_for_gfn(spte.gfn).rmap[spte.gfn].remove(spte)
         self.stats["sptes_zapped"] += 1
-        self._emit("spte_zap", spte.gfn, spte.pfn, why)
+        self._emit("drop_spte", "spte_zap", spte.gfn, spte.pfn, why, info)
 
-    def _zap_range(self, start: int, end: int, why: str) -> int:
+    def _zap_range(self, start: int, end: int, why: str, info=None) -> int:
         """kvm_unmap_hva_range(): zap every spte mapping a page of [start, end)."""
         n = 0
         for slot in self._slots_in(start, end):
             for gfn in slot.gfns_in(start, end):
                 for spte in list(slot.rmap.get(gfn, ())):
-                    self._zap(spte, why)
+                    self._zap(spte, why, info)
                     n += 1
         return n
 
     def _flush(self, why: str) -> None:
-        """kvm_flush_remote_tlbs()."""
+        """kvm_flush_remote_tlbs() (``why``: the caller)."""
         self.stats["tlb_flushes"] += 1
-        self._emit("tlb_flush", -1, -1, why)
+        self._emit("kvm_flush_remote_tlbs", "tlb_flush", -1, -1, why)
 
     # --- the guest ---
     def _chunks(self, gpa: int, n: int):
@@ -365,22 +367,19 @@ class VM:
         """
         if write and spte is not None:
             reason = "write_protected"
-            text = "write to a read-only spte"
         else:
             reason = "write" if write else "read"
-            text = f"{reason} with no spte"
         self.stats["exits"] += 1
         self.stats[f"exits_{reason}"] += 1
-        self._emit("exit", gfn, -1 if spte is None else spte.pfn, f"EPT violation: {text}")
+        self._emit("handle_ept_violation", "exit", gfn, -1 if spte is None else spte.pfn,
+                   reason)
         mmu_seq = self.mmu_invalidate_seq
         hva = self._slot_for_gfn(gfn).gfn_to_hva(gfn)
         pfn, map_writable, host_fault, why = self.hva_to_pfn(hva, write)
         if self.mmu_invalidate_retry(mmu_seq, hva):
             self.stats["retries"] += 1
-            self._emit("retry", gfn, pfn,
-                       f"mmu_invalidate_retry: sequence {mmu_seq} -> "
-                       f"{self.mmu_invalidate_seq} while the pfn was resolved (the host "
-                       f"fault invalidated this page); drop the pfn, re-enter, exit again")
+            self._emit("mmu_invalidate_retry", "retry", gfn, pfn, "invalidated",
+                       {"seq_before": mmu_seq, "seq_after": self.mmu_invalidate_seq})
             return host_fault
         self._install(gfn, pfn, map_writable, why)
         return host_fault
@@ -394,7 +393,9 @@ class VM:
     def hva_to_pfn(self, hva: int, write_fault: bool) -> tuple[int, bool, str, str]:
         """hva_to_pfn(): the host page behind ``hva``, faulting it in like GUP does.
 
-        Returns (pfn, map_writable, host fault kind, why).  2.6.32-2.6.37 asked
+        Returns (pfn, map_writable, host fault kind, why): ``why`` is a code
+        (gup_fast, write_fault, read_fault_asks_write, read_fault_writable,
+        read_fault_readonly) that viz/events.py words.  2.6.32-2.6.37 asked
         get_user_pages for a writable page on every fault, so a guest read of a KSM
         page broke the merge; from 2.6.38 a read fault asks for read access and is
         "mapped writable if possible", i.e. only if the host PTE is already writable.
@@ -409,23 +410,18 @@ class VM:
         before = mm.pagetables.get_pte(hva)
         if pte_present(before) and pte_write(before):
             # hva_to_pfn_fast(): get_user_page_fast_only(FOLL_WRITE) succeeds
-            return pte_pfn(before), True, _costs.HOST_NONE, \
-                "gup-fast: the host PTE is writable"
+            return pte_pfn(before), True, _costs.HOST_NONE, "gup_fast"
         # hva_to_pfn_slow(): get_user_pages(), running the host fault if needed
         if not pte_present(before) or (write and not pte_write(before)):
             handle_mm_fault(mm, vma, hva, FAULT_FLAG_WRITE if write else 0)
         after = mm.pagetables.get_pte(hva)
         kind = _host_fault_kind(before, after)
         if write:
-            why = "write fault: the host page is writable" if write_fault else \
-                "read fault, but 2.6.32-2.6.37 hva_to_pfn always asks for a writable page"
+            why = "write_fault" if write_fault else "read_fault_asks_write"
             return pte_pfn(after), True, kind, why
         if pte_write(after):
-            return pte_pfn(after), True, kind, \
-                "read fault mapped writable: the host PTE is already writable"
-        return pte_pfn(after), False, kind, \
-            "read fault: the host PTE is read-only (KSM, shared or zero page), so " \
-            "host_writable=0"
+            return pte_pfn(after), True, kind, "read_fault_writable"
+        return pte_pfn(after), False, kind, "read_fault_readonly"
 
     # --- the MMU notifier handlers (virt/kvm/kvm_main.c) ---
     def kvm_mmu_notifier_invalidate_range_start(self, start: int, end: int, event) -> None:
@@ -437,13 +433,12 @@ class VM:
         lo, hi = (start, end) if self.mmu_invalidate_range is None else \
             (min(start, self.mmu_invalidate_range[0]), max(end, self.mmu_invalidate_range[1]))
         self.mmu_invalidate_range = (lo, hi)
-        self._emit("invalidate_begin", -1, -1,
-                   f"in-progress {self.mmu_invalidate_in_progress - 1} -> "
-                   f"{self.mmu_invalidate_in_progress}, range [{lo:#x}, {hi:#x}): no spte "
-                   f"may be created there until range_end")
-        if self._zap_range(start, end, f"invalidate_range_start [{start:#x}, {end:#x}) "
-                                       f"({event}): the host is changing this page"):
-            self._flush("range_start zapped sptes: flush before the pages can be freed")
+        self._emit("kvm_mmu_notifier_invalidate_range_start", "invalidate_begin", -1, -1,
+                   None, {"in_progress": self.mmu_invalidate_in_progress, "start": lo,
+                          "end": hi})
+        if self._zap_range(start, end, "invalidate_range_start",
+                           {"start": start, "end": end, "event": event}):
+            self._flush("invalidate_range_start")
 
     def kvm_mmu_notifier_invalidate_range_end(self, start: int, end: int, event) -> None:
         """Bump the sequence, then count the invalidation out: a fault that snapshotted
@@ -456,10 +451,9 @@ class VM:
             raise AssertionError("invalidate_range_end without a start")
         if not self.mmu_invalidate_in_progress:
             self.mmu_invalidate_range = None
-        self._emit("invalidate_end", -1, -1,
-                   f"sequence {self.mmu_invalidate_seq - 1} -> {self.mmu_invalidate_seq}, "
-                   f"in-progress {self.mmu_invalidate_in_progress + 1} -> "
-                   f"{self.mmu_invalidate_in_progress}")
+        self._emit("kvm_mmu_notifier_invalidate_range_end", "invalidate_end", -1, -1, None,
+                   {"seq": self.mmu_invalidate_seq,
+                    "in_progress": self.mmu_invalidate_in_progress})
 
     def kvm_mmu_notifier_change_pte(self, address: int, pte: int) -> None:
         """kvm_mmu_notifier_change_pte() (2.6.32-6.9): the seed's fast path.
@@ -470,8 +464,8 @@ class VM:
         """
         if self.profile.kvm_generic_hva_walk:
             if not self.mmu_invalidate_in_progress:
-                self._emit("change_pte_skip", -1, pte_pfn(pte),
-                           "5.13+: no invalidation in progress, change_pte returns at once")
+                self._emit("kvm_mmu_notifier_change_pte", "change_pte_skip", -1, pte_pfn(pte),
+                           "no_invalidation_in_progress")
                 return
         else:
             self.mmu_invalidate_seq += 1
@@ -485,37 +479,32 @@ class VM:
             gfn = slot.hva_to_gfn(hva)
             sptes = list(slot.rmap.get(gfn, ()))
             if not sptes:
-                why = ("nothing to change: invalidate_range_start already zapped it (3.7+: "
-                       "the seed's optimisation is dead code)"
-                       if self.mmu_invalidate_in_progress else
-                       "nothing to change: the guest has no spte for this page")
-                self._emit("change_pte_miss", gfn, new_pfn, f"change_pte: {why}")
+                self._emit("kvm_set_spte_hva", "change_pte_miss", gfn, new_pfn,
+                           "zapped_by_range_start" if self.mmu_invalidate_in_progress
+                           else "no_spte")
                 continue
             for spte in sptes:
                 if pte_write(pte):
-                    self._zap(spte, "change_pte: the new host PTE is writable (COW), so drop "
-                                    "the spte; the guest refaults")
+                    self._zap(spte, "change_pte_writable")
                 else:
                     old_pfn = spte.pfn
                     spte.pfn = new_pfn
                     spte.writable = spte.host_writable = False
                     self.stats["sptes_remapped"] += 1
-                    self._emit("spte_remap", gfn, new_pfn,
-                               f"change_pte: the new host PTE is read-only, so remap in place "
-                               f"pfn {old_pfn:#x} -> {new_pfn:#x}, write-protected: no exit")
-            self._flush("change_pte changed sptes")
+                    self._emit("kvm_set_spte_hva", "spte_remap", gfn, new_pfn, "readonly_pte",
+                               {"old_pfn": old_pfn})
+            self._flush("change_pte")
 
     def kvm_mmu_notifier_invalidate_page(self, address: int) -> None:
         """kvm_mmu_notifier_invalidate_page() (2.6.27-4.12): bump the sequence, zap."""
         self.mmu_invalidate_seq += 1
-        if self._zap_range(address, address + self.page_size,
-                           "invalidate_page: the host unmapped this page"):
-            self._flush("invalidate_page zapped an spte")
+        if self._zap_range(address, address + self.page_size, "invalidate_page"):
+            self._flush("invalidate_page")
 
     def kvm_mmu_notifier_release(self) -> None:
         """kvm_mmu_notifier_release() -> kvm_flush_shadow_all(): the mm is going away."""
         for spte in list(self.ept.values()):
-            self._zap(spte, "release: the VMM's mm is exiting, tear down every spte")
+            self._zap(spte, "release")
         self._flush("release")
         self.released = True
 
@@ -534,7 +523,7 @@ class VM:
         """Test-and-clear the accessed bits; flush if any was set (reclaim's aging)."""
         young = self._age(start, end, clear=True)
         if young:
-            self._flush("clear_flush_young found young sptes")
+            self._flush("clear_flush_young")
         return young
 
     def kvm_mmu_notifier_clear_young(self, start: int, end: int) -> bool:
@@ -601,46 +590,13 @@ def _host_fault_kind(before: int, after: int) -> str:
     return _costs.HOST_MINOR
 
 
-# --- the book's step-by-step text ---
-
-def _span(start: int, end: int, ps: int) -> str:
-    if end - start >= 1 << 40:
-        return "the whole address space"
-    n = max((end - start) // ps, 1)
-    return f"[{start:#x}, +{n} page{'s' if n > 1 else ''})"
-
-
-def _pfn(pfn: int) -> str:
-    return "-" if pfn < 0 else f"{pfn:#x}"
-
-
-def explain(events, page_size: int = 4096) -> list[str]:
-    """Readable, deterministic lines for a captured event list: which notifier fired
-    from which call site and why, and what KVM did to which spte and why."""
-    lines = []
-    for e in events:
-        if isinstance(e, NotifierCall):
-            lines.append(f"notifier  pid {e.pid}: {e.op} {_span(e.start, e.end, page_size)} "
-                         f"from {e.site} -- {e.rule}")
-        elif isinstance(e, KvmEvent):
-            where = "" if e.gfn < 0 else f" gfn {e.gfn:#x}"
-            pfn = "" if e.pfn < 0 else f" pfn {e.pfn:#x}"
-            lines.append(f"kvm vm{e.vm}:   {e.action}{where}{pfn} -- {e.detail}")
-        elif isinstance(e, Fault):
-            lines.append(f"host      pid {e.pid}: {e.access} fault at {e.address:#x} -> "
-                         f"{e.handler}")
-        elif isinstance(e, PteChange):
-            lines.append(f"host      pid {e.pid}: PTE {e.address:#x} "
-                         f"{pte_flags_text(e.old)} pfn {_pfn(pte_pfn(e.old) if e.old else -1)}"
-                         f" -> {pte_flags_text(e.new)} pfn "
-                         f"{_pfn(pte_pfn(e.new) if e.new else -1)} ({e.site})")
-        elif isinstance(e, KsmEvent):
-            lines.append(f"ksm       {e.action} pid {e.pid} {e.address:#x} pfn {_pfn(e.pfn)}"
-                         f"{' -- ' + e.detail if e.detail else ''}")
-        elif isinstance(e, PageAlloc):
-            lines.append(f"frame     alloc pfn {e.pfn:#x} ({e.purpose})")
-        elif isinstance(e, PageFree):
-            lines.append(f"frame     free pfn {e.pfn:#x}")
-        else:
-            lines.append(e.describe())
-    return lines
+def __getattr__(name):
+    """``ksmbook.kernel.kvm.explain`` moved to ``ksmbook.viz.events.explain`` (the kernel
+    writes no text); the old name works for one release."""
+    if name == "explain":
+        import warnings
+        warnings.warn("ksmbook.kernel.kvm.explain moved to ksmbook.viz.events.explain",
+                      DeprecationWarning, stacklevel=2)
+        from ..viz.events import explain
+        return explain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

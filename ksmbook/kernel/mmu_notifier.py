@@ -23,7 +23,7 @@ each era's rules come from the kernel profile (versions.py):
   sites call plain set_pte_at inside the range bracket.
 
 Every call is a NotifierCall event naming the op, the range, the call site and the
-era rule that made the call happen.
+era rule (a code of ``RULES``) that made the call happen.
 """
 from __future__ import annotations
 
@@ -39,19 +39,26 @@ _OP_FEATURE = {"change_pte": "change_pte", "invalidate_page": "invalidate_page",
                "test_young": "test_young",
                "arch_invalidate_secondary_tlbs": "arch_invalidate_secondary_tlbs"}
 
-# the era rules, as the events print them
-RULE_SEED_CHANGE_PTE = ("2.6.32-3.6: set_pte_at_notify = set_pte_at, then change_pte; "
-                        "unbracketed (828502d30073)")
-RULE_SEED_FALLBACK = ("2.6.32-3.6: notifier has no change_pte -> "
-                      "__mmu_notifier_change_pte calls invalidate_page")
-RULE_BRACKETED_CHANGE_PTE = ("3.7-6.9: set_pte_at_notify = change_pte, then set_pte_at; "
-                             "inside invalidate_range_start/end")
-RULE_BRACKET = ("3.7-6.9: set_pte_at_notify site bracketed by invalidate_range_start/end "
-                "(6bdb913f0a70)")
-RULE_BRACKET_NO_CHANGE_PTE = ("6.10+: PTE replaced inside invalidate_range_start/end; "
-                              "change_pte removed (997308f9ae72)")
-RULE_ZAP = "unmap: invalidate_range_start/end around the zap (all eras)"
-RULE_RELEASE = "exit_mmap -> mmu_notifier_release, before any page is freed (all eras)"
+# The era rule that made a call happen, as a code carried by the NotifierCall event
+# (ksmbook.viz.events.NOTIFIER_RULES words each one, with its era and commit).
+RULE_SEED_CHANGE_PTE = "seed_change_pte"            # 2.6.32-3.6, 828502d30073
+RULE_SEED_FALLBACK = "seed_invalidate_page_fallback"  # 2.6.32-3.6, no ->change_pte
+RULE_BRACKETED_CHANGE_PTE = "bracketed_change_pte"  # 3.7-6.9
+RULE_BRACKET = "bracket"                            # 3.7-6.9, 6bdb913f0a70
+RULE_BRACKET_NO_CHANGE_PTE = "bracket_no_change_pte"  # 6.10+, 997308f9ae72
+RULE_ZAP = "zap"                                    # unmap, all eras
+RULE_RELEASE = "release"                            # exit_mmap, all eras
+RULE_UNREGISTER = "unregister"                      # mmu_notifier_unregister, all eras
+RULE_CLEAR_FLUSH_YOUNG = "clear_flush_young"        # reclaim's aging, all eras
+RULE_CLEAR_YOUNG = "clear_young"                    # 4.3+, idle page tracking
+RULE_TEST_YOUNG = "test_young"                      # 2.6.38+, khugepaged
+RULE_INVALIDATE_RANGE = "invalidate_range"          # 3.19-6.5
+RULE_ARCH_INVALIDATE_SECONDARY_TLBS = "arch_invalidate_secondary_tlbs"   # 6.6+
+#: every rule code
+RULES = (RULE_SEED_CHANGE_PTE, RULE_SEED_FALLBACK, RULE_BRACKETED_CHANGE_PTE, RULE_BRACKET,
+         RULE_BRACKET_NO_CHANGE_PTE, RULE_ZAP, RULE_RELEASE, RULE_UNREGISTER,
+         RULE_CLEAR_FLUSH_YOUNG, RULE_CLEAR_YOUNG, RULE_TEST_YOUNG, RULE_INVALIDATE_RANGE,
+         RULE_ARCH_INVALIDATE_SECONDARY_TLBS)
 
 
 class MmuNotifier:
@@ -96,7 +103,7 @@ class MmuNotifierSubscriptions:
         """mmu_notifier_unregister(): ->release() first unless exit_mmap already ran it."""
         if mn in self.list:
             self._call_one(mn, "release", 0, self._task_size(), "mmu_notifier_unregister",
-                           "mmu_notifier_unregister -> release (all eras)")
+                           RULE_UNREGISTER)
             self.list.remove(mn)
 
     def exists(self, op: str) -> bool:
@@ -159,22 +166,20 @@ class MmuNotifierSubscriptions:
     def clear_flush_young(self, start, end, site="folio_referenced_one"):
         """mmu_notifier_clear_flush_young(): reclaim's aging test-and-clear, with flush."""
         return any(self._call("clear_flush_young", start, end, site,
-                              "aging: reclaim asks secondary MMUs too (all eras)", start, end))
+                              RULE_CLEAR_FLUSH_YOUNG, start, end))
 
     def clear_young(self, start, end, site="page_idle_clear_pte_refs_one"):
         """mmu_notifier_clear_young() (4.3+): test-and-clear without the TLB flush."""
         if self.exists("clear_young"):
             return any(self._call("clear_young", start, end, site,
-                                  "4.3+: idle tracking clears young without flushing",
-                                  start, end))
+                                  RULE_CLEAR_YOUNG, start, end))
         return False
 
     def test_young(self, address, site="khugepaged"):
         """mmu_notifier_test_young() (2.6.38+): look, do not clear."""
         if self.exists("test_young"):
             return any(self._call("test_young", address, address + self.mm.page_size, site,
-                                  "2.6.38+: khugepaged tests young without clearing",
-                                  address))
+                                  RULE_TEST_YOUNG, address))
         return False
 
     def secondary_tlb_flush(self, start, end, site):
@@ -190,10 +195,10 @@ class MmuNotifierSubscriptions:
         prof = self._machine.profile
         if prof.arch_invalidate_secondary_tlbs:
             self._call("arch_invalidate_secondary_tlbs", start, end, site,
-                       "6.6+: CPU TLB flush -> arch_invalidate_secondary_tlbs", start, end)
+                       RULE_ARCH_INVALIDATE_SECONDARY_TLBS, start, end)
         elif prof.invalidate_range:
             self._call("invalidate_range", start, end, site,
-                       "3.19-6.5: ptep_clear_flush_notify -> invalidate_range", start, end)
+                       RULE_INVALIDATE_RANGE, start, end)
 
 
 # --- primary-MMU helpers used by fault.py and ksm/ ---

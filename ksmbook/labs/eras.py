@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..kernel.events import Fault, KsmEvent, KvmEvent, NotifierCall, PteChange
-from ..kernel.kvm import KvmMmuNotifier, explain
+from ..kernel.kvm import KvmMmuNotifier
 from ..kernel.machine import Machine
 from ..kernel.memory import PG_ksm
 from ..kernel.mm import MADV_MERGEABLE
@@ -101,8 +101,10 @@ class StepRecord:
     page_size: int = PAGE_SIZE
 
     def explain(self) -> list[str]:
-        """kvm.explain() of the step's events: which notifier fired, what KVM did, why."""
-        return explain(self.events)
+        """viz.events.explain() of the step's events: which notifier fired, what KVM did,
+        why (the words are viz's; the events are data)."""
+        from ..viz.events import explain
+        return explain(self.events, self.page_size)
 
     def count(self, kind, name: str) -> int:
         """How many events of ``kind`` (NotifierCall / KvmEvent) have op/action ``name``."""

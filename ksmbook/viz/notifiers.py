@@ -5,7 +5,7 @@ the MMU notifier calls, the host PTE behind each guest frame, and the host's own
 work (faults, ksmd merges).  Event *i* of the step sits at x = i, so the picture is
 read left to right; shaded bands group the events of one host call site
 (write_protect_page, replace_page, wp_page_copy ...).  The hover text of every mark
-is the kvm.explain() line of its event: which era rule fired it and why.
+is the viz.events.explain() line of its event: which era rule fired it and why.
 
 ``sequence_items(record)`` is the data (tested); ``sequence_figure`` draws it with a
 fixed list of traces, one per kind of mark, so a FigureWidget can be updated in
@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import re
-
 import plotly.graph_objects as go
 
 from ..kernel.events import Fault, KsmEvent, KvmEvent, NotifierCall, PteChange
-from ..kernel.kvm import explain
 from ..kernel.pagetable import pte_pfn, pte_write
+from .events import explain, explain_event, rule_text
 from .style import LABEL_SIZE, OKABE_ITO, base_layout
 
 #: the kinds of mark, in legend order: name, colour, marker symbol
@@ -72,10 +70,10 @@ def lanes(pages: int = 2) -> list[str]:
             + [f"host PTE gfn {g}" for g in range(pages)] + ["host mm / ksmd"])
 
 
-def _exit_label(detail: str) -> str:
-    if "read-only spte" in detail:
+def _exit_label(reason: str) -> str:
+    if reason == "write_protected":
         return "exit: write to RO spte"
-    return "exit: read" if "read with" in detail else "exit: write"
+    return "exit: read" if reason == "read" else "exit: write"
 
 
 def _rw(writable: bool) -> str:
@@ -99,8 +97,8 @@ def _item(e, gfn_of) -> tuple[str, str, str, str | None] | None:
         if kind is None:
             return None
         lane = "vCPU" if kind in ("exit", "retry") or e.gfn < 0 else f"spte gfn {e.gfn}"
-        label = {"exit": lambda: _exit_label(e.detail), "retry": lambda: "retry",
-                 "install": lambda: f"install {_rw(e.detail.startswith('writable'))} "
+        label = {"exit": lambda: _exit_label(e.reason), "retry": lambda: "retry",
+                 "install": lambda: f"install {_rw(e.writable)} "
                                     f"{e.pfn:#x}",
                  "remap": lambda: f"remap → RO {e.pfn:#x}", "zap": lambda: "zap",
                  "miss": lambda: "no spte to change"}[kind]()
@@ -132,7 +130,7 @@ def sequence_items(record) -> list[SeqItem]:
         lane, kind, label, own_site = got
         site = own_site or site
         items.append(SeqItem(len(items) + 1, lane, kind, label, site,
-                             _gfn(e, record.hva_to_gfn.get), explain([e])[0]))
+                             _gfn(e, record.hva_to_gfn.get), explain_event(e)))
     return items
 
 
@@ -159,8 +157,9 @@ def step_title(record, era_label: str = "") -> str:
 
 
 def era_rules(record) -> list[str]:
-    """The distinct era rules that made the step's notifier calls, in order."""
-    return list(dict.fromkeys(e.rule for e in record.events if isinstance(e, NotifierCall)))
+    """The distinct era rules that made the step's notifier calls, in order, in words."""
+    return [rule_text(r) for r in
+            dict.fromkeys(e.rule for e in record.events if isinstance(e, NotifierCall))]
 
 
 def sequence_figure(record=None, *, title: str | None = None, era_label: str = "",
@@ -235,19 +234,6 @@ def sequence_text(record, *, era_label: str = "") -> str:
     return "\n".join(lines)
 
 
-_PID = re.compile(r"pid \d+:? ")
-
-
 def story_lines(record) -> list[str]:
     """record.explain() with the guest frames named: host addresses become 'gfn N'."""
-    ps = record.page_size
-    subs = []
-    for hva, g in record.hva_to_gfn.items():
-        subs += [(f"[{hva:#x}, +1 page)", f"gfn {g}"), (f"[{hva:#x}, {hva + ps:#x})", f"gfn {g}"),
-                 (f"{hva:#x}", f"gfn {g}")]
-    out = []
-    for line in record.explain():
-        for old, new in subs:
-            line = line.replace(old, new)
-        out.append(_PID.sub("", line))
-    return out
+    return explain(record.events, record.page_size, gfn_of=record.hva_to_gfn)

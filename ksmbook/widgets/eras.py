@@ -142,7 +142,7 @@ class EraStepper:
                 f"retr{'ies' if r.retries != 1 else 'y'}")
 
     def explain_lines(self) -> list[str]:
-        """kvm.explain() of the last step, host addresses named by guest frame."""
+        """viz.events.explain() of the last step, host addresses named by guest frame."""
         return seq_viz.story_lines(self.last) if self.last else []
 
     def stats_text(self) -> str:

@@ -14,7 +14,8 @@ import pytest
 from ksmbook import MADV_DONTNEED, MADV_MERGEABLE, Machine
 from ksmbook.kernel import costs
 from ksmbook.kernel.events import KvmEvent, NotifierCall
-from ksmbook.kernel.kvm import VM, explain
+from ksmbook.kernel.kvm import VM
+from ksmbook.viz.events import explain
 from ksmbook.kernel.memory import PG_ksm
 from ksmbook.kernel.pagetable import pte_pfn, pte_write
 

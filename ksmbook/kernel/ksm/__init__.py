@@ -31,7 +31,8 @@ from .merge import MergeMixin
 from .rbtree import RbRoot
 from .scan import ScanMixin
 from .stable_tree import StableTreeMixin
-from .structs import SIZEOF_KSM_RMAP_ITEM, STABLE_FLAG, UNSTABLE_FLAG, KsmMmSlot, KsmScan
+from .structs import (SIZEOF_KSM_RMAP_ITEM, STABLE_FLAG, UNSTABLE_FLAG, KsmMmSlot,
+                      KsmRmapItem, KsmScan)
 from .unstable_tree import UnstableTreeMixin
 from ...uapi import TUNABLE_DEFAULTS
 
@@ -122,19 +123,23 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
         self.max_page_sharing = value
         self.stable_seq += 1
 
-    def _emit(self, action, page, address, pfn, detail) -> None:
+    def _emit(self, function, action, pid, address, pfn, outcome=None, checksum=None,
+              other_pid=None, other_address=None, other_pfn=None, node=None, info=None):
+        """Record a KsmEvent: ``action`` done by mm/ksm.c's ``function`` (fields only:
+        viz/events.py words them).  The page-visit sites build theirs inline (hot)."""
         ev = self.machine.events
         if ev.enabled:
-            mm = self.ksm_scan.mm_slot.mm
-            event = KsmEvent(self.machine.clock_ns, action, 0 if mm is None else mm.owner_pid,
-                             address, pfn, detail)
-            # EventLog.emit() inlined (one event per page visit: hot); same order
-            ev.history.append(event)
-            if ev._captures or ev._subscribers:
-                for cap in ev._captures:
-                    cap.append(event)
-                for fn in ev._subscribers:
-                    fn(event)
+            ev.emit(KsmEvent(self.machine.clock_ns, function, action, pid, address, pfn,
+                             outcome, checksum, other_pid, other_address, other_pfn, node,
+                             info))
+
+    def _visit(self) -> tuple[int, int]:
+        """(pid, address) of the rmap_item ksmd is visiting: cmp_and_merge_page() runs
+        with ksm_scan.rmap_list on it, as get_next_rmap_item() left the cursor."""
+        link = self.ksm_scan.rmap_list
+        if isinstance(link, KsmRmapItem):
+            return link.mm.owner_pid, link.address
+        return 0, 0
 
     # --- derived counters, as the sysfs show functions compute them ---
     @property

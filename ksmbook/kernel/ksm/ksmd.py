@@ -208,6 +208,7 @@ class Ksmd:
             # took them: at its wake-up, before its batch's CPU was added
             k.advisor_ctx["start_scan"] = last_wake
             k.advisor_ctx["cpu_time"] = k.ksmd_cpu_ns - SCAN_COST_NS
-        k._emit("idle_scans", None, 0, 0,
-                f"full scans #{first_seqnr}..#{k.ksm_scan.seqnr - 1} found nothing to scan "
-                f"({wakeups} wake-ups, taken in one step): full_scans={k.ksm_scan.seqnr}")
+        if m.events.enabled:
+            k._emit("ksm_scan_thread", "idle_scans", 0, 0, 0, "nothing_to_scan",
+                    info={"first_seqnr": first_seqnr, "seqnr": k.ksm_scan.seqnr,
+                          "wakeups": wakeups})

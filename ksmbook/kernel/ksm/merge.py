@@ -66,10 +66,12 @@ class MergeMixin:
                     restore = set_pte_at_notify if self.profile.ksm_wp_restore_notifies \
                         else set_pte_at
                     restore(mm, address, entry, site)
-                    self._emit("merge_failed", page, address, page.pfn,
-                               f"refcount {folio_ref_count(page)} != mapcount {page.mapcount}: "
-                               + ("in a per-CPU LRU batch" if page.flags & PG_lru_batch
-                                  else "pinned"))
+                    if self.machine.events.enabled:
+                        self._emit("write_protect_page", "merge_failed", mm.owner_pid, address,
+                                   page.pfn,
+                                   "lru_batch" if page.flags & PG_lru_batch else "pinned",
+                                   info={"refcount": folio_ref_count(page),
+                                         "mapcount": page.mapcount})
                     return None
                 page.flags &= ~PG_anon_exclusive      # folio_try_share_anon_rmap_pte()
                 entry = pte_wrprotect(pte_mkclean(entry))
@@ -148,8 +150,9 @@ class MergeMixin:
         if vma is None:
             return 0
         if self.try_to_merge_one_page(vma, page, self.memory.zero_page, item.address):
-            self._emit("zero_merge", page, item.address, page.pfn,
-                       "use_zero_pages: PTE now maps the zero page (counted in ksm_zero_pages)")
+            self._emit("try_to_merge_with_zero_page", "zero_merge", item.mm.owner_pid,
+                       item.address, page.pfn, "merged", item.oldchecksum,
+                       other_pfn=self.memory.zero_page.pfn)
             return 0
         return -14
 
@@ -189,7 +192,8 @@ class MergeMixin:
                 return
         flags = (FAULT_FLAG_UNSHARE if self.profile.ksm_break_with_unshare else 1) | \
             FAULT_FLAG_REMOTE
-        self._emit("break_ksm", None, address, pte_pfn(pte), f"pid {mm.owner_pid}: unshare")
+        self._emit("break_ksm", "break_ksm", mm.owner_pid, address, pte_pfn(pte),
+                   "unshare" if flags & FAULT_FLAG_UNSHARE else "write_fault")
         handle_mm_fault(mm, vma, address, flags)
 
     def unmerge_ksm_pages(self, vma, start, end) -> None:

@@ -7,6 +7,7 @@ never crosses that boundary.
 """
 from __future__ import annotations
 
+from ..events import KsmEvent
 from ..memory import PG_anon, PG_ksm
 from ..pagetable import _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, PTE_PFN_SHIFT
 from .checksum import jhash2, xxh64, xxhash_u32
@@ -89,8 +90,9 @@ class ScanMixin:
         item.remaining_skips -= 1
         self.remove_rmap_item_from_tree(item)
         if self.machine.events.enabled:
-            self._emit("skip", page, item.address, page.pfn,
-                       f"smart scan: age {item.age}, {item.remaining_skips} more skips")
+            self._emit("should_skip_rmap_item", "skip", item.mm.owner_pid, item.address,
+                       page.pfn, "skipped",
+                       info={"age": item.age, "remaining_skips": item.remaining_skips})
         return True
 
     # --- the cursor ---
@@ -123,7 +125,9 @@ class ScanMixin:
             # drained once per full scan, not per batch (kernel/swap.py)
             self.machine.cpu_fbatches.lru_add_drain_all()
             self.unstable_tree_reset()
-            self._emit("scan_start", None, 0, 0, f"full scan #{scan.seqnr}: unstable tree reset")
+            if self.machine.events.enabled:
+                self._emit("scan_get_next_rmap_item", "scan_start", 0, 0, 0, "tree_reset",
+                           info={"seqnr": scan.seqnr})
             slot = head.next
             scan.mm_slot = slot
             if slot is head:
@@ -194,7 +198,9 @@ class ScanMixin:
             scan.rmap_list = slot
         self.advisor_stop_scan()
         scan.seqnr += 1
-        self._emit("scan_end", None, 0, 0, f"full scan done: full_scans={scan.seqnr}")
+        if self.machine.events.enabled:
+            self._emit("scan_get_next_rmap_item", "scan_end", 0, 0, 0, "done",
+                       info={"seqnr": scan.seqnr})
 
     # --- the decision ---
     def cmp_and_merge_page(self, page, item) -> None:
@@ -230,11 +236,13 @@ class ScanMixin:
         if kfolio is not None:
             if self.try_to_merge_with_ksm_page(item, page, kfolio):
                 self.stable_tree_append(item, kfolio.mapping, bypass)
-                if self.machine.events.enabled:
-                    self._emit("stable_hit", page, item.address, kfolio.pfn,
-                               f"merged into KSM page {kfolio.pfn:#x} "
-                               f"(stable_node#{kfolio.mapping.id}, "
-                               f"{kfolio.mapping.rmap_hlist_len} sharers)")
+                ev = self.machine.events
+                if ev.enabled:
+                    node = kfolio.mapping
+                    ev.emit(KsmEvent(self.machine.clock_ns, "try_to_merge_with_ksm_page",
+                                     "stable_hit", item.mm.owner_pid, item.address, page.pfn,
+                                     "merged", None, None, None, kfolio.pfn, node.id,
+                                     {"sharers": node.rmap_hlist_len}))
             return
 
         if not self.profile.ksm_checksum_before_stable_search:
@@ -252,11 +260,12 @@ class ScanMixin:
         node = self.stable_tree_insert(kpage)
         self.stable_tree_append(tree_item, node, False)
         self.stable_tree_append(item, node, False)
-        if self.machine.events.enabled:
-            self._emit("merge", page, item.address, kpage.pfn,
-                       f"two-page merge: this page becomes KSM page {kpage.pfn:#x}; "
-                       f"pid {tree_item.mm.owner_pid} {tree_item.address:#x} now maps it, its "
-                       f"old page {tree_page.pfn:#x} is freed")
+        ev = self.machine.events
+        if ev.enabled:
+            ev.emit(KsmEvent(self.machine.clock_ns, "try_to_merge_two_pages", "merge",
+                             item.mm.owner_pid, item.address, kpage.pfn, "merged", None,
+                             tree_item.mm.owner_pid, tree_item.address, tree_page.pfn,
+                             node.id))
 
     def _checksum_unchanged(self, page, item) -> bool:
         """calc_checksum() and the oldchecksum test of cmp_and_merge_page()."""
@@ -264,17 +273,17 @@ class ScanMixin:
             checksum = xxh64(page.data) & 0xFFFFFFFF      # calc_checksum(), inlined: hot
         else:
             checksum = self.calc_checksum(page)
+        ev = self.machine.events
         if item.oldchecksum != checksum:
-            first = item.oldchecksum == 0
+            outcome = "changed" if item.oldchecksum else "first_visit"
             item.oldchecksum = checksum
-            if self.machine.events.enabled:
-                self._emit("checksum", page, item.address, page.pfn,
-                           f"{'first visit' if first else 'changed'}: checksum "
-                           f"{checksum:#010x} recorded, page is volatile")
+            if ev.enabled:
+                ev.emit(KsmEvent(self.machine.clock_ns, "cmp_and_merge_page", "checksum",
+                                 item.mm.owner_pid, item.address, page.pfn, outcome, checksum))
             return False
-        if self.machine.events.enabled:
-            self._emit("checksum", page, item.address, page.pfn,
-                       f"checksum {checksum:#010x} unchanged since the last visit: a candidate")
+        if ev.enabled:
+            ev.emit(KsmEvent(self.machine.clock_ns, "cmp_and_merge_page", "checksum",
+                             item.mm.owner_pid, item.address, page.pfn, "unchanged", checksum))
         return True
 
     def ksm_do_scan(self, scan_npages: int) -> int:

@@ -63,9 +63,11 @@ class StableTreeMixin:
         chain.hlist.insert(0, dup)
         self.stable_node_dups += 1
         self.stable_seq += 1
-        self._emit("dup_created", None, 0, dup.kpfn or 0,
-                   f"stable_node#{dup.id} joins chain#{chain.id} "
-                   f"({len(chain.hlist)} dup{'' if len(chain.hlist) == 1 else 's'})")
+        if self.machine.events.enabled:
+            pid, address = self._visit()
+            self._emit("stable_node_chain_add_dup", "dup_created", pid, address,
+                       dup.kpfn or 0, "added", node=dup.id,
+                       info={"chain": chain.id, "dups": len(chain.hlist)})
 
     def __stable_node_dup_del(self, dup) -> None:
         dup.chain.dup_memo = None
@@ -90,9 +92,11 @@ class StableTreeMixin:
         chain.nid = dup.nid
         self.stable_node_chains += 1
         rb_replace_node(dup, chain, root)
-        self._emit("chain_created", None, 0, dup.kpfn or 0,
-                   f"chain#{chain.id} replaces stable_node#{dup.id} (max_page_sharing="
-                   f"{self.max_page_sharing})")
+        if self.machine.events.enabled:
+            pid, address = self._visit()
+            self._emit("alloc_stable_node_chain", "chain_created", pid, address,
+                       dup.kpfn or 0, "created", node=dup.id,
+                       info={"chain": chain.id, "max_page_sharing": self.max_page_sharing})
         self.stable_node_chain_add_dup(dup, chain)
         return chain
 
@@ -122,9 +126,9 @@ class StableTreeMixin:
         node.hlist = []
         self.stable_seq += 1
         self.stable_node_dup_del(node)
-        self._emit("stale_pruned", None, 0, node.kpfn or 0,
-                   f"stable_node#{node.id}: its page is gone (keyhole check failed), "
-                   f"{n} rmap_items turn volatile")
+        if self.machine.events.enabled:
+            self._emit("remove_node_from_stable_tree", "stale_pruned", 0, 0, node.kpfn or 0,
+                       "stale", node=node.id, info={"items": n})
 
     def ksm_get_folio(self, node):
         """ksm_get_folio(): the KSM page if it still holds the key, else prune the node."""
@@ -173,9 +177,10 @@ class StableTreeMixin:
                 self.stable_node_chains -= 1
                 self.stable_node_dups -= 1
                 self.stable_seq += 1
-                self._emit("chain_collapsed", None, 0, found.kpfn,
-                           f"chain#{chain.id} had one dup left: stable_node#{found.id} "
-                           f"takes its place")
+                if self.machine.events.enabled:
+                    pid, address = self._visit()
+                    self._emit("stable_node_dup", "chain_collapsed", pid, address, found.kpfn,
+                               "collapsed", node=found.id, info={"chain": chain.id})
                 return tree_folio, found, found
             if chain.hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
                 chain.hlist.remove(found)
@@ -345,9 +350,12 @@ class StableTreeMixin:
                     new = node.rb_right
                 else:
                     if not self.is_page_sharing_candidate(dup):
-                        self._emit("stable_full", page, 0, tree_folio.pfn,
-                                   f"content matches stable_node#{dup.id} but every copy has "
-                                   f"max_page_sharing={self.max_page_sharing} sharers")
+                        if self.machine.events.enabled:
+                            pid, address = self._visit()
+                            self._emit("stable_tree_search", "stable_full", pid, address,
+                                       page.pfn, "all_dups_full", other_pfn=tree_folio.pfn,
+                                       node=dup.id,
+                                       info={"max_page_sharing": self.max_page_sharing})
                         return None
                     tree_folio = self.ksm_get_folio(dup)
                     if tree_folio is None:
@@ -416,8 +424,11 @@ class StableTreeMixin:
             self.ksm_pages_shared += 1
         item.mm.ksm_merging_pages += 1
         if bypass and node.rmap_hlist_len > self.max_page_sharing:
-            self._emit("sharing_bypass", None, item.address, node.kpfn,
-                       "forked KSM mapping: allowed past max_page_sharing")
+            if self.machine.events.enabled:
+                self._emit("stable_tree_append", "sharing_bypass", item.mm.owner_pid,
+                           item.address, node.kpfn, "bypassed", node=node.id,
+                           info={"sharers": node.rmap_hlist_len,
+                                 "max_page_sharing": self.max_page_sharing})
 
     # --- teardown (run=2, knob changes) ---
     def remove_stable_node(self, node) -> bool:

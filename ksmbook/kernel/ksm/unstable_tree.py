@@ -37,6 +37,7 @@ kernel's own descent.
 """
 from __future__ import annotations
 
+from ..events import KsmEvent
 from .rbtree import RbRoot, rb_erase, rb_insert_color, rb_link_node
 from .structs import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, tree_key
 
@@ -150,10 +151,11 @@ class UnstableTreeMixin:
             rb_link_node(item, parent, left, root)
             rb_insert_color(item, root)
         self.ksm_pages_unshared += 1
-        if self.machine.events.enabled:
-            self._emit("unstable_insert", page, item.address, page.pfn,
-                       "checksum unchanged since last scan; no twin yet (unstable tree now "
-                       "holds this page)")
+        ev = self.machine.events
+        if ev.enabled:
+            ev.emit(KsmEvent(self.machine.clock_ns, "unstable_tree_search_insert",
+                             "unstable_insert", item.mm.owner_pid, item.address, page.pfn,
+                             "inserted", item.oldchecksum))
 
     def _unstable_lookup(self, item, nid, data):
         """Shortcut 2: the node whose bytes equal ``data``, or None.  The item's
@@ -249,8 +251,9 @@ class UnstableTreeMixin:
         while new is not None:
             tree_page = self.get_mergeable_page(new)
             if tree_page is None:
-                self._emit("unstable_abort", page, item.address, page.pfn,
-                           "a tree page vanished: give up, item stays volatile")
+                self._emit("unstable_tree_search_insert", "unstable_abort", item.mm.owner_pid,
+                           item.address, page.pfn, "tree_page_gone",
+                           other_pid=new.mm.owner_pid, other_address=new.address)
                 return False, None, None
             if tree_page is page:
                 # don't substitute a ksm page for a forked page
