@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +24,15 @@ class LiteHandler(http.server.SimpleHTTPRequestHandler):
                       ".wasm": "application/wasm", ".mjs": "text/javascript",
                       ".js": "text/javascript", ".json": "application/json",
                       ".whl": "application/zip", ".ipynb": "application/json"}
+
+    #: bytes of file bodies served so far, by every handler of the process (tests read it)
+    sent = 0
+    _lock = threading.Lock()
+
+    def copyfile(self, source, outputfile):
+        super().copyfile(source, outputfile)
+        with LiteHandler._lock:
+            LiteHandler.sent += source.tell()
 
     def log_message(self, *args):   # quiet
         pass

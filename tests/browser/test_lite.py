@@ -115,8 +115,8 @@ for w in list(_instances.values()):
     sizes[kind][0] += 1
     sizes[kind][1] += n
 print(json.dumps({"by_class": sizes, "total": sum(v[1] for v in sizes.values()),
-                  "esm_bytes": len(getattr(next((w for w in _instances.values()
-                                                 if hasattr(w, "_esm")), None), "_esm", "") or "")}))
+                  "esm_total": sum(len(str(getattr(w, "_esm", "") or ""))
+                                   for w in _instances.values())}))
 """
 
 
@@ -125,7 +125,7 @@ def test_chapter_03_runs_in_jupyterlite_offline_and_the_stepper_redraws(served, 
     context = chromium.new_context(viewport={"width": 1280, "height": 1000},
                                    service_workers="allow")
     outside: list[str] = []
-    received = {"bytes": 0, "requests": 0}
+    received = {"requests": 0}
 
     def only_loopback(route):
         host = urlparse(route.request.url).hostname
@@ -140,13 +140,8 @@ def test_chapter_03_runs_in_jupyterlite_offline_and_the_stepper_redraws(served, 
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
 
-    def count(resp):
-        received["requests"] += 1
-        try:
-            received["bytes"] += int(resp.headers.get("content-length") or 0)
-        except ValueError:
-            pass
-    context.on("response", count)
+    context.on("request", lambda _: received.__setitem__("requests", received["requests"] + 1))
+    served0 = serve_lite.LiteHandler.sent
     try:
         t0 = time.monotonic()
         page.goto(f"{served}/lab/index.html?path={CHAPTER}", wait_until="domcontentloaded",
@@ -154,7 +149,7 @@ def test_chapter_03_runs_in_jupyterlite_offline_and_the_stepper_redraws(served, 
         page.wait_for_function("() => !!window.jupyterapp", timeout=120_000)
         page.wait_for_function(labshot._JS_READY, timeout=600_000, polling=500)
         kernel_s = time.monotonic() - t0
-        boot_bytes = received["bytes"]
+        boot_bytes = serve_lite.LiteHandler.sent - served0    # the server's count
 
         page.evaluate(labshot._JS_RUN_ALL)
         page.wait_for_function(labshot._JS_RUN_DONE, timeout=900_000, polling=500)
@@ -186,14 +181,18 @@ def test_chapter_03_runs_in_jupyterlite_offline_and_the_stepper_redraws(served, 
         # leave a view blank until its first update, in JupyterLab too)
         drawn_first = page.evaluate(_JS_DRAWN)
 
+        # the first full scan only records checksums (the counters and the event log
+        # change); the second merges the four equal pages into one KSM page
         clicks = []
-        for _ in range(2):
+        for _, done in ((1, "full_scans=1"), (2, "try_to_merge_two_pages()")):
             t = time.monotonic()
-            sig = page.evaluate(_JS_FIGURE_SIG)
             app.locator("button.ksmbook-full-scan").click()
-            page.wait_for_function(f"() => ({_JS_FIGURE_SIG})() !== {json.dumps(sig)}",
-                                   timeout=120_000, polling=200)
+            page.wait_for_function(
+                "(s) => document.querySelector('.ksmbook-stepper .ksmbook-events')"
+                ".innerText.includes(s)", arg=done, timeout=120_000, polling=200)
             clicks.append(round(time.monotonic() - t, 2))
+        page.wait_for_function(f"() => ({_JS_FIGURE_SIG})() !== {json.dumps(before)}",
+                               timeout=120_000, polling=200)
         page.wait_for_function(
             "() => document.querySelector('.ksmbook-stepper .ksmbook-view-mappings')"
             ".textContent.includes('mapcount 4')", timeout=120_000)
@@ -207,7 +206,11 @@ def test_chapter_03_runs_in_jupyterlite_offline_and_the_stepper_redraws(served, 
         # what the kernel sent the page as widget state: plotly's FigureWidget carries
         # its JavaScript bundle (_esm) in every figure's state
         widget_bytes = json.loads(page.evaluate(_JS_KERNEL_RUN, _PY_WIDGET_BYTES))
+        # the Pyodide kernel's memory: its WebAssembly heap (it only grows)
+        heap = page.evaluate(_JS_KERNEL_RUN, "import pyodide_js; print(pyodide_js._module.HEAP8.length)")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.set_viewport_size({"width": 1280, "height": 2000})   # the whole app
+        app.scroll_into_view_if_needed()
         app.screenshot(path=str(SCREENSHOTS / "lite_03_stepper.png"))
 
         assert outside == [], f"requests left 127.0.0.1: {outside[:10]}"
@@ -216,9 +219,11 @@ def test_chapter_03_runs_in_jupyterlite_offline_and_the_stepper_redraws(served, 
                                          if p.is_file()) / 1e6, 1),
                    "build_s": round(build_s, 1), "kernel_ready_s": round(kernel_s, 1),
                    "run_all_s": round(run_all_s, 1), "full_scan_click_s": clicks,
-                   "bytes_to_kernel_ready": boot_bytes, "bytes_total": received["bytes"],
+                   "bytes_to_kernel_ready": boot_bytes,
+                   "bytes_total": serve_lite.LiteHandler.sent - served0,
                    "requests": received["requests"], "widget_state": widget_bytes,
-                   "figures_drawn_before_click": drawn_first}
+                   "figures_drawn_before_click": drawn_first,
+                   "kernel_wasm_heap_mb": round(int(heap) / 2**20, 1) if heap.strip().isdigit() else heap}
         METRICS.parent.mkdir(parents=True, exist_ok=True)
         METRICS.write_text(json.dumps(metrics, indent=1) + "\n")
         print("lite metrics:", metrics)
