@@ -80,7 +80,7 @@ test-notebooks: setup
 #   make sync-notebooks      .md -> .ipynb sources, keeping stored outputs
 #   make execute-notebooks   sync, then re-execute in place with the venv kernel
 #                            [NB=notebooks/03_x.ipynb]
-# Widget state is not stored: plotly's FigureWidget would embed its 5 MB JS bundle.
+# Widget state is not stored: the PlotlyLibrary widget would embed plotly.js (4.8 MB).
 NB ?= $(filter-out $(MOVED_NB),$(wildcard notebooks/[0-9]*.ipynb))
 # Stub pages left at old chapter names (metadata ksmbook.moved_to): never executed.
 MOVED_NB = $(shell grep -l '"moved_to"' notebooks/[0-9]*.ipynb 2>/dev/null)

@@ -377,21 +377,39 @@ _JS_CELL_FIGURES = """async (i) => {
              title: (gd.querySelector('.gtitle') || {}).textContent || ''}))};
 }"""
 
+# Scroll to the first cell that shows `sel` (in a windowed notebook a cell out of view
+# may not be in the page at all); its index, or -1.
+_JS_SCROLL_TO = """async (sel) => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  for (let i = 0; i < nb.widgets.length; i++) {
+    if (nb.widgets[i].model.type !== 'code') continue;
+    if (nb.scrollToItem) { await nb.scrollToItem(i, 'center'); }
+    const cell = nb.widgets[i];
+    if (cell.node.querySelector(sel)) { cell.node.scrollIntoView({block: 'center'}); return i; }
+  }
+  return -1;
+}"""
+
 # Click a button of the first app that has one; time until its first figure changes.
 _JS_CLICK_LATENCY = """async (sel) => {
   const btn = [...document.querySelectorAll(sel)][0];
   if (!btn) return null;
   btn.scrollIntoView({block: 'center'});
   const app = btn.closest('.ksmbook-app') || btn.closest('.jp-OutputArea');
-  const gds = [...app.querySelectorAll('.js-plotly-plot')];
-  const sig = () => JSON.stringify(gds.map(gd => (gd.data || []).map(t => [t.x, t.y, t.z, t.text])))
+  // looked up every time: a live figure (widgets/plot.py) draws each update on a new
+  // node; while one is being redrawn (fewer drawn figures than before) nothing counts
+  const drawn = () => [...app.querySelectorAll('.js-plotly-plot')].filter(gd => gd._fullLayout);
+  const n0 = drawn().length;
+  const sig = () => drawn().length < n0 ? null :
+      JSON.stringify(drawn().map(gd => (gd.data || []).map(t => [t.x, t.y, t.z, t.text])))
                     + ((app.querySelector('.ksmbook-events') || {}).textContent || '');
   const before = sig();
   const t0 = performance.now();
   btn.click();
   while (performance.now() - t0 < 15000) {
     await new Promise(r => requestAnimationFrame(r));
-    if (sig() !== before) return performance.now() - t0;
+    const now = sig();
+    if (now !== null && now !== before) return performance.now() - t0;
   }
   return -1;
 }"""
@@ -425,6 +443,16 @@ def kernel_rss_kb(lab: LabServer, notebook: str) -> dict:
                 if line.startswith(("VmRSS", "VmHWM")):
                     out[line.split(":")[0]] = int(line.split()[1])
     return out
+
+
+def shutdown_sessions(lab: LabServer) -> None:
+    """End every kernel session of the server (through its REST API)."""
+    with urllib.request.urlopen(f"{lab.url}/api/sessions", timeout=5) as r:
+        sessions = json.loads(r.read())
+    for s in sessions:
+        req = urllib.request.Request(f"{lab.url}/api/sessions/{s['id']}", method="DELETE")
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            urllib.request.urlopen(req, timeout=10).close()
 
 
 @dataclasses.dataclass
@@ -473,6 +501,8 @@ def run_all_and_look(lab: LabServer, name: str, *, browser, mode: str, width: in
                         for f in info["figures"]]
         click_ms = {}
         for sel in clicks:
+            page.evaluate(_JS_SCROLL_TO, sel)
+            page.wait_for_timeout(300)
             times = [page.evaluate(_JS_CLICK_LATENCY, sel) for _ in range(3)]
             if times[0] is not None:
                 click_ms[sel] = times

@@ -11,7 +11,10 @@ import plotly.graph_objects as go
 from .snapshot import ROLE_NAMES, ROLES, MachineSnapshot
 from .style import LABEL_SIZE, ROLE_MARKERS, ROLE_SYMBOLS, base_layout, blank_axis
 
-CELL = 64          # pixels per cell
+CELL = 64          # pixels per cell, at the narrowest view
+#: columns of the grid: 10 cells of CELL px fill an output 680 px wide (an 800 px
+#: window); a wider output spreads the same columns
+COLUMNS = 10
 LEVEL_SHORT = ("PGD", "PUD", "PMD", "PTE")
 
 
@@ -37,7 +40,7 @@ def hover_text(f) -> str:
     return "<br>".join(lines)
 
 
-def frame_map_figure(snap: MachineSnapshot, *, columns: int = 12, title: str | None = None,
+def frame_map_figure(snap: MachineSnapshot, *, columns: int = COLUMNS, title: str | None = None,
                      hide: tuple = ()) -> go.Figure:
     """Frames as a grid of cells, pfn order, left to right and top to bottom."""
     frames = [f for f in snap.frames if f.role not in hide]
@@ -58,11 +61,13 @@ def frame_map_figure(snap: MachineSnapshot, *, columns: int = 12, title: str | N
             showlegend=True))
     width = max(760, cols * CELL + 40)
     height = rows * CELL + 120
-    plot_w, plot_h = width - 40, rows * CELL
+    plot_h = rows * CELL
     layout = base_layout(title or f"Physical frames: pfn and mapcount ({snap.page_size}-byte pages)",
                          width, height, margin=dict(l=20, r=20, t=100, b=20))
-    # pixel-exact cells: one data unit per CELL pixels in both directions
-    layout["xaxis"] = blank_axis(-0.5, -0.5 + plot_w / CELL)
+    # one data unit per CELL pixels down, at least CELL across (the figure fills its
+    # view's width, so the x axis shows a whole number of columns, never fewer cells
+    # than fit at 680 px: squeezed, the fixed-size markers ran into each other)
+    layout["xaxis"] = blank_axis(-0.5, max(cols, columns) - 0.5)
     layout["yaxis"] = blank_axis(0.5 - plot_h / CELL, 0.5)
     layout["legend"].update(y=1.02, x=0.0, xanchor="left")
     return go.Figure(data=traces, layout=layout)

@@ -5,7 +5,7 @@ era table (exits per step, per kernel) as a figure.
 and whose rows are the host PTE and the spte of each guest frame, coloured by what
 they map (writable page, KSM page, nothing); ``era_table_figure(rows)`` is a
 heatmap of exits with one row per kernel.  Both have text twins, and both keep a
-fixed trace list so a FigureWidget can be updated in place.
+fixed trace list so a live figure can be updated in place.
 """
 from __future__ import annotations
 

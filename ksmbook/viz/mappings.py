@@ -1,8 +1,12 @@
 """Who maps what: every present PTE drawn as a line from a virtual page to its frame.
 
-Virtual pages (grouped by process) sit in the left column, frames in the right
-one, ordered to keep lines short.  When KSM merges, several lines meet at one
-orange frame; a read-only PTE is drawn dashed (a write to it will fault).
+Virtual pages (grouped by process) sit in the outer columns, frames in the middle
+one, ordered to keep lines short: the first half of the processes (the parent
+after a fork) on the left, the others (the child) on the right, so that the two
+mappings of one frame meet it from both sides instead of crossing each other.
+With one process, its pages are on the left and the frames on the right.  When
+KSM merges, several lines meet at one orange frame; a read-only PTE is drawn
+dashed (a write to it will fault).
 Fixed traces: writable lines, read-only lines, virtual pages, then one trace of
 frames per role.
 """
@@ -16,42 +20,71 @@ from .style import LABEL_SIZE, OKABE_ITO, ROLE_COLOURS, base_layout, blank_axis
 ROW = 26           # pixels per row
 
 
+def _sides(maps) -> dict[int, str]:
+    """pid -> "left" / "right": the first half of the processes (in pid order: the
+    parent before its child) on the left."""
+    pids = list(dict.fromkeys(m.pid for m in maps))
+    left = set(pids[:(len(pids) + 1) // 2])
+    return {pid: "left" if pid in left else "right" for pid in pids}
+
+
+def _spread(n: int, span: float) -> list[float]:
+    """n rows spread over ``span`` (top to bottom, as negative y)."""
+    return [-(i * span / (n - 1) if n > 1 else span / 2) for i in range(n)]
+
+
 def _rows(snap: MachineSnapshot):
-    """Virtual pages in process order, frames ordered by the mean row of their mappers."""
+    """Virtual pages per side in process order; frames ordered by the mean height of
+    their mappers (each side spread over the whole height)."""
     maps = sorted(snap.mappings, key=lambda m: (m.pid, m.address))
-    vrow = {(m.pid, m.address): i for i, m in enumerate(maps)}
-    by_frame = {}
-    for m in maps:
-        by_frame.setdefault(m.pfn, []).append(vrow[(m.pid, m.address)])
-    frames = sorted(by_frame, key=lambda pfn: (sum(by_frame[pfn]) / len(by_frame[pfn]), pfn))
-    n_v, n_f = len(maps), len(frames)
-    span = max(n_v, n_f, 1) - 1
-    # spread the shorter column over the height of the longer one
-    fy = {pfn: -(i * span / (n_f - 1) if n_f > 1 else span / 2) for i, pfn in enumerate(frames)}
-    vy = {key: -(i * span / (n_v - 1) if n_v > 1 else span / 2) for key, i in vrow.items()}
-    return maps, frames, vy, fy, span
+    side = _sides(maps)
+    cols = {c: [m for m in maps if side[m.pid] == c] for c in ("left", "right")}
+    frames_of = {}
+    for c, col in cols.items():
+        for i, m in enumerate(col):
+            frames_of.setdefault(m.pfn, []).append(i / (len(col) - 1) if len(col) > 1 else 0.5)
+    frames = sorted(frames_of, key=lambda pfn: (sum(frames_of[pfn]) / len(frames_of[pfn]), pfn))
+    span = max(len(cols["left"]), len(cols["right"]), len(frames), 1) - 1
+    if cols["right"] and len(frames) > 1:
+        # between two columns the label goes above each frame: 1.5 rows apart at least
+        span = max(span, 1.5 * (len(frames) - 1))
+    vy = {}
+    for col in cols.values():
+        vy.update({(m.pid, m.address): y for m, y in zip(col, _spread(len(col), span))})
+    fy = dict(zip(frames, _spread(len(frames), span)))
+    return maps, frames, vy, fy, span, side
 
 
 def _line_trace(segments, name, dash, colour) -> go.Scatter:
     xs, ys = [], []
-    for y0, y1 in segments:
-        xs += [0.0, 1.0, None]
+    for x0, y0, x1, y1 in segments:
+        xs += [x0, x1, None]
         ys += [y0, y1, None]
     return go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip",
                       line=dict(color=colour, width=2, dash=dash))
 
 
 def mappings_figure(snap: MachineSnapshot, *, title: str | None = None) -> go.Figure:
-    maps, frames, vy, fy, span = _rows(snap)
+    maps, frames, vy, fy, span, side = _rows(snap)
+    two_sided = "right" in side.values()
+    # one-sided, the frames sit left of the middle: their labels (up to ~32
+    # characters) need the room on the right at 680 px
+    fx = 1.0 if two_sided else 0.9
+    vx = {pid: (0.0 if c == "left" else 2.0) for pid, c in side.items()}
     info = {f.pfn: f for f in snap.frames}
-    rw = [(vy[(m.pid, m.address)], fy[m.pfn]) for m in maps if m.writable]
-    ro = [(vy[(m.pid, m.address)], fy[m.pfn]) for m in maps if not m.writable]
+
+    def seg(m):
+        return (vx[m.pid], vy[(m.pid, m.address)], fx, fy[m.pfn])
+    rw = [seg(m) for m in maps if m.writable]
+    ro = [seg(m) for m in maps if not m.writable]
     traces = [
         _line_trace(rw, "writable PTE", "solid", OKABE_ITO["blue"]),
         _line_trace(ro, "read-only PTE (write faults)", "dash", OKABE_ITO["vermillion"]),
         go.Scatter(
-            x=[0.0] * len(maps), y=[vy[(m.pid, m.address)] for m in maps], mode="markers+text",
-            name="virtual page", text=[m.label for m in maps], textposition="middle left",
+            x=[vx[m.pid] for m in maps], y=[vy[(m.pid, m.address)] for m in maps],
+            mode="markers+text", name="virtual page", text=[m.label for m in maps],
+            textposition=["middle left" if side[m.pid] == "left" else "middle right"
+                          for m in maps],
             textfont=dict(size=LABEL_SIZE), hoverinfo="text",
             hovertext=[f"{m.label} @ {m.address:#x}<br>PTE {m.pte:#x} ({m.flags})"
                        + ("<br>zero page placed by KSM (dirty bit)" if m.ksm_zero else "")
@@ -67,18 +100,20 @@ def mappings_figure(snap: MachineSnapshot, *, title: str | None = None) -> go.Fi
             count = f"{f.ptes} PTEs" if f.role == "zero" else f"mapcount {f.mapcount}"
             return f"pfn {pfn:#x} {f.tag} · {count}"
         traces.append(go.Scatter(
-            x=[1.0] * len(mine), y=[fy[pfn] for pfn in mine], mode="markers+text",
-            name=ROLE_NAMES[role], text=[text(p) for p in mine], textposition="middle right",
+            x=[fx] * len(mine), y=[fy[pfn] for pfn in mine], mode="markers+text",
+            name=ROLE_NAMES[role], text=[text(p) for p in mine],
+            # between two columns of pages the label goes above the frame
+            textposition="top center" if two_sided else "middle right",
             textfont=dict(size=LABEL_SIZE), hoverinfo="text", hovertext=[text(p) for p in mine],
             marker=dict(symbol="square", size=16, color=ROLE_COLOURS[role],
                         line=dict(width=1.5, color="#333333")),
             showlegend=role not in ("free", "table")))
     rows = span + 1
-    height = max(260, rows * ROW + 130)
+    height = max(260, int((rows + (0.4 if two_sided else 0)) * ROW) + 130)
     layout = base_layout(title or "Who maps what: virtual pages → physical frames",
                          900, height, margin=dict(l=10, r=10, t=100, b=10))
-    layout["xaxis"] = blank_axis(-0.75, 2.0)
-    layout["yaxis"] = blank_axis(-span - 0.7, 0.7)
+    layout["xaxis"] = blank_axis(-0.6, 2.6) if two_sided else blank_axis(-0.5, 2.1)
+    layout["yaxis"] = blank_axis(-span - 0.7, 1.1 if two_sided else 0.7)
     layout["legend"].update(y=1.01, x=0.0, xanchor="left")
     if not maps:
         layout["annotations"] = [dict(text="no page is mapped yet", x=0.6, y=-span / 2,

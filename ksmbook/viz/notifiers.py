@@ -8,7 +8,7 @@ read left to right; shaded bands group the events of one host call site
 is the viz.events.explain() line of its event: which era rule fired it and why.
 
 ``sequence_items(record)`` is the data (tested); ``sequence_figure`` draws it with a
-fixed list of traces, one per kind of mark, so a FigureWidget can be updated in
+fixed list of traces, one per kind of mark, so a live figure can be updated in
 place; ``sequence_text`` is the text twin, numbered like the x axis.
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ KINDS = {
     "remap": ("spte remapped in place (change_pte)", OKABE_ITO["orange"], "diamond"),
     "zap": ("spte zapped", OKABE_ITO["vermillion"], "square-x-open"),
     "miss": ("change_pte found no spte", OKABE_ITO["grey"], "circle-open"),
-    "range": ("invalidate_range_start / _end", OKABE_ITO["blue"], "triangle-right"),
+    "range_start": ("invalidate_range_start (opens)", OKABE_ITO["blue"], "triangle-right"),
+    "range_end": ("invalidate_range_end (closes)", OKABE_ITO["blue"], "triangle-left"),
     "change_pte": ("change_pte", OKABE_ITO["orange"], "star"),
     "invalidate_page": ("invalidate_page", OKABE_ITO["purple"], "hexagon"),
     "notifier": ("other notifier", OKABE_ITO["purple"], "hexagon-open"),
@@ -41,7 +42,7 @@ KINDS = {
 _KVM_KINDS = {"exit": "exit", "retry": "retry", "spte_install": "install",
               "spte_remap": "remap", "spte_zap": "zap", "change_pte_miss": "miss",
               "change_pte_skip": "miss"}
-_NOTIFIER_KINDS = {"invalidate_range_start": "range", "invalidate_range_end": "range",
+_NOTIFIER_KINDS = {"invalidate_range_start": "range_start", "invalidate_range_end": "range_end",
                    "change_pte": "change_pte", "invalidate_page": "invalidate_page"}
 _NOTIFIER_LABELS = {"invalidate_range_start": "range_start",
                     "invalidate_range_end": "range_end"}
@@ -50,6 +51,13 @@ KVM_SITE = "KVM"
 
 WIDTH = 1080          # fixed, so the live figure keeps its size from step to step
 LANE_PX = 62
+MARGIN_L, MARGIN_R = 130, 30
+#: labels are placed so that they do not collide down to this width of the figure
+#: (an 800 px JupyterLab window leaves about 680 px to an output)
+NARROWEST = 680
+LABEL_FONT = 12
+CHAR_PX = 0.6 * LABEL_FONT      # DejaVu Sans, average advance of the label characters
+TOP, BOTTOM = "top center", "bottom center"
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,58 @@ def era_rules(record) -> list[str]:
             dict.fromkeys(e.rule for e in record.events if isinstance(e, NotifierCall))]
 
 
+def label_half_width(label: str, span: float, width: int = NARROWEST) -> float:
+    """Half the width of a mark's label, in x units, on a figure ``width`` px wide
+    whose x axis shows ``span`` units."""
+    px_per_x = (width - MARGIN_L - MARGIN_R) / span
+    return len(label) * CHAR_PX / 2 / px_per_x
+
+
+def x_range(items, n: int, width: int = NARROWEST) -> tuple[float, float]:
+    """The x axis: positions 1..n with room for the first and the last label (the
+    first one used to be cut at the left edge)."""
+    lo, hi = 0.3, n + 0.7
+    for _ in range(6):               # the labels' width in x units depends on the span
+        span = hi - lo
+        lo = min([0.3] + [it.x - label_half_width(it.label, span, width) - 0.1 for it in items])
+        hi = max([n + 0.7] + [it.x + label_half_width(it.label, span, width) + 0.1
+                              for it in items])
+    return lo, hi
+
+
+def label_extent(label: str, x: float, position: str, span: float,
+                 width: int = NARROWEST) -> tuple[float, float]:
+    """(left, right) in x units of a label drawn at ``position`` of a mark at x."""
+    half = label_half_width(label, span, width)
+    if position.endswith("right"):
+        return x, x + 2 * half
+    if position.endswith("left"):
+        return x - 2 * half, x
+    return x - half, x + half
+
+
+def label_sides(items, span: float, width: int = NARROWEST) -> dict[int, str]:
+    """x -> the textposition of each mark's label, so that no two labels of one lane
+    overlap at ``width`` px.  Alternating (odd above, even below, centred) is kept
+    while it fits; otherwise the other side, then a label beside the mark on either
+    side; when nothing fits, the place whose last label ends first."""
+    sides, right_edge = {}, {}
+    gap = 0.15
+    for it in sorted(items, key=lambda i: i.x):
+        first, second = (TOP, BOTTOM) if it.x % 2 else (BOTTOM, TOP)
+        choices = [first, second] + [f"{side.split()[0]} {h}" for h in ("right", "left")
+                                     for side in (first, second)]
+        def fits(pos):
+            left, _right = label_extent(it.label, it.x, pos, span, width)
+            return right_edge.get((it.lane, pos.split()[0]), float("-inf")) + gap <= left
+        pos = next((c for c in choices if fits(c)), None)
+        if pos is None:
+            pos = min((first, second), key=lambda c: right_edge[(it.lane, c.split()[0])])
+        sides[it.x] = pos
+        right_edge[(it.lane, pos.split()[0])] = label_extent(it.label, it.x, pos, span, width)[1]
+    return sides
+
+
 def sequence_figure(record=None, *, title: str | None = None, era_label: str = "",
                     pages: int = 2, min_items: int = 12) -> go.Figure:
     """The sequence diagram of one step (an empty frame when ``record`` is None)."""
@@ -169,28 +229,37 @@ def sequence_figure(record=None, *, title: str | None = None, era_label: str = "
     names = lanes(pages)
     y_of = {name: i for i, name in enumerate(names)}
     n = max(len(items), min_items)
+    lo, hi = x_range(items, n)
+    sides = label_sides(items, hi - lo)
     traces = []
     for kind, (name, colour, symbol) in KINDS.items():
         mine = [it for it in items if it.kind == kind]
-        # alternate labels above and below the mark, so neighbours do not collide
-        pos = ["top center" if it.x % 2 else "bottom center" for it in mine]
+        # above or below the mark, so that neighbours in a lane do not collide
+        pos = [sides[it.x] for it in mine]
         traces.append(go.Scatter(
             x=[it.x for it in mine], y=[y_of[it.lane] for it in mine], mode="markers+text",
             name=name, text=[it.label for it in mine], textposition=pos,
-            textfont=dict(size=12, color="#222222"), cliponaxis=False,
+            textfont=dict(size=LABEL_FONT, color="#222222"), cliponaxis=False,
             hovertext=[f"{it.x}. {it.why}" for it in mine], hoverinfo="text",
             marker=dict(symbol=symbol, size=15, color=colour,
                         line=dict(width=2, color=colour))))
     shapes, annotations = [], []
+    row_edge = [float("-inf"), float("-inf")]      # two rows of band names
     for k, (x0, x1, site) in enumerate(bands(items)):
         if site == KVM_SITE:
             continue
         shapes.append(dict(type="rect", xref="x", yref="paper", x0=x0 - 0.45, x1=x1 + 0.45,
                            y0=0.0, y1=1.0, line=dict(width=0), layer="below",
                            fillcolor="#EEF3F8" if k % 2 else "#F6F1E7"))
-        annotations.append(dict(text=f"<b>{site}</b>", x=(x0 + x1) / 2, xref="x", y=1.0,
+        # a name that would run into its left neighbour at the narrowest width goes
+        # one row up
+        mid = (x0 + x1) / 2
+        half = label_half_width(site, hi - lo) * 1.1          # bold
+        row = 0 if row_edge[0] + 0.2 <= mid - half else 1
+        row_edge[row] = mid + half
+        annotations.append(dict(text=f"<b>{site}</b>", x=mid, xref="x", y=1.0,
                                 yref="paper", yanchor="bottom", showarrow=False,
-                                font=dict(size=12, color="#444444")))
+                                yshift=18 * row, font=dict(size=12, color="#444444")))
     for i in range(len(names) - 1):
         shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=i + 0.5,
                            y1=i + 0.5, line=dict(color="#DDDDDD", width=1), layer="below"))
@@ -208,14 +277,15 @@ def sequence_figure(record=None, *, title: str | None = None, era_label: str = "
         rules = era_rules(record) if record else []
         title += "".join(f"<br><span style='font-size:12px;color:#555555'>rule: {r}</span>"
                          for r in rules[:2])
-    layout = base_layout(title, width, height, margin=dict(l=130, r=30, t=130, b=150),
+    layout = base_layout(title, width, height, margin=dict(l=MARGIN_L, r=MARGIN_R, t=130, b=150),
                          shapes=shapes, annotations=annotations)
     layout["legend"].update(y=-0.04, yanchor="top", x=0.0, xanchor="left",
                             font=dict(size=12), traceorder="normal", entrywidth=270,
                             entrywidthmode="pixels")
     layout["title"]["y"] = 0.98
     layout["title"]["yanchor"] = "top"
-    layout["xaxis"] = dict(range=[0.3, n + 0.7], dtick=1, showgrid=False, zeroline=False,
+    layout["xaxis"] = dict(range=[lo, hi], tickvals=list(range(1, n + 1)), showgrid=False,
+                           zeroline=False,
                            fixedrange=True, tickfont=dict(size=11))
     layout["yaxis"] = dict(range=[len(names) - 0.4, -0.6], tickvals=list(range(len(names))),
                            ticktext=names, showgrid=False, zeroline=False, fixedrange=True,

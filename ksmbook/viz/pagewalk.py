@@ -14,9 +14,11 @@ import plotly.graph_objects as go
 from .snapshot import ROLE_NAMES, WalkSnapshot
 from .style import FONT, OKABE_ITO, ROLE_COLOURS, base_layout, blank_axis
 
-W, H = 1000, 450
+# drawn one data unit per pixel, for the narrowest output (an 800 px window leaves
+# about 680 px): a wider view stretches the boxes, the text keeps its size
+W, H = 760, 450
 LEVELS = ("PGD", "PUD", "PMD", "PTE")
-BOX_W, GAP, LEFT = 165, 30, 10
+BOX_W, GAP, LEFT = 128, 20, 10
 
 
 def _col_x(i: int) -> float:
@@ -57,64 +59,66 @@ def pagewalk_figure(w: WalkSnapshot, *, title: str | None = None) -> go.Figure:
         xc = x0 + BOX_W / 2
         hi, lo = bit_range(4 - i, w.page_shift)
         # index box
-        shapes.append(_box(x0 + 6, top_y0, x0 + BOX_W - 6, top_y1, "#F2F2F2"))
-        notes.append(_text(xc, top_y1 - 14, f"bits {hi}–{lo}", 13, "#555555"))
-        notes.append(_text(xc, top_y0 + 16, f"{level} index {w.indices[i]}", 15, bold=True))
+        shapes.append(_box(x0, top_y0, x0 + BOX_W, top_y1, "#F2F2F2"))
+        notes.append(_text(xc, top_y1 - 14, f"bits {hi}–{lo}", 12, "#555555"))
+        notes.append(_text(xc, top_y0 + 16, f"{level} index {w.indices[i]}", 12, bold=True))
         step = steps.get(level)
         exists = step is not None
         shapes.append(_box(x0, tab_y0, x0 + BOX_W, tab_y1,
                            "#FBF3FA" if exists else "#FFFFFF",
                            "solid" if exists else "dash",
                            ROLE_COLOURS["table"] if exists else "#AAAAAA"))
-        notes.append(_text(xc, tab_y1 - 20, f"{level} table", 15, bold=True,
+        notes.append(_text(xc, tab_y1 - 20, f"{level} table", 14, bold=True,
                            colour="#222222" if exists else "#999999"))
         if exists:
-            notes.append(_text(xc, tab_y1 - 44, f"in frame pfn {step.table_pfn:#x}", 13, "#555555"))
+            notes.append(_text(xc, tab_y1 - 44, f"in frame pfn {step.table_pfn:#x}", 11, "#555555"))
             present = step.present
             shapes.append(_box(x0 + 8, entry_y - 34, x0 + BOX_W - 8, entry_y + 34,
                                "#FFFFFF" if not present else "#EAF4FB",
                                "solid", OKABE_ITO["blue"] if present else "#AAAAAA"))
-            notes.append(_text(xc, entry_y + 18, f"entry [{step.index}]", 13, "#333333"))
+            notes.append(_text(xc, entry_y + 18, f"entry [{step.index}]", 12, "#333333"))
             value = f"{step.entry:#x}" if step.entry else "0 (none)"
-            notes.append(_text(xc, entry_y, value, 14, bold=True))
+            notes.append(_text(xc, entry_y, value, 13, bold=True))
             notes.append(_text(xc, entry_y - 18, step.flags if step.entry else "not present",
-                               12, "#555555"))
+                               11, "#555555"))
             # down the left edge, clear of the table's title
             notes.append(_arrow(x0 + 16, top_y0, x0 + 16, entry_y + 36, OKABE_ITO["blue"]))
             if present:
                 nxt = _col_x(i + 1)
                 notes.append(_arrow(x0 + BOX_W - 8, entry_y, nxt, entry_y, OKABE_ITO["blue"]))
         else:
-            notes.append(_text(xc, entry_y, "not allocated", 14, "#999999"))
+            notes.append(_text(xc, entry_y, "not allocated", 12, "#999999"))
     # the frame and the offset
     x0 = _col_x(4)
     xc = x0 + BOX_W / 2
-    shapes.append(_box(x0 + 20, top_y0, x0 + BOX_W - 20, top_y1, "#F2F2F2"))
-    notes.append(_text(xc, top_y1 - 14, f"bits {w.page_shift - 1}–0", 13, "#555555"))
-    notes.append(_text(xc, top_y0 + 16, f"offset {w.offset:#x}", 15, bold=True))
+    shapes.append(_box(x0 + 12, top_y0, x0 + BOX_W - 12, top_y1, "#F2F2F2"))
+    notes.append(_text(xc, top_y1 - 14, f"bits {w.page_shift - 1}–0", 12, "#555555"))
+    notes.append(_text(xc, top_y0 + 16, f"offset {w.offset:#x}", 13, bold=True))
     if w.complete:
         fill = ROLE_COLOURS.get(w.frame_role, "#FFFFFF")
         shapes.append(_box(x0, tab_y0, x0 + BOX_W, tab_y1, fill))
-        notes.append(_text(xc, tab_y1 - 20, "the frame", 15, bold=True))
-        notes.append(_text(xc, tab_y1 - 46, f"pfn {w.pfn:#x}", 15, bold=True))
-        notes.append(_text(xc, entry_y + 8, ROLE_NAMES[w.frame_role], 14))
+        notes.append(_text(xc, tab_y1 - 20, "the frame", 14, bold=True))
+        notes.append(_text(xc, tab_y1 - 46, f"pfn {w.pfn:#x}", 14, bold=True))
+        notes.append(_text(xc, entry_y + 8, ROLE_NAMES[w.frame_role], 13))
         mc = "mapcount not kept" if w.frame_role == "zero" else f"mapcount {w.frame_mapcount}"
-        notes.append(_text(xc, entry_y - 16, mc, 13))
-        notes.append(_text(xc, entry_y - 40, w.frame_tag, 13, "#333333"))
+        notes.append(_text(xc, entry_y - 16, mc, 12))
+        notes.append(_text(xc, entry_y - 40, w.frame_tag, 12, "#333333"))
         notes.append(_arrow(xc, top_y0, xc, tab_y1 + 2, OKABE_ITO["blue"]))
     else:
         shapes.append(_box(x0, tab_y0, x0 + BOX_W, tab_y1, "#FFFFFF", "dash", "#AAAAAA"))
-        notes.append(_text(xc, tab_y1 - 20, "no frame", 15, "#999999", bold=True))
-        notes.append(_text(xc, entry_y + 10, "an access faults:", 13, "#555555"))
-        notes.append(_text(xc, entry_y - 12, "handle_mm_fault()", 13, "#555555"))
+        notes.append(_text(xc, tab_y1 - 20, "no frame", 14, "#999999", bold=True))
+        notes.append(_text(xc, entry_y + 10, "an access faults:", 12, "#555555"))
+        notes.append(_text(xc, entry_y - 12, "handle_mm_fault()", 12, "#555555"))
     # PTE bits strip
-    notes.append(_text(LEFT, 45, "PTE bits:", 15, anchor="left", bold=True))
-    bx = LEFT + 95
-    cell_w = 92
+    # the label above the strip, so that the strip has the whole width
+    notes.append(_text(LEFT, 88, "PTE bits:", 13, anchor="left", bold=True))
+    bx = LEFT
+    cell_w = 66
     for name, on in w.pte_bits:
         shapes.append(_box(bx, 20, bx + cell_w - 6, 70,
                            OKABE_ITO["blue"] if on else "#FFFFFF", line="#555555", width=1.5))
-        notes.append(_text(bx + (cell_w - 6) / 2, 45, name, 14, "#FFFFFF" if on else "#AAAAAA",
+        notes.append(_text(bx + (cell_w - 6) / 2, 45, name, 11 if len(name) < 7 else 10,
+                           "#FFFFFF" if on else "#AAAAAA",
                            bold=on))
         bx += cell_w
     last = w.steps[-1]
@@ -124,8 +128,8 @@ def pagewalk_figure(w: WalkSnapshot, *, title: str | None = None) -> go.Figure:
         pfn_text = "PTE is empty"
     else:
         pfn_text = f"no PTE: stopped at {last.level}"
-    shapes.append(_box(bx, 20, bx + 190, 70, "#F2F2F2", line="#555555", width=1.5))
-    notes.append(_text(bx + 95, 45, pfn_text, 14, bold=w.complete))
+    shapes.append(_box(bx, 20, W - 20, 70, "#F2F2F2", line="#555555", width=1.5))
+    notes.append(_text((bx + W - 20) / 2, 45, pfn_text, 12, bold=w.complete))
     layout = base_layout(title or f"Page walk of {w.address:#x} ({w.label}) in {w.proc}",
                          W, H, margin=dict(l=10, r=10, t=50, b=10), showlegend=False)
     layout["xaxis"] = blank_axis(0, W - 20)

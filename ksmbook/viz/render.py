@@ -19,6 +19,14 @@ keeps that bundle (JupyterLab still uses it) and adds
 
 ``html_and_image`` gives the same two outputs for a widget's current figure
 (widgets/views.py uses it for the picture a page shows when no kernel runs).
+
+Width: every builder designs its figure at a fixed ``layout.width`` (900 px for
+most).  The saved plotly JSON and HTML are *responsive* instead
+(``responsive()``: no width, ``autosize``, plotly's ``responsive`` config), so a
+figure fills the output area, in an 800 px window too, rather than being cut off
+at its right edge; the height stays as designed.  The static image is drawn at
+the designed width.  (The live widgets keep the designed width while it fits and
+shrink to the view otherwise: widgets/plot.js.)
 """
 from __future__ import annotations
 
@@ -32,12 +40,29 @@ import plotly.io as pio
 from plotly.io._base_renderers import PlotlyRenderer
 
 RENDERER = "ksmbook"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 IMAGE_ENV = "KSMBOOK_STATIC_IMAGES"
 _image_failed: list[str] = []      # the reason, once: kaleido is not retried per figure
 
 
 def _fig_dict(fig) -> dict:
     return fig if isinstance(fig, dict) else fig.to_dict()
+
+
+def responsive(fig) -> dict:
+    """A copy of the figure's dict that fills its container's width (no
+    ``layout.width``, ``autosize``); the designed height is kept."""
+    d = json.loads(json.dumps(_fig_dict(fig), default=_json_default))
+    layout = d.setdefault("layout", {})
+    layout.pop("width", None)
+    layout["autosize"] = True
+    return d
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()            # numpy arrays and scalars
+    return str(o)
 
 
 def figure_id(fig) -> str:
@@ -48,8 +73,9 @@ def figure_id(fig) -> str:
 
 def figure_html(fig) -> str:
     """The figure as an HTML fragment that needs plotly.js loaded once by the page."""
-    return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=figure_id(fig),
-                       validate=False, config={"displaylogo": False, "responsive": True})
+    return pio.to_html(responsive(fig), include_plotlyjs=False, full_html=False,
+                       div_id=figure_id(fig), validate=False, default_width="100%",
+                       config={"displaylogo": False, "responsive": True})
 
 
 def wanted_image_format() -> str | None:
@@ -106,8 +132,11 @@ class BookRenderer(PlotlyRenderer):
     """plotly's MIME bundle plus text/html and an optional static image."""
 
     def to_mimebundle(self, fig_dict):
-        bundle = super().to_mimebundle(fig_dict)
-        bundle.update(html_and_image(fig_dict))
+        image = static_image(fig_dict)                      # at the designed width
+        bundle = super().to_mimebundle(responsive(fig_dict))
+        bundle[PLOTLY_MIME].setdefault("config", {})["responsive"] = True
+        bundle["text/html"] = figure_html(fig_dict)
+        bundle.update(image)
         return bundle
 
 

@@ -140,10 +140,14 @@ def roc_figure(experiments: dict, *, title: str | None = None, width: int = 640,
                             bgcolor="rgba(255,255,255,0.9)", bordercolor="#CCCCCC", borderwidth=1)
     layout["xaxis"] = dict(title="false positive rate (wrong guess called merged)",
                            range=[-0.02, 1.02], tickformat=".0%", showgrid=True,
-                           gridcolor="#EEEEEE", fixedrange=True, zeroline=False)
+                           gridcolor="#EEEEEE", fixedrange=True, zeroline=False,
+                           constrain="domain")
+    # square, by shrinking the wider side's domain: with the range free to grow (the
+    # default), the x axis ran to ~115% on a plot area wider than tall
     layout["yaxis"] = dict(title="true positive rate (right guess found)", range=[-0.02, 1.02],
                            tickformat=".0%", showgrid=True, gridcolor="#EEEEEE",
-                           fixedrange=True, zeroline=False, scaleanchor="x")
+                           fixedrange=True, zeroline=False, scaleanchor="x", scaleratio=1,
+                           constrain="domain")
     return go.Figure(data=traces, layout=layout)
 
 
@@ -156,8 +160,10 @@ def roc_text(experiments: dict) -> str:
 
 
 def _bar_label(s) -> str:
+    """Two short lines, no wider than a bar at an 800 px window (one line ran into
+    the neighbouring group's label)."""
     exits = s.merged_exits
-    return f"{s.gap_ns:,} ns · {exits} exit{'s' if exits != 1 else ''}"
+    return f"{s.gap_ns:,} ns<br>{exits} exit{'s' if exits != 1 else ''}"
 
 
 def signal_figure(signals, *, title: str | None = None, width: int = 820,
@@ -181,7 +187,7 @@ def signal_figure(signals, *, title: str | None = None, width: int = 820,
     layout = base_layout(title or "The signal: extra cost of probing a merged page (no noise)",
                          width, height, margin=dict(l=80, r=20, t=90, b=50), barmode="group")
     layout["legend"].update(y=1.02, x=0.0, xanchor="left")
-    layout["yaxis"] = dict(title="merged − unmerged (simulated ns)", range=[0, top * 1.2],
+    layout["yaxis"] = dict(title="merged − unmerged (simulated ns)", range=[0, top * 1.3],
                            showgrid=True, gridcolor="#EEEEEE", fixedrange=True)
     layout["xaxis"] = dict(fixedrange=True)
     return go.Figure(data=traces, layout=layout)

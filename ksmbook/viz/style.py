@@ -6,8 +6,6 @@ text) so that nothing is told by colour alone.
 """
 from __future__ import annotations
 
-from copy import deepcopy
-
 import plotly.graph_objects as go
 
 # Okabe & Ito, "Color Universal Design" (2008)
@@ -70,49 +68,30 @@ def blank_axis(lo: float, hi: float, **extra) -> dict:
 
 
 def sync_figure(target, source) -> None:
-    """Make ``target`` (a FigureWidget, usually) show ``source``, whatever the order in
-    which the kernel's messages and the browser's views arrive.
+    """Make ``target`` show ``source``.
 
-    Builders keep a fixed list of traces per figure kind, so this restyles existing
-    traces and relayouts in one ``batch_update`` message, which views that already
-    exist apply.  A view created *later* draws from the widget's synced state
-    (``_widget_data``/``_widget_layout``), and plotly (6 and 7) only sends that state
-    at construction: its front-end model applies later deltas to a deserialized
-    copy, and ``FigureWidget._repr_mimebundle_`` (which re-sends it) is never called
-    for a figure inside an ipywidgets box.  A view built after an update would draw
-    the first figure, or nothing if the traces were replaced, and no click brought
-    it back.  So the full state is re-sent after every update: every view, old or
-    new, ends on the same figure.
+    A live figure of the widgets (``widgets.plot.Plot``: anything with
+    ``show_figure``) replaces its whole state, which every view, old or new, draws
+    (see widgets/plot.py for why not plotly's FigureWidget).  A plain figure is
+    restyled in place: builders keep a fixed list of traces per figure kind, so the
+    traces are updated, or replaced when their number or types differ.
     """
+    if hasattr(target, "show_figure"):
+        target.show_figure(source)
+        return
     if len(target.data) != len(source.data) or any(
             a.type != b.type for a, b in zip(target.data, source.data)):
         target.data = ()
         target.add_traces(list(source.data))
         target.layout.update(source.layout.to_plotly_json(), overwrite=True)
-    elif hasattr(target, "batch_update"):
-        with target.batch_update():
-            _restyle(target, source)
     else:
-        _restyle(target, source)
-    push_state(target)
-
-
-def _restyle(target, source) -> None:
-    for old, new in zip(target.data, source.data):
-        old.update(new.to_plotly_json(), overwrite=True)
-    target.layout.update(source.layout.to_plotly_json(), overwrite=True)
+        for old, new in zip(target.data, source.data):
+            old.update(new.to_plotly_json(), overwrite=True)
+        target.layout.update(source.layout.to_plotly_json(), overwrite=True)
     # layout.update() skips an empty tuple: without this, the boxes and labels of the
     # previous figure would stay when the new one has none
     target.layout.shapes = source.layout.shapes
     target.layout.annotations = source.layout.annotations
-
-
-def push_state(widget) -> None:
-    """Re-send a FigureWidget's whole figure as its synced state (what a new view
-    draws from); a no-op for plain figures.  Unchanged state sends nothing."""
-    if hasattr(widget, "_widget_data"):
-        widget._widget_data = deepcopy(widget._data)
-        widget._widget_layout = deepcopy(widget._layout_obj._props)
 
 
 def empty_figure() -> go.Figure:

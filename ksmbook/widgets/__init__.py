@@ -3,8 +3,9 @@
 DOC: Overview.  A widget owns a model built by ``ksmbook.labs`` or the
 kernel, and buttons whose handlers call the simulator's public API only
 (``m.ksmd.scan``, ``p.write``, a sysfs write ...).  After each action the app
-takes a new snapshot, asks ``ksmbook.viz`` for the figures and copies them
-into its FigureWidgets in place (views.py), records the events the step
+takes a new snapshot, asks ``ksmbook.viz`` for the figures and shows them in
+its live figures (``Plot``, plot.py: every view, old or new, draws the last one;
+views.py), records the events the step
 produced, and keeps a ``text()`` twin that prints exactly what is on screen.
 No simulation and no drawing logic lives here: a widget that needs a number
 asks the model, a widget that needs a picture asks viz.

@@ -20,7 +20,7 @@ ALL_EVENTS = (KsmEvent, Fault, PteChange, PageAlloc, PageFree)
 
 
 class SceneApp:
-    """A scene (rebuilt by Reset) shown through one FigureWidget per view."""
+    """A scene (rebuilt by Reset) shown through one live figure (Plot) per view."""
 
     kind = "ksmbook-app"
     event_kinds = ALL_EVENTS

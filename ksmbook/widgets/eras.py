@@ -47,12 +47,9 @@ class EraStepper:
                                        "run the remaining steps")
         self.reset_button = self._button("Reset", "ksmbook-reset", self.reset,
                                          "start the story again")
-        self.sequence = factory(self._sequence_figure())
-        self.sequence.add_class("ksmbook-view")
-        self.sequence.add_class("ksmbook-view-sequence")
-        self.state = factory(self._state_figure())
-        self.state.add_class("ksmbook-view")
-        self.state.add_class("ksmbook-view-state")
+        self.sequence = factory(self._sequence_figure(),
+                                classes=("ksmbook-view", "ksmbook-view-sequence"))
+        self.state = factory(self._state_figure(), classes=("ksmbook-view", "ksmbook-view-state"))
         self.updates = 0
         self.status = w.HTML(layout=w.Layout(min_width="210px")).add_class("ksmbook-counters")
         self.log = w.HTML(layout=w.Layout(flex="1 1 auto", max_height="300px",

@@ -4,7 +4,7 @@
     RecordedCompare(name)     ... beside the trace Linux 6.18 recorded (any machine)
     LiveCompare(name)         ... beside this machine's kernel, run on a click (root + KSM)
 
-Each app has a scenario picker, the scenario's description, one FigureWidget per
+Each app has a scenario picker, the scenario's description, one live figure per
 view (updated in place) and a ``text()`` twin.  The runs themselves come from
 ``ksmbook.oracle.sidebyside`` (simulator, recorded file, ``ksmbook.oracle.live``); nothing is
 simulated or measured here.
@@ -49,10 +49,8 @@ class TraceApp:
         cmp = self.comparison()
         self.figures = {}
         for view in self.views:
-            fig = factory(BUILDERS[view](cmp))
-            fig.add_class("ksmbook-view")
-            fig.add_class(f"ksmbook-view-{view}")
-            self.figures[view] = fig
+            self.figures[view] = factory(BUILDERS[view](cmp),
+                                         classes=("ksmbook-view", f"ksmbook-view-{view}"))
         self._render()
 
     # --- what is compared (subclasses) ---

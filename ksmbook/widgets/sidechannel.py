@@ -49,9 +49,8 @@ class SideChannelLab:
                        (self.probe_picker, "probe"), (self.threshold, "threshold")):
             c.add_class(f"ksmbook-sc-{css}")
             c.observe(lambda _ch: self.refresh(), names="value")
-        self.figure = factory(sc_viz.latency_figure(self.experiment, self.threshold.value))
-        self.figure.add_class("ksmbook-view")
-        self.figure.add_class("ksmbook-view-latency")
+        self.figure = factory(sc_viz.latency_figure(self.experiment, self.threshold.value),
+                              classes=("ksmbook-view", "ksmbook-view-latency"))
         self.updates = 0
         self.status = w.HTML().add_class("ksmbook-events")
         self._render_text()

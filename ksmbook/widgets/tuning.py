@@ -57,9 +57,7 @@ class TuningLab:
                        (self.workload, "workload")):
             c.add_class(f"ksmbook-tuning-{css}")
             c.observe(lambda _ch: self.refresh(), names="value")
-        self.figure = factory(self._build())
-        self.figure.add_class("ksmbook-view")
-        self.figure.add_class("ksmbook-view-tuning")
+        self.figure = factory(self._build(), classes=("ksmbook-view", "ksmbook-view-tuning"))
         self.updates = 0
         self.status = w.HTML().add_class("ksmbook-events")
         self._render_text()

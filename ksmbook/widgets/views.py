@@ -1,10 +1,9 @@
 """One figure per view, created once and then updated in place.
 
 A view is a builder (snapshot + counter history -> plotly Figure) and its text
-twin.  ``FigureView`` wraps the builder's first figure in a FigureWidget and,
-on every later ``update``, builds a fresh plain Figure and copies it into the
-widget with ``sync_figure`` (one ``batch_update`` message, then the whole figure as the
-widget's synced state, so a view created later draws the same).
+twin.  ``FigureView`` wraps the builder's first figure in a live ``Plot`` (see
+plot.py) and, on every later ``update``, builds a fresh plain Figure and shows it:
+the Plot's state is replaced whole, and every view, made before or after, draws it.
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ import plotly.graph_objects as go
 
 from .. import viz
 from ..viz.snapshot import PAGE_COUNTERS
+from .plot import Plot
 
 
 ALL_COUNTERS = PAGE_COUNTERS
@@ -37,9 +37,10 @@ VIEWS = {
 }
 
 
-def figure_widget(fig: go.Figure):
-    """A FigureWidget (an anywidget) holding ``fig``."""
-    return go.FigureWidget(fig)
+def figure_widget(fig: go.Figure, classes=()) -> Plot:
+    """A live figure (an anywidget, see plot.py) showing ``fig``; ``classes`` are CSS
+    classes of its views, given at creation so that they arrive with the widget."""
+    return Plot(fig, classes=classes)
 
 
 class FigureView:
@@ -48,9 +49,8 @@ class FigureView:
     def __init__(self, name: str, spec: ViewSpec, snap, history, factory=figure_widget):
         self.name = name
         self.spec = spec
-        self.widget = factory(spec.build(snap, history))
-        self.widget.add_class("ksmbook-view")
-        self.widget.add_class(f"ksmbook-view-{name}")
+        self.widget = factory(spec.build(snap, history),
+                              classes=("ksmbook-view", f"ksmbook-view-{name}"))
         self.updates = 0
         self.shown = False       # set once the app is displayed (informational)
 
@@ -63,8 +63,8 @@ class FigureView:
 
 
 def _figure_widgets(widget):
-    """Every FigureWidget inside ``widget`` (an ipywidgets box tree), in order."""
-    if isinstance(widget, go.FigureWidget):
+    """Every live figure (Plot) inside ``widget`` (an ipywidgets box tree), in order."""
+    if isinstance(widget, Plot):
         return [widget]
     found = []
     for child in getattr(widget, "children", ()) or ():

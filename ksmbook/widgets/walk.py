@@ -18,9 +18,8 @@ class WalkExplorer:
         self.page = w.IntSlider(min=0, max=self._pages() - 1, value=0, description="page",
                                 continuous_update=False)
         self.page.add_class("ksmbook-walk-page")
-        self.view = factory(viz.pagewalk_figure(self.walk()))
-        self.view.add_class("ksmbook-view")
-        self.view.add_class("ksmbook-view-walk")
+        self.view = factory(viz.pagewalk_figure(self.walk()),
+                            classes=("ksmbook-view", "ksmbook-view-walk"))
         self.updates = 0
         self.shown = False
         self.proc.observe(self._proc_changed, names="value")

@@ -124,6 +124,40 @@ def test_mappings_before_any_merge_are_writable_and_one_to_one():
     assert viz.mappings_text(snap).count("(rw)") == 3
 
 
+def _segments(fig):
+    out = []
+    for name in ("writable PTE", "read-only PTE"):
+        t = trace(fig, name)
+        out += [(t.x[i], t.y[i], t.x[i + 1], t.y[i + 1]) for i in range(0, len(t.x), 3)]
+    return out
+
+
+def test_after_fork_the_parent_is_left_the_child_right_and_no_lines_cross():
+    """Issue 8, bug 7: chapter 02's fork lines crossed (both columns of pages left)."""
+    s = Scene()
+    s.spawn("parent")
+    s.mmap("parent", "mem", 4)
+    for i in range(4):
+        s.write("parent", i, bytes([65 + i]) * 256)
+    s.fork("parent", "child")
+    s.write("child", 0, b"Z" * 256)
+    fig = viz.mappings_figure(viz.snapshot(s))
+    v = trace(fig, "virtual page")
+    xs = {label: x for label, x in zip(v.text, v.x)}
+    assert {xs[f"parent[{i}]"] for i in range(4)} == {0.0}
+    assert {xs[f"child[{i}]"] for i in range(4)} == {2.0}
+    segs = _segments(fig)
+    assert len(segs) == 8 and all(x1 == 1.0 for _, _, x1, _ in segs)
+    for side in (0.0, 2.0):
+        mine = sorted((y0, y1) for x0, y0, _, y1 in segs if x0 == side)
+        assert [y1 for _, y1 in mine] == sorted(y1 for _, y1 in mine), "lines cross"
+    # frames' labels sit above the frames, a label apart
+    frames = sorted(y for t in fig.data[3:] for y in t.y)
+    plot_h = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    px = plot_h / (fig.layout.yaxis.range[1] - fig.layout.yaxis.range[0])
+    assert min((b - a) * px for a, b in zip(frames, frames[1:])) >= 34
+
+
 def test_mapping_rows_of_64_pages_are_at_least_a_label_apart():
     s = identical_pages(32, unique=32)
     fig = viz.mappings_figure(viz.snapshot(s))
@@ -248,10 +282,9 @@ def test_pagewalk_of_an_untouched_page_stops_at_the_hole():
 
 # --- in-place updates and event text ----------------------------------------------------
 
-@pytest.mark.parametrize("kind", [go.Figure, go.FigureWidget])
-def test_sync_figure_updates_in_place(kind):
+def test_sync_figure_updates_in_place():
     s = identical_pages(4, unique=2)
-    fig = kind(viz.trees_figure(viz.snapshot(s)))
+    fig = go.Figure(viz.trees_figure(viz.snapshot(s)))
     traces_before = list(fig.data)
     s.machine.ksmd.run_full_scans(2)
     new = viz.trees_figure(viz.snapshot(s))
@@ -297,16 +330,27 @@ def test_a_mid_scan_record_is_drawn_as_now_not_as_a_scan_end():
     assert "now" not in viz.counters_figure(hist[:2]).layout.title.text
 
 
-def test_sync_figure_keeps_the_state_a_new_view_draws_from():
-    """plotly sends _widget_data only at construction; a view made after an update
-    must still draw the current figure (bug: blank steppers after Run All)."""
+def test_sync_figure_replaces_the_whole_state_every_view_draws_from():
+    """A live figure's state is its one output, the whole figure, replaced on every
+    update, in a core widget model every view reads (bug 1 of issue 8: blank
+    steppers after Run All)."""
+    from ksmbook.widgets.plot import PLOTLY_MIME, Plot, figure_json
     s = identical_pages(4, unique=2)
-    fig = go.FigureWidget(viz.trees_figure(viz.snapshot(s)))
-    first = [t.get("x") for t in fig._widget_data]
+    first = viz.trees_figure(viz.snapshot(s))
+    fig = Plot(first, classes=("a",))
+    assert fig.drawn == figure_json(first) and fig.revision == 0
+    assert fig._dom_classes == ("a",) and len(fig.outputs) == 1
+    # responsive: no fixed width, the designed height
+    assert "width" not in fig.drawn["layout"] and fig.drawn["layout"]["autosize"] is True
+    assert fig.drawn["layout"]["height"] == first.layout.height
     s.machine.ksmd.run_full_scans(2)
     new = viz.trees_figure(viz.snapshot(s))
     viz.sync_figure(fig, new)
-    now = [t.get("x") for t in fig._widget_data]
-    assert now != first
-    assert now == [t.get("x") for t in fig._data]
-    assert fig._widget_layout.get("annotations", [{}])[0].get("text") == new.layout.annotations[0].text
+    assert fig.revision == 1 and fig.figure is new and len(fig.outputs) == 1
+    assert fig.drawn == figure_json(new) != figure_json(first)
+    assert fig.drawn["layout"]["annotations"][0]["text"] == new.layout.annotations[0].text
+    assert set(fig.outputs[0]["data"]) == {PLOTLY_MIME, "text/plain"}
+    viz.sync_figure(fig, new)                  # nothing changed: nothing sent
+    assert fig.revision == 1
+    # a core widget (no ES module to load, nothing of plotly.js in the kernel's messages)
+    assert fig._model_module == "@jupyter-widgets/output"

@@ -2,6 +2,7 @@
 import math
 
 import plotly.graph_objects as go
+import pytest
 
 from ksmbook.labs import eras, sidechannel as sc
 from ksmbook.labs.eras import STEPS, EraStory
@@ -25,7 +26,8 @@ def test_sequence_items_cover_the_drawn_events_in_order():
     explained = rec.explain()
     assert all(it.why in explained for it in items)
     kinds = [it.kind for it in items]
-    assert kinds.count("range") == 6 and kinds.count("miss") == 3 and "remap" not in kinds
+    assert kinds.count("range_start") == kinds.count("range_end") == 3
+    assert kinds.count("miss") == 3 and "remap" not in kinds
     # every mark is in exactly one band, bands are contiguous and in order
     bands = seq.bands(items)
     covered = [x for x0, x1, _ in bands for x in range(x0, x1 + 1)]
@@ -37,7 +39,35 @@ def test_sequence_items_cover_the_drawn_events_in_order():
 def test_the_seed_merge_is_drawn_as_remaps_and_no_bracket():
     items = seq.sequence_items(merge_record("2.6.32"))
     kinds = [it.kind for it in items]
-    assert kinds.count("remap") == 3 and "range" not in kinds and "zap" not in kinds
+    assert kinds.count("remap") == 3 and "zap" not in kinds
+    assert "range_start" not in kinds and "range_end" not in kinds
+
+
+def _label_boxes(fig, width):
+    """(lane y, side, x0, x1) of every label, in x units, at ``width`` px."""
+    span = fig.layout.xaxis.range[1] - fig.layout.xaxis.range[0]
+    out = []
+    for t in fig.data:
+        for x, y, text, pos in zip(t.x, t.y, t.text, t.textposition):
+            out.append((y, pos.split()[0], *seq.label_extent(text, x, pos, span, width)))
+    return out
+
+
+@pytest.mark.parametrize("era", ["2.6.32", "3.7", "6.10"])
+def test_sequence_labels_never_overlap_in_a_lane_down_to_an_800px_window(era):
+    """Issue 8, bug 7: range_end / range_start at events 7/8 and 14/15 collided and
+    the first label was cut at the left edge."""
+    story = EraStory(era)
+    for _ in range(len(story.steps)):
+        fig = seq.sequence_figure(story.next())
+        lo, hi = fig.layout.xaxis.range
+        for width in (seq.NARROWEST, seq.WIDTH):
+            boxes = _label_boxes(fig, width)
+            assert all(lo - 1e-6 <= x0 and x1 <= hi + 1e-6 for _, _, x0, x1 in boxes)
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    if a[:2] == b[:2]:                    # same lane, same side
+                        assert a[3] <= b[2] or b[3] <= a[2], (era, a, b)
 
 
 def test_sequence_figure_keeps_one_trace_per_kind():
@@ -120,10 +150,17 @@ def test_roc_and_signal_figures():
     xs, ys = sc_viz.roc_points(exps["a"])
     assert xs == sorted(xs) and (xs[0], ys[0]) == (0.0, 0.0)
     assert len(sc_viz.roc_text(exps).splitlines()) == 3
+    # issue 8, bug 7: the square plot shrinks a domain instead of running the x axis
+    # to ~115%
+    assert fig.layout.xaxis.range[1] <= 1.02 and fig.layout.xaxis.constrain == "domain"
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.constrain == "domain"
     sigs = [sc.signal("3.7", "write"), sc.signal("3.7", "read")]
     sfig = sc_viz.signal_figure(sigs)
     assert [t.name for t in sfig.data] == ["write probe", "read probe"]
     assert list(sfig.data[0].y) == [sigs[0].gap_ns]
+    # bar labels on two short lines: one long line ran into the next group's label
+    assert all("<br>" in t and max(len(p) for p in t.split("<br>")) <= 9
+               for t in sfig.data[0].text)
     assert len(sc_viz.signal_text(sigs).splitlines()) == 3
     assert sc_viz.fmt_ns(1500) == "1.5 µs" and sc_viz.fmt_ns(20) == "20 ns"
     assert math.isclose(sc_viz.bin_edges()[0], sc_viz.LO_NS)

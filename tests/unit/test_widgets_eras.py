@@ -1,19 +1,19 @@
 """Chapters 07 and 08's widgets, driven headlessly: button.click(), value assignment.
 
 Each test checks what the reader sees (text, counters, figure data) and that the
-figures are updated in place: the same FigureWidget object, never re-created.
+figures are updated in place: the same live figure (Plot) object, never re-created.
 """
-import plotly.graph_objects as go
 
 from ksmbook.labs.eras import STEPS
 from ksmbook.widgets.eras import EraStepper
 from ksmbook.widgets.sidechannel import SideChannelLab
+from ksmbook.widgets.plot import Plot
 
 
 def test_era_stepper_steps_through_the_story_in_place():
     ui = EraStepper("2.6.32")
     seq_widget, state_widget = ui.sequence, ui.state
-    assert isinstance(seq_widget, go.FigureWidget)
+    assert isinstance(seq_widget, Plot)
     assert "ready" in ui.text() and "exits=0" in ui.text()
     ui.next_button.click()
     ui.next_button.click()

@@ -5,24 +5,24 @@ never touch the machine's KSM; the real runner is tested in tests/test_live.py.
 """
 import dataclasses
 
-import plotly.graph_objects as go
 import pytest
 
 from ksmbook.oracle import sidebyside as sb
 from ksmbook.oracle.live import KsmBusy, ProtocolError
 from ksmbook.viz import compare as vc
 from ksmbook.widgets.live import LiveCompare, RecordedCompare, SimulatorTrace
+from ksmbook.widgets.plot import Plot, figure_json
 
 
 def same_objects(app):
-    return {k: (fig, list(fig.data)) for k, fig in app.figures.items()}
+    return {k: (fig, fig.revision) for k, fig in app.figures.items()}
 
 
 def assert_updated_in_place(app, before):
-    for k, (fig, traces) in before.items():
-        assert app.figures[k] is fig and isinstance(fig, go.FigureWidget)
-        if len(traces) == len(fig.data):
-            assert all(a is b for a, b in zip(fig.data, traces))
+    """The same live figures, their output replaced (what every view draws)."""
+    for k, (fig, revision) in before.items():
+        assert app.figures[k] is fig and isinstance(fig, Plot) and fig.revision >= revision
+        assert fig.drawn == figure_json(fig.figure)
 
 
 def test_the_menu_lists_every_builtin_scenario_and_picking_one_redraws_in_place():
