@@ -65,14 +65,16 @@ def state_table_figure(records, steps, *, title: str | None = None, pages: int =
     values = [names] + [[t for t, _f in col] for col in cols]
     fills = [[FILL["head"]] * len(names)] + [[FILL[f] for _t, f in col] for col in cols]
     table = go.Table(
-        columnwidth=[1.2] + [1.6] * len(steps),
+        columnwidth=[1.8] + [1.6] * len(steps),
         header=dict(values=[f"<b>{h}</b>" for h in header], fill_color=FILL["head"],
                     align="left", font=dict(size=13), height=30,
                     line=dict(color="#BBBBBB", width=1)),
         cells=dict(values=values, fill_color=fills, align="left", font=dict(size=13),
                    height=28, line=dict(color="#BBBBBB", width=1)))
+    # room for row names that wrap in a view 680 px wide (an 800 px window): the
+    # table's last rows were cut off there
     layout = base_layout(title or "After each step: host PTE and KVM spte of each guest frame",
-                         width, 90 + 30 + 28 * len(names) + 20,
+                         width, 90 + 30 + 28 * len(names) + 20 + 14 * len(names),
                          margin=dict(l=10, r=10, t=50, b=10))
     layout["showlegend"] = False
     return go.Figure(data=[table], layout=layout)
