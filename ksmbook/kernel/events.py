@@ -6,10 +6,13 @@ code and the numbers the story needs.  The book's sentences are built from these
 fields in ``ksmbook.viz.events`` (``describe_event``, ``explain``), on demand; the
 kernel writes no text, and nothing parses text back.
 
-Events are plain ``__slots__`` classes built with positional arguments, because
-ksmd emits one or two per page visit: a record costs one small object and one
-``deque.append``.  Emitting sites check ``log.enabled`` first, so a run with events
-off pays one attribute test.  Two records are equal when their type and fields
+Events are plain ``__slots__`` classes built with positional arguments.  ksmd emits
+one or two per page visit, so its emitters hand the log a ``("KsmEvent", *fields)``
+tuple instead (``EventLog.put``): the ring keeps that, and the record object is
+built only when someone reads it or listens.  A tuple of numbers and strings costs a
+tenth of a record to make, and the garbage collector stops tracking it at its first
+pass, so a full ring of them costs later collections nothing.  Emitting sites check
+``log.enabled`` first, so a run with events off pays one attribute test.  Two records are equal when their type and fields
 are (the fast path is tested to emit exactly the kernel path's events).
 """
 from __future__ import annotations
@@ -205,6 +208,11 @@ class KsmEvent(Event):
         return _info_field(self, name)
 
 
+#: record class by name, for ``EventLog.put``'s tuples
+RECORDS = {cls.__name__: cls for cls in (PageAlloc, PageFree, Fault, PteChange, NotifierCall,
+                                         KvmEvent, KsmEvent)}
+
+
 def _info_field(event, name):
     """``event.info[name]`` for names that are not slots (never for dunders, and not
     while the record is being unpickled, when ``info`` is not set yet)."""
@@ -215,12 +223,68 @@ def _info_field(event, name):
     raise AttributeError(f"{type(event).__name__} has no field {name!r}")
 
 
+def _record(entry):
+    """A ring entry as a record: ``(class name, *fields)`` tuples are built here, on read."""
+    return RECORDS[entry[0]](*entry[1:]) if type(entry) is tuple else entry
+
+
+class EventRing:
+    """The newest ``maxlen`` events (None: all), oldest first, read as records.
+
+    ksmd's per-page emitters store a plain ``(class name, *fields)`` tuple
+    (``EventLog.put``):
+    building the record object is what costs, and most events of a long run fall off
+    the ring unread.  Iterating, indexing and slicing give records, built on demand
+    (equal records each time: they compare by value).
+    """
+    __slots__ = ("_ring",)
+
+    def __init__(self, events=(), maxlen: int | None = None):
+        self._ring = deque(events, maxlen=maxlen)
+
+    @property
+    def maxlen(self) -> int | None:
+        return self._ring.maxlen
+
+    def append(self, event: Event) -> None:
+        self._ring.append(event)
+
+    def clear(self) -> None:
+        self._ring.clear()
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def __iter__(self):
+        return map(_record, self._ring)
+
+    def __reversed__(self):
+        return map(_record, reversed(self._ring))
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [_record(e) for e in list(self._ring)[index]]
+        return _record(self._ring[index])
+
+    def __eq__(self, other):
+        if isinstance(other, EventRing):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"EventRing({len(self)} events, maxlen={self.maxlen})"
+
+
 class EventLog:
     """The machine's event stream: bounded history plus live subscribers.
 
     ``history`` is a ring of the newest ``maxlen`` events (None: unbounded, the
-    caller's choice); subscribers and captures see every event.  ``emit`` is the
-    ring's own ``append`` while nobody else listens, so one event costs one C call.
+    caller's choice); subscribers and captures see every event, as records.
+    ``emit(record)`` and ``put(("KsmEvent", *fields))`` (the hot emitters' form: no
+    object is built unless someone listens; the name is a key of ``RECORDS``) are the ring's own ``deque.append`` while
+    nobody else listens, so one event costs one C call.
     """
 
     def __init__(self, enabled: bool = True, maxlen: int | None = 100_000, history=()):
@@ -228,22 +292,25 @@ class EventLog:
         self.maxlen = maxlen
         self._subscribers: list = []
         self._captures: list = []
-        self.history = deque(history, maxlen=maxlen)
+        self.history = EventRing(history, maxlen)
 
     @property
-    def history(self) -> deque:
+    def history(self) -> EventRing:
         return self._history
 
     @history.setter
     def history(self, ring) -> None:
+        if not isinstance(ring, EventRing):
+            ring = EventRing(ring, getattr(ring, "maxlen", self.maxlen))
         self._history = ring
         self._rewire()
 
     def _rewire(self) -> None:
         if self._subscribers or self._captures:
             self.emit = self._emit_all
+            self.put = self._put_all
         else:
-            self.emit = self._history.append
+            self.emit = self.put = self._history._ring.append
 
     def _emit_all(self, event: Event) -> None:
         self._history.append(event)
@@ -251,6 +318,9 @@ class EventLog:
             cap.append(event)
         for fn in self._subscribers:
             fn(event)
+
+    def _put_all(self, fields: tuple) -> None:
+        self._emit_all(RECORDS[fields[0]](*fields[1:]))
 
     def subscribe(self, fn) -> None:
         self._subscribers.append(fn)

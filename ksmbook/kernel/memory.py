@@ -8,7 +8,6 @@ so a reader sees pfns come back.
 from __future__ import annotations
 
 from .errors import enomem
-from .events import PageAlloc, PageFree
 
 # page flags (include/linux/page-flags.h names where one exists)
 PG_anon = 1 << 0          # folio_test_anon(): mapping points at an anon_vma
@@ -113,7 +112,7 @@ class PhysicalMemory:
         self.pages[pfn] = page
         ev = self.machine.events
         if ev.enabled:
-            ev.emit(PageAlloc(self.machine.clock_ns, pfn, nid, purpose))
+            ev.put(("PageAlloc", self.machine.clock_ns, pfn, nid, purpose))
         return page
 
     def put_page(self, page: Page) -> None:
@@ -140,7 +139,7 @@ class PhysicalMemory:
         self.machine.mapping_seq += 1       # what KSM remembered about this frame is void
         ev = self.machine.events
         if ev.enabled:
-            ev.emit(PageFree(self.machine.clock_ns, page.pfn))
+            ev.put(("PageFree", self.machine.clock_ns, page.pfn))
 
     def free_pfns(self) -> list[int]:
         """Frames handed out once and freed since (read-only, for the book's frame map)."""

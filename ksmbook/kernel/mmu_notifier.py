@@ -27,7 +27,7 @@ era rule (a code of ``RULES``) that made the call happen.
 """
 from __future__ import annotations
 
-from .events import NotifierCall, PteChange
+from .events import NotifierCall
 
 OPS = ("release", "clear_flush_young", "clear_young", "test_young", "change_pte",
        "invalidate_page", "invalidate_range_start", "invalidate_range_end",
@@ -208,7 +208,7 @@ def set_pte_at(mm, address: int, pte: int, site: str) -> int:
     old = mm.pagetables.set_pte(address, pte)
     m = mm.machine
     if m.events.enabled:
-        m.events.emit(PteChange(m.clock_ns, mm.owner_pid, address, old, pte, site))
+        m.events.put(("PteChange", m.clock_ns, mm.owner_pid, address, old, pte, site))
     return old
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from ksmbook import MADV_MERGEABLE, MADV_UNMERGEABLE, Machine
-from ksmbook.kernel.events import (Event, Fault, KsmEvent, KvmEvent, NotifierCall, PageAlloc,
-                                   PageFree, PteChange)
+from ksmbook.kernel.events import (RECORDS, Event, Fault, KsmEvent, KvmEvent, NotifierCall,
+                                   PageAlloc, PageFree, PteChange)
 from ksmbook.kernel.mmu_notifier import RULES
 from ksmbook.viz import events as vev
 
@@ -28,8 +28,8 @@ PS = 256
 KSM = "/sys/kernel/mm/ksm"
 #: calls in kernel/ that build or emit an event record
 EMITTERS = {"KsmEvent", "KvmEvent", "NotifierCall", "Fault", "PteChange", "PageAlloc",
-            "PageFree", "_emit", "_emit_fault", "_call", "_call_one", "_zap", "_zap_range",
-            "_flush", "_install"}
+            "PageFree", "put", "_emit", "_emit_fault", "_call", "_call_one", "_zap",
+            "_zap_range", "_flush", "_install"}
 IDENT = re.compile(r"^[A-Za-z0-9_.]*$")
 
 
@@ -46,24 +46,35 @@ def _calls():
                     yield path, name, node
 
 
-def _emitted(cls_name, emit_names, action_index):
-    """The action literals of every ``cls_name(...)``/``emit(...)`` call in kernel/."""
-    actions = set()
-    for _path, name, node in _calls():
-        if name == cls_name or name in emit_names:
-            idx = action_index[name]
-            if len(node.args) > idx and isinstance(node.args[idx], ast.Constant):
-                actions.add(node.args[idx].value)
-    return actions
+def _records():
+    """(file, record class, constructor arguments) of every record kernel/ builds:
+    ``Cls(time_ns, ...)``, ``log.put(("Cls", time_ns, ...))`` and the ``_emit(...)``
+    helpers of Ksm and VM (which add the class and the time)."""
+    for path, name, node in _calls():
+        if name == "put":
+            fields = node.args[0] if len(node.args) == 1 else None
+            if isinstance(fields, ast.Tuple) and isinstance(fields.elts[0], ast.Constant):
+                assert fields.elts[0].value in RECORDS, ast.unparse(node)
+                yield path, fields.elts[0].value, fields.elts[1:]
+        elif name == "_emit" and path.name == "kvm.py":
+            yield path, "KvmEvent", [None, None] + node.args      # time_ns, vm added
+        elif name == "_emit":
+            yield path, "KsmEvent", [None] + node.args             # time_ns added
+        elif name in ("KsmEvent", "KvmEvent"):
+            yield path, name, node.args
+
+
+def _emitted(cls_name):
+    index = {"KsmEvent": 2, "KvmEvent": 3}[cls_name]       # after time_ns, function (, vm)
+    out = set()
+    for _path, cls, args in _records():
+        if cls == cls_name and isinstance(args[index], ast.Constant):
+            out.add(args[index].value)
+    return out
 
 
 def test_every_ksm_action_the_kernel_emits_has_words_and_no_words_are_orphans():
-    # KsmEvent(time_ns, function, action, ...) and Ksm._emit(function, action, ...)
-    actions = _emitted("KsmEvent", {"_emit"}, {"KsmEvent": 2, "_emit": 1})
-    kvm = _emitted("KvmEvent", set(), {"KvmEvent": 3})
-    kvm |= {a for p, n, c in _calls() if n == "_emit" and p.name == "kvm.py"
-            for a in [c.args[1].value] if isinstance(c.args[1], ast.Constant)}
-    ksm = actions - kvm
+    ksm, kvm = _emitted("KsmEvent"), _emitted("KvmEvent")
     assert len(ksm) >= 18 and ksm == set(vev.KSM_TEXT), ksm ^ set(vev.KSM_TEXT)
     assert len(kvm) >= 10 and kvm == set(vev.KVM_TEXT), kvm ^ set(vev.KVM_TEXT)
 
@@ -243,3 +254,29 @@ def test_records_compare_by_value_pickle_and_read_their_info():
         e.no_such_field
     assert not hasattr(e, "__dict__")
     assert "detail" not in KsmEvent.FIELDS
+
+
+def test_old_kvm_explain_name_still_works_for_one_release():
+    from ksmbook.kernel import kvm
+    with pytest.warns(DeprecationWarning):
+        old = kvm.explain
+    assert old is vev.explain
+    with pytest.raises(AttributeError):
+        kvm.no_such_name
+
+
+def test_the_ring_keeps_fields_and_reads_back_records():
+    """The hot emitters store ("Cls", *fields) tuples; the ring reads them back as the
+    records a listener got when they were emitted."""
+    seen = []
+    quiet, heard = Machine(page_size=PS), Machine(page_size=PS, event_sink=seen.append)
+    for m in (quiet, heard):
+        _proc(m, "p", [3, 3, 4])
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(2)
+    raw = list(quiet.events.history._ring)
+    assert any(type(x) is tuple for x in raw)                 # stored unbuilt
+    assert all(isinstance(e, Event) for e in quiet.events.history)
+    assert list(quiet.events.history) == seen == list(heard.events.history)
+    assert quiet.events.history[-1] == seen[-1] and quiet.events.history[:2] == seen[:2]
+    assert quiet.events.of(KsmEvent) == [e for e in seen if isinstance(e, KsmEvent)]

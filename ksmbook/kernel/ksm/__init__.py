@@ -23,7 +23,6 @@ whose kernel names start with ``__`` (``__ksm_enter``, ``__stable_node_chain``
 """
 from __future__ import annotations
 
-from ..events import KsmEvent
 from ..mm import MMF_VM_MERGE_ANY, MMF_VM_MERGEABLE
 from .advisor import AdvisorMixin
 from .control import ControlMixin
@@ -129,9 +128,8 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
         viz/events.py words them).  The page-visit sites build theirs inline (hot)."""
         ev = self.machine.events
         if ev.enabled:
-            ev.emit(KsmEvent(self.machine.clock_ns, function, action, pid, address, pfn,
-                             outcome, checksum, other_pid, other_address, other_pfn, node,
-                             info))
+            ev.put(("KsmEvent", self.machine.clock_ns, function, action, pid, address, pfn,
+                    outcome, checksum, other_pid, other_address, other_pfn, node, info))
 
     def _visit(self) -> tuple[int, int]:
         """(pid, address) of the rmap_item ksmd is visiting: cmp_and_merge_page() runs

@@ -7,7 +7,6 @@ never crosses that boundary.
 """
 from __future__ import annotations
 
-from ..events import KsmEvent
 from ..memory import PG_anon, PG_ksm
 from ..pagetable import _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, PTE_PFN_SHIFT
 from .checksum import jhash2, xxh64, xxhash_u32
@@ -239,10 +238,10 @@ class ScanMixin:
                 ev = self.machine.events
                 if ev.enabled:
                     node = kfolio.mapping
-                    ev.emit(KsmEvent(self.machine.clock_ns, "try_to_merge_with_ksm_page",
-                                     "stable_hit", item.mm.owner_pid, item.address, page.pfn,
-                                     "merged", None, None, None, kfolio.pfn, node.id,
-                                     {"sharers": node.rmap_hlist_len}))
+                    ev.put(("KsmEvent", self.machine.clock_ns, "try_to_merge_with_ksm_page",
+                            "stable_hit", item.mm.owner_pid, item.address, page.pfn,
+                            "merged", None, None, None, kfolio.pfn, node.id,
+                            {"sharers": node.rmap_hlist_len}))
             return
 
         if not self.profile.ksm_checksum_before_stable_search:
@@ -262,10 +261,9 @@ class ScanMixin:
         self.stable_tree_append(item, node, False)
         ev = self.machine.events
         if ev.enabled:
-            ev.emit(KsmEvent(self.machine.clock_ns, "try_to_merge_two_pages", "merge",
-                             item.mm.owner_pid, item.address, kpage.pfn, "merged", None,
-                             tree_item.mm.owner_pid, tree_item.address, tree_page.pfn,
-                             node.id))
+            ev.put(("KsmEvent", self.machine.clock_ns, "try_to_merge_two_pages", "merge",
+                    item.mm.owner_pid, item.address, kpage.pfn, "merged", None,
+                    tree_item.mm.owner_pid, tree_item.address, tree_page.pfn, node.id))
 
     def _checksum_unchanged(self, page, item) -> bool:
         """calc_checksum() and the oldchecksum test of cmp_and_merge_page()."""
@@ -277,13 +275,13 @@ class ScanMixin:
         if item.oldchecksum != checksum:
             outcome = "changed" if item.oldchecksum else "first_visit"
             item.oldchecksum = checksum
-            if ev.enabled:
-                ev.emit(KsmEvent(self.machine.clock_ns, "cmp_and_merge_page", "checksum",
-                                 item.mm.owner_pid, item.address, page.pfn, outcome, checksum))
+            if ev.enabled:                 # (a KsmEvent, built when read: hot)
+                ev.put(("KsmEvent", self.machine.clock_ns, "cmp_and_merge_page", "checksum",
+                        item.mm.owner_pid, item.address, page.pfn, outcome, checksum))
             return False
         if ev.enabled:
-            ev.emit(KsmEvent(self.machine.clock_ns, "cmp_and_merge_page", "checksum",
-                             item.mm.owner_pid, item.address, page.pfn, "unchanged", checksum))
+            ev.put(("KsmEvent", self.machine.clock_ns, "cmp_and_merge_page", "checksum",
+                    item.mm.owner_pid, item.address, page.pfn, "unchanged", checksum))
         return True
 
     def ksm_do_scan(self, scan_npages: int) -> int:

@@ -37,7 +37,6 @@ kernel's own descent.
 """
 from __future__ import annotations
 
-from ..events import KsmEvent
 from .rbtree import RbRoot, rb_erase, rb_insert_color, rb_link_node
 from .structs import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, tree_key
 
@@ -153,9 +152,9 @@ class UnstableTreeMixin:
         self.ksm_pages_unshared += 1
         ev = self.machine.events
         if ev.enabled:
-            ev.emit(KsmEvent(self.machine.clock_ns, "unstable_tree_search_insert",
-                             "unstable_insert", item.mm.owner_pid, item.address, page.pfn,
-                             "inserted", item.oldchecksum))
+            ev.put(("KsmEvent", self.machine.clock_ns, "unstable_tree_search_insert",
+                    "unstable_insert", item.mm.owner_pid, item.address, page.pfn,
+                    "inserted", item.oldchecksum))
 
     def _unstable_lookup(self, item, nid, data):
         """Shortcut 2: the node whose bytes equal ``data``, or None.  The item's
