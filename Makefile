@@ -130,10 +130,10 @@ lite: $(LITE_VENV)/.installed
 	$(LITE_VENV)/bin/python tools/build_lite.py --out build/lite
 
 # The JupyterLite browser test (it builds its own copy of the site, then Run All of
-# chapter 03 in Pyodide: 3-9 min on a loaded 2-core machine).  Not in `make test` yet:
-# in Pyodide the FigureWidget race of issue 8 (anywidget drops a figure's messages when
-# plotly's 5 MB module takes over 2 s to load) leaves the stepper's figures blank in
-# some runs, so it would fail at random until that fix lands.
+# chapter 03 in Pyodide: 6 min on a busy 2-core machine, of which 2 min building).
+# Its own target, not in `make test`: it doubles the time of the Python tests, and it
+# has passed on main only since the live figures stopped being FigureWidgets (7d82cc3;
+# before, anywidget's 2 s module timeout left them blank in Pyodide in 3 runs of 3).
 test-lite: setup $(LITE_VENV)/.installed
 	$(VPY) -m pytest -s tests/browser/test_lite.py
 

@@ -210,8 +210,10 @@ def test_chapter_03_runs_in_jupyterlite_offline_and_the_stepper_redraws(served, 
         heap = page.evaluate(_JS_KERNEL_RUN, "import pyodide_js; print(pyodide_js._module.HEAP8.length)")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.set_viewport_size({"width": 1280, "height": 2000})   # the whole app
-        app.scroll_into_view_if_needed()
-        app.screenshot(path=str(SCREENSHOTS / "lite_03_stepper.png"))
+        page.wait_for_timeout(1000)                                  # relayout
+        app.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "lite_03_stepper.png"))
 
         assert outside == [], f"requests left 127.0.0.1: {outside[:10]}"
         assert errors == [], errors
