@@ -167,7 +167,10 @@ def _compare(given, expected) -> str:
                 else "That is more than the simulator finds.")
     if isinstance(given, tuple) and isinstance(expected, tuple) and len(given) == len(expected):
         wrong = [i + 1 for i, (a, b) in enumerate(zip(given, expected)) if a != b]
-        return f"Item{'s' if len(wrong) > 1 else ''} {', '.join(map(str, wrong))} of your answer differ."
+        if len(wrong) == 1:
+            return f"Item {wrong[0]} of your answer is not what the simulator finds."
+        items = ", ".join(map(str, wrong[:-1])) + f" and {wrong[-1]}"
+        return f"Items {items} of your answer are not what the simulator finds."
     return ""
 
 
@@ -185,7 +188,7 @@ def as_int(answer) -> int:
 
 def as_ints(answer, n: int | None = None) -> tuple:
     if isinstance(answer, (str, bytes)) or not hasattr(answer, "__iter__"):
-        raise TypeError("a tuple of numbers, e.g. (1, 2)")
+        raise TypeError("it is not a tuple of " + (f"{n} numbers" if n else "numbers"))
     out = tuple(as_int(a) for a in answer)
     if n is not None and len(out) != n:
         raise ValueError(f"expected {n} numbers, got {len(out)}")
@@ -194,5 +197,5 @@ def as_ints(answer, n: int | None = None) -> tuple:
 
 def as_name(answer) -> str:
     if not isinstance(answer, str):
-        raise TypeError("a name in quotes, e.g. 'do_wp_page'")
+        raise TypeError("it is not text in quotes")
     return answer.strip().removesuffix("()").strip().lower()

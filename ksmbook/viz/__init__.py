@@ -9,6 +9,8 @@ so a figure can be drawn again from stored data and tested without a kernel:
     snap = snapshot(scene_or_machine)        # plain data, the model is only read
     frame_map_figure(snap); mappings_figure(snap); trees_figure(snap)
     counters_figure(history); pagewalk_figure(walk(scene, "vm1", addr))
+    trees_figure(after, before=before)       # ... and what moved between two snapshots
+    visit_grid_figure([snap0, snap1, ...])   # smart scan: pages x full scans
 
 Every builder has a text twin (``*_text``) that says in words what the figure
 shows, for screen readers, for tests and for the static page.  A builder keeps
@@ -26,13 +28,15 @@ from .pagewalk import pagewalk_figure, pagewalk_text
 from .snapshot import (MachineSnapshot, WalkSnapshot, content_tag, snapshot, walk)
 from .style import sync_figure
 from .timeline import counters_figure, counters_table
-from .trees import tree_layout, trees_figure, trees_text
+from .trees import tree_layout, tree_moves, trees_figure, trees_text
+from .visits import visit_grid_figure, visit_grid_text
 from . import render as _render
 
 _render.install()       # saved notebooks carry text/html (+ an image) beside plotly's JSON
 
 __all__ = ["snapshot", "walk", "MachineSnapshot", "WalkSnapshot", "content_tag",
            "frame_map_figure", "frame_map_text", "mappings_figure", "mappings_text",
-           "trees_figure", "trees_text", "tree_layout", "counters_figure", "counters_table",
+           "trees_figure", "trees_text", "tree_layout", "tree_moves",
+           "visit_grid_figure", "visit_grid_text", "counters_figure", "counters_table",
            "pagewalk_figure", "pagewalk_text", "describe_event", "describe_events",
            "counters_line", "sync_figure"]

@@ -96,6 +96,7 @@ class RmapItemSnap:
     state: str              # "stable" | "unstable" | "volatile"
     oldchecksum: int
     age: int
+    remaining_skips: int = 0    # smart scan: scans this item will still be skipped
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class TreeNodeSnap:
     sharers: int            # rmap_items on the node (dups: their own; chains: total)
     mappers: tuple = ()     # labels of the virtual pages that map it
     red: bool = False
+    vpages: tuple = ()      # (pid, address) of the rmap_items on it, as ``mappers``
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,8 @@ def _stable_tree(machine, label) -> tuple:
         mappers = tuple(label(i.mm.owner_pid, i.address) for i in n.hlist)
         return TreeNodeSnap(f"s{n.id}", kind, parent_key, side, n.kpfn,
                             content_tag(page.data) if alive else "(stale)",
-                            len(n.hlist), mappers, bool(n.rb_red))
+                            len(n.hlist), mappers, bool(n.rb_red),
+                            tuple((i.mm.owner_pid, i.address) for i in n.hlist))
 
     for root in ksm.root_stable_tree:
         keys = {}
@@ -287,7 +290,8 @@ def _unstable_tree(machine, label) -> tuple:
             out.append(TreeNodeSnap(key, "unstable", keys.get(id(parent)) if parent else None,
                                     side, page.pfn if page is not None else None,
                                     content_tag(page.data) if page is not None else "(gone)",
-                                    1, (name,), bool(item.rb_red)))
+                                    1, (name,), bool(item.rb_red),
+                                    ((item.mm.owner_pid, item.address),)))
     return tuple(out)
 
 
@@ -320,7 +324,8 @@ def snapshot(obj, events=()) -> MachineSnapshot:
         for p in machine.processes.values() if p.alive)
     mappings = _mappings(machine, label)
     items = tuple(RmapItemSnap(i.mm.owner_pid, label(i.mm.owner_pid, i.address), i.address,
-                               i.state, i.oldchecksum, i.age) for i in ksm.rmap_items())
+                               i.state, i.oldchecksum, i.age, i.remaining_skips)
+                  for i in ksm.rmap_items())
     return MachineSnapshot(
         kernel=machine.kernel, page_size=machine.page_size, counters=ksm.stats(),
         knobs=knobs, frames=_frames(machine, mappings), mappings=mappings,

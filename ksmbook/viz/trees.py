@@ -1,11 +1,21 @@
 """KSM's two trees drawn as trees: the stable tree (with chains and dups) and the
 unstable tree.
 
+Every node is labelled with its id (``s3`` is ``stable_node`` 3; an unstable item
+is the rmap_item of the page it names) and every stable node lists the virtual
+pages whose rmap_items hang on it (its ``hlist``), as ``name pid:address``.
+Given the snapshot taken *before* a step (``before=``), the figure also marks what
+moved: a page that left the unstable tree for a stable node leaves a dashed ghost
+in the unstable tree, an arrow points from it to its stable node, and every stable
+node that gained pages gets a ring.
+
 Layout is computed from the tree's shape: an in-order walk gives every node its
 own column (a chain gets one column per dup), so labels never share a column;
 a node's row is its parent's row plus one (plus two under a chain, whose dups
-take the row in between).  Fixed traces, in order: stable edges, chain->dup
-edges, stable nodes, chains, dups, unstable edges, unstable nodes.
+take the row in between).  Rows are as tall as the tallest label of the tree.
+Fixed traces, in order: stable edges, chain->dup edges, stable nodes, chains,
+dups, the ring of nodes that gained pages, unstable edges, unstable nodes, ghosts
+of the pages that left the unstable tree.
 """
 from __future__ import annotations
 
@@ -15,10 +25,14 @@ from plotly.subplots import make_subplots
 from .snapshot import MachineSnapshot, TreeNodeSnap
 from .style import LABEL_SIZE, OKABE_ITO, ROLE_COLOURS, base_layout, blank_axis
 
-COL = 118          # pixels per column
-LEVEL = 100        # pixels per row
-#: how far (in rows) a node's label reaches below its marker: edges start there
-LABEL_ROWS = {"node": 0.62, "dup": 0.62, "unstable": 0.62, "chain": 0.45}
+COL = 118          # pixels per column, one-line labels
+COL_FULL = 196     # pixels per column with full labels ("vm1[0] 1000:0x7f7fffffa000")
+LEVEL = 100        # minimum pixels per row
+LINE_PX = 17       # one line of a label (13 px text)
+MARKER_PX = 12     # from a marker's centre to the top of its label
+MAX_HANGERS = 8    # virtual pages listed under a stable node (the rest: "+N more", on hover)
+MAX_WIDTH = 1500
+MOVED = OKABE_ITO["vermillion"]
 
 
 def tree_layout(nodes) -> dict:
@@ -60,69 +74,170 @@ def tree_layout(nodes) -> dict:
     return pos
 
 
+def vpage_name(label: str, vpage) -> str:
+    """'vm1[0] 1000:0x7f7fffffa000': a virtual page by its name and by pid:address."""
+    pid, address = vpage
+    return f"{label} {pid}:{address:#x}"
+
+
+def _hangers(n: TreeNodeSnap) -> list[str]:
+    return [vpage_name(lab, vp) for lab, vp in zip(n.mappers, n.vpages)] if n.vpages \
+        else list(n.mappers)
+
+
 def node_label(n: TreeNodeSnap, short: bool = False) -> str:
-    """Three lines (content, pfn, sharers); ``short``: one narrow line for wide trees
-    (the pfn for KSM pages, the page's name for unstable items; the rest on hover)."""
+    """The node's id, content, pfn and (stable nodes) the virtual pages hanging on it;
+    ``short``: one narrow line for wide trees (the rest on hover)."""
     pfn = f"{n.pfn:#x}" if n.pfn is not None else "?"
     if n.kind == "chain":
-        return "chain" if short else f"chain<br>{n.tag}"
+        return f"chain {n.key}" if short else f"chain {n.key}<br>{n.tag}"
     if n.kind == "unstable":
         if short:
             return n.mappers[0]
-        return f"{n.mappers[0]}<br>{n.tag}" + (f"<br>pfn {pfn}" if n.pfn is not None else "")
-    if short:   # dups stand in adjacent columns of one row: the count alone fits
-        return f"×{n.sharers}" if n.kind == "dup" else f"{pfn} ×{n.sharers}"
-    return f"{n.tag}<br>pfn {pfn}<br>{n.sharers} sharer" + ("s" if n.sharers != 1 else "")
-
-
-def node_hover(n: TreeNodeSnap) -> str:
-    head = {"node": "stable node", "chain": "stable node chain", "dup": "dup of a chain",
-            "unstable": "unstable tree item"}[n.kind]
-    lines = [f"{head} {n.key} ({'red' if n.red else 'black'} in the rbtree)", f"content {n.tag}"]
-    if n.pfn is not None:
-        lines.append(f"pfn {n.pfn:#x}")
-    if n.mappers:
-        lines.append("mapped by " + ", ".join(n.mappers))
-    if n.kind == "chain":
-        lines.append(f"{n.sharers} rmap_items over its dups")
+        return (_hangers(n)[0] + f"<br>{n.tag}"
+                + (f"<br>pfn {pfn}" if n.pfn is not None else ""))
+    if short:   # dups stand in adjacent columns of one row: the id and count alone fit
+        return f"{n.key} ×{n.sharers}"
+    lines = [f"{n.key} · pfn {pfn}", n.tag,
+             f"{n.sharers} sharer" + ("s" if n.sharers != 1 else "") + (":" if n.sharers else "")]
+    hang = _hangers(n)
+    lines += hang[:MAX_HANGERS]
+    if len(hang) > MAX_HANGERS:
+        lines.append(f"+{len(hang) - MAX_HANGERS} more (hover)")
     return "<br>".join(lines)
 
 
-def _edges(nodes, pos, dup: bool, short: bool = False):
+def label_lines(n: TreeNodeSnap, short: bool = False) -> int:
+    return node_label(n, short).count("<br>") + 1
+
+
+def node_hover(n: TreeNodeSnap) -> str:
+    head = {"node": "stable_node", "chain": "stable_node chain", "dup": "dup of a chain",
+            "unstable": "unstable tree item (an rmap_item)"}[n.kind]
+    lines = [f"{head} {n.key} ({'red' if n.red else 'black'} in the rbtree)", f"content {n.tag}"]
+    if n.pfn is not None:
+        lines.append(f"pfn {n.pfn:#x}")
+    if n.kind == "chain":
+        lines.append(f"{n.sharers} rmap_items over its dups")
+    elif n.mappers:
+        lines.append(("rmap_items hanging on it:<br>  " if n.kind != "unstable" else "page ")
+                     + "<br>  ".join(_hangers(n)))
+    return "<br>".join(lines)
+
+
+# --- what moved ------------------------------------------------------------------------
+
+def tree_moves(before: MachineSnapshot | None, after: MachineSnapshot) -> list[tuple]:
+    """Pages newly hung on a stable node between two snapshots:
+    [(label, (pid, address), came_from, stable key)], came_from "unstable tree",
+    another stable node's key, or "no tree" (a page KSM met for the first time this
+    scan, e.g. the scanned page of a merge)."""
+    if before is None:
+        return []
+    was = {}
+    for n in before.unstable_tree:
+        for vp in n.vpages:
+            was[vp] = "unstable tree"
+    for n in before.stable_tree:
+        if n.kind != "chain":
+            for vp in n.vpages:
+                was[vp] = n.key
+    out = []
+    for n in after.stable_tree:
+        if n.kind == "chain":
+            continue
+        for lab, vp in zip(n.mappers, n.vpages):
+            came = was.get(vp, "no tree")
+            if came != n.key:
+                out.append((lab, vp, came, n.key))
+    return out
+
+
+def moves_text(moves) -> list[str]:
+    return [f"moved: {vpage_name(lab, vp)}: {came} -> stable node {key}"
+            for lab, vp, came, key in moves]
+
+
+# --- drawing -----------------------------------------------------------------------------
+
+def _edges(nodes, pos, dup: bool, below_rows: dict, top_rows: float):
     """Links from under the parent's label to the top of the child's marker."""
-    kinds = {n.key: n.kind for n in nodes}
     xs, ys = [], []
     for n in nodes:
         if n.parent is None or (n.side == "dup") != dup:
             continue
         (x0, r0), (x1, r1) = pos[n.parent], pos[n.key]
-        below = 0.3 if short else LABEL_ROWS[kinds[n.parent]]
         xs += [x0, x1, None]
-        ys += [-r0 - below, -r1 + 0.12, None]
+        ys += [-r0 - below_rows[n.parent], -r1 + top_rows, None]
     return xs, ys
 
 
-def _node_trace(nodes, pos, name, symbol, colour, size, short, row, col_, fig, line_colour):
+def _node_trace(nodes, pos, name, symbol, colour, size, short, row, col_, fig, line_colour,
+                dash=None):
     fig.add_trace(go.Scatter(
         x=[pos[n.key][0] for n in nodes], y=[-pos[n.key][1] for n in nodes],
         mode="markers+text", name=name, text=[node_label(n, short) for n in nodes],
-        textposition="bottom center", textfont=dict(size=LABEL_SIZE - (1 if short else 0)),
+        textposition="bottom center", cliponaxis=False, textfont=dict(size=LABEL_SIZE - (1 if short else 0)),
         hovertext=[node_hover(n) for n in nodes], hoverinfo="text",
-        marker=dict(symbol=symbol, size=size, color=colour, line=dict(width=2, color=line_colour))),
+        marker=dict(symbol=symbol, size=size, color=colour,
+                    line=dict(width=2, color=line_colour, **({"dash": dash} if dash else {})))),
         row=row, col=col_)
 
 
-def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
-                 width: int | None = None) -> go.Figure:
-    stable, unstable = snap.stable_tree, snap.unstable_tree
+class _TreeGeometry:
+    """Rows, columns and pixel scale of one tree in the figure (``extra_lines``: the
+    height of labels drawn in its first row besides its own, the ghosts')."""
+
+    def __init__(self, nodes, short, extra_lines=0):
+        self.pos = tree_layout(nodes)
+        self.cols = 1 + max((x for x, _ in self.pos.values()), default=-1)
+        self.rows = 1 + max((r for _, r in self.pos.values()), default=0)
+        lines = {n.key: label_lines(n, short) for n in nodes}
+        most = max([*lines.values(), extra_lines, 1])
+        self.level = max(LEVEL, MARKER_PX + LINE_PX * most + 30)
+        self.below = {k: (MARKER_PX + LINE_PX * v + 4) / self.level for k, v in lines.items()}
+        self.top = MARKER_PX / self.level
+        self.bottom = (MARKER_PX + LINE_PX * most + 6) / self.level     # under the last row
+        self.head = 45 / self.level                                     # above the first row
+
+    @property
+    def px(self) -> float:
+        return (self.rows - 1 + self.bottom + self.head) * self.level
+
+
+def _ghost_columns(stable, unstable, from_unstable) -> list[int]:
+    """Columns of the ghosts: right of the unstable tree and right of their stable
+    nodes, so that an arrow never runs through a label."""
+    if not from_unstable:
+        return []
     spos, upos = tree_layout(stable), tree_layout(unstable)
-    s_cols = 1 + max((x for x, _ in spos.values()), default=0)
-    u_cols = 1 + max((x for x, _ in upos.values()), default=0)
-    s_rows = 1 + max((r for _, r in spos.values()), default=0)
-    u_rows = 1 + max((r for _, r in upos.values()), default=0)
-    cols = max(s_cols, u_cols, 4)
-    width = width or max(760, min(1500, int(cols * COL) + 60))
-    short = cols * COL > width            # too many nodes: one-line labels
+    first = max([1 + max((x for x, _ in upos.values()), default=-1)]
+                + [int(spos[key][0]) + 1 for *_x, key in from_unstable])
+    return [first + i for i in range(len(from_unstable))]
+
+
+def _short(stable, unstable, width, ghost_cols) -> tuple[bool, int, int]:
+    """(one-line labels?, columns, pixels per column)."""
+    cols = max(1 + max((x for x, _ in tree_layout(stable).values()), default=-1),
+               1 + max((x for x, _ in tree_layout(unstable).values()), default=-1),
+               1 + max(ghost_cols, default=-1), 4)
+    room = (width or MAX_WIDTH) - 60
+    if cols * COL_FULL <= room:
+        return False, cols, COL_FULL
+    return cols * COL > room, cols, COL
+
+
+def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
+                 width: int | None = None, before: MachineSnapshot | None = None) -> go.Figure:
+    """Both trees; with ``before`` (the snapshot before the last step) also what moved."""
+    stable, unstable = snap.stable_tree, snap.unstable_tree
+    moves = tree_moves(before, snap)
+    from_unstable = [mv for mv in moves if mv[2] == "unstable tree"]
+    gx = _ghost_columns(stable, unstable, from_unstable)
+    short, cols, colw = _short(stable, unstable, width, gx)
+    sg = _TreeGeometry(stable, short)
+    ug = _TreeGeometry(unstable, short, extra_lines=(1 if short else 3) if gx else 0)
+    width = width or max(760, min(MAX_WIDTH, int(cols * colw) + 60))
     chains = sum(1 for n in stable if n.kind == "chain")
     kpages = sum(1 for n in stable if n.kind in ("node", "dup"))
     s_title = (f"Stable tree: {kpages} KSM page{'s' if kpages != 1 else ''}"
@@ -130,47 +245,81 @@ def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
                + "  — keyed by content, survives scans")
     u_title = (f"Unstable tree: {len(unstable)} item{'s' if len(unstable) != 1 else ''}"
                "  — pages unchanged for one scan, emptied when a full scan starts")
+    top, bottom, gap = 90, 80, 70
+    height = int(top + bottom + gap + sg.px + ug.px)
     fig = make_subplots(rows=2, cols=1, subplot_titles=(s_title, u_title),
-                        row_heights=[s_rows + 0.6, u_rows + 0.6], vertical_spacing=0.12)
-    sx, sy = _edges(stable, spos, dup=False, short=short)
+                        row_heights=[sg.px, ug.px], vertical_spacing=gap / (height - top - bottom))
+    sx, sy = _edges(stable, sg.pos, False, sg.below, sg.top)
     fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines", name="rbtree link", hoverinfo="skip",
                              line=dict(color="#777777", width=2)), row=1, col=1)
-    dx, dy = _edges(stable, spos, dup=True, short=short)
+    dx, dy = _edges(stable, sg.pos, True, sg.below, sg.top)
     fig.add_trace(go.Scatter(x=dx, y=dy, mode="lines", name="chain → dup", hoverinfo="skip",
                              line=dict(color=OKABE_ITO["vermillion"], width=2, dash="dot")),
                   row=1, col=1)
     ksm = ROLE_COLOURS["ksm"]
-    _node_trace([n for n in stable if n.kind == "node"], spos, "stable node (a KSM page)",
+    _node_trace([n for n in stable if n.kind == "node"], sg.pos, "stable node (a KSM page)",
                 "circle", ksm, 22, short, 1, 1, fig, "#333333")
-    _node_trace([n for n in stable if n.kind == "chain"], spos, "chain (content with several KSM copies)",
+    _node_trace([n for n in stable if n.kind == "chain"], sg.pos,
+                "chain (content with several KSM copies)",
                 "diamond", OKABE_ITO["vermillion"], 24, short, 1, 1, fig, "#333333")
-    _node_trace([n for n in stable if n.kind == "dup"], spos, "dup (one KSM copy in a chain)",
+    _node_trace([n for n in stable if n.kind == "dup"], sg.pos, "dup (one KSM copy in a chain)",
                 "circle", ksm, 20, short, 1, 1, fig, OKABE_ITO["vermillion"])
-    ux, uy = _edges(unstable, upos, dup=False, short=short)
+    gained = sorted({key for *_x, key in moves}, key=lambda k: sg.pos[k])
+    fig.add_trace(go.Scatter(
+        x=[sg.pos[k][0] for k in gained], y=[-sg.pos[k][1] for k in gained], mode="markers",
+        name="gained pages in the last step", hoverinfo="text",
+        hovertext=["<br>".join(moves_text([mv for mv in moves if mv[3] == k])) for k in gained],
+        marker=dict(symbol="circle-open", size=32, color=MOVED, line=dict(width=3, color=MOVED))),
+        row=1, col=1)
+    ux, uy = _edges(unstable, ug.pos, False, ug.below, ug.top)
     fig.add_trace(go.Scatter(x=ux, y=uy, mode="lines", name="rbtree link ", hoverinfo="skip",
                              showlegend=False, line=dict(color="#777777", width=2)), row=2, col=1)
-    _node_trace(list(unstable), upos, "unstable item (an ordinary page)", "square",
+    _node_trace(list(unstable), ug.pos, "unstable item (an ordinary page)", "square",
                 ROLE_COLOURS["anon"], 20, short, 2, 1, fig, "#333333")
-    height = int(150 + LEVEL * (s_rows + u_rows + 1.2))
+    # ghosts: the pages that just left the unstable tree, right of it
+    fig.add_trace(go.Scatter(
+        x=gx, y=[0] * len(gx), mode="markers+text", name="left the unstable tree",
+        text=[(lab if short else f"{vpage_name(lab, vp)}<br>left the unstable tree<br>for {key}")
+              for lab, vp, _c, key in from_unstable],
+        textposition="bottom center", textfont=dict(size=LABEL_SIZE - 1, color=MOVED),
+        cliponaxis=False,
+        hovertext=moves_text(from_unstable), hoverinfo="text",
+        marker=dict(symbol="square-open", size=20, color=MOVED, line=dict(width=2, color=MOVED))),
+        row=2, col=1)
     layout = base_layout(title or "KSM's trees", width, height,
-                         margin=dict(l=20, r=20, t=90, b=80))
+                         margin=dict(l=20, r=20, t=top, b=bottom))
     # the legend goes under the plots: the subplot titles own the space above them
     layout["legend"].update(y=-40 / height, yanchor="top", x=0.0, xanchor="left")
     fig.update_layout(layout)
     lo, hi = -0.7, cols - 0.3
     fig.update_xaxes(blank_axis(lo, hi))
-    fig.update_yaxes(blank_axis(-s_rows + 0.35, 0.45), row=1, col=1)
-    fig.update_yaxes(blank_axis(-u_rows + 0.35, 0.45), row=2, col=1)
+    s_range = (-(sg.rows - 1) - sg.bottom, sg.head)
+    u_range = (-(ug.rows - 1) - ug.bottom, ug.head)
+    fig.update_yaxes(blank_axis(*s_range), row=1, col=1)
+    fig.update_yaxes(blank_axis(*u_range), row=2, col=1)
     for ann in fig.layout.annotations:
         ann.font = dict(size=15)
         ann.x, ann.xanchor = 0.0, "left"
     for tree, row in ((stable, 1), (unstable, 2)):
-        if not tree:
+        if not tree and not (row == 2 and from_unstable):
             fig.add_annotation(text="(empty)", x=(cols - 1) / 2, y=0, showarrow=False,
                                font=dict(size=15, color="#777777"), row=row, col=1)
-        else:
-            # a hidden marker keeps the number of annotations fixed for in-place updates
-            fig.add_annotation(text="", x=0, y=0, showarrow=False, row=row, col=1)
+    # one arrow per page that moved from the unstable tree to a stable node
+    xd, yd1, yd2 = fig.layout.xaxis.domain, fig.layout.yaxis.domain, fig.layout.yaxis2.domain
+    plot_w, plot_h = width - 40, height - top - bottom
+
+    def paper(x, y, dom, rng):
+        return (xd[0] + (x - lo) / (hi - lo) * (xd[1] - xd[0]),
+                dom[0] + (y - rng[0]) / (rng[1] - rng[0]) * (dom[1] - dom[0]))
+
+    for gxi, (lab, vp, _c, key) in zip(gx, from_unstable):
+        # from the top of the ghost to the right of the stable node's marker
+        hx, hy = paper(sg.pos[key][0] + 0.18, -sg.pos[key][1], yd1, s_range)
+        tx, ty = paper(gxi, ug.top, yd2, u_range)
+        fig.add_annotation(xref="paper", yref="paper", x=hx, y=hy,
+                           ax=(tx - hx) * plot_w, ay=-(ty - hy) * plot_h,
+                           text="", showarrow=True, arrowhead=3, arrowsize=1.2, arrowwidth=2.5,
+                           arrowcolor=MOVED, opacity=0.85)
     return fig
 
 
@@ -192,9 +341,9 @@ def tree_text(nodes) -> list[str]:
             return f"{pad}chain {n.key} {n.tag}: {n.sharers} sharers over its dups"
         if n.kind == "unstable":
             pfn = f" pfn {n.pfn:#x}" if n.pfn is not None else ""
-            return f"{pad}{n.mappers[0]} {n.tag}{pfn}"
+            return f"{pad}{_hangers(n)[0]} {n.tag}{pfn}"
         pfn = f" pfn {n.pfn:#x}" if n.pfn is not None else ""
-        return f"{pad}{n.key} {n.tag}{pfn}: {n.sharers} sharers [{', '.join(n.mappers)}]"
+        return f"{pad}{n.key} {n.tag}{pfn}: {n.sharers} sharers [{', '.join(_hangers(n))}]"
 
     def visit(n, depth):
         out.append(line(n, depth))
@@ -210,8 +359,10 @@ def tree_text(nodes) -> list[str]:
     return out
 
 
-def trees_text(snap: MachineSnapshot) -> str:
-    """The text twin of trees_figure."""
+def trees_text(snap: MachineSnapshot, before: MachineSnapshot | None = None) -> str:
+    """The text twin of trees_figure (with ``before``: what moved, too)."""
     s = tree_text(snap.stable_tree) or ["(empty)"]
     u = tree_text(snap.unstable_tree) or ["(empty)"]
-    return "stable tree:\n  " + "\n  ".join(s) + "\nunstable tree:\n  " + "\n  ".join(u)
+    out = "stable tree:\n  " + "\n  ".join(s) + "\nunstable tree:\n  " + "\n  ".join(u)
+    moved = moves_text(tree_moves(before, snap))
+    return out + ("\n" + "\n".join(moved) if moved else "")

@@ -14,6 +14,7 @@ asks the model, a widget that needs a picture asks viz.
     ActionStepper(factory, actions)  a script of process actions, one at a time
     WalkExplorer(scene)              pick a page, watch its page-table walk
     Knobs(machine)                   KSM tunables written through sysfs
+    FramePredict(), CounterPredict() predict-then-step panels: KsmStepper(..., predict=)
 
 Chapter apps (eras, tuning, sidechannel, live) follow the same pattern; the
 live one touches the host's KSM only on an explicit click and says first what
@@ -21,9 +22,11 @@ it will touch.
 """
 from .app import SceneApp
 from .knobs import Knobs
+from .predict import CounterPredict, FramePredict
 from .stepper import ActionStepper, KsmStepper
 from .views import VIEWS, FigureView
 from .walk import WalkExplorer
 
-__all__ = ["SceneApp", "KsmStepper", "ActionStepper", "WalkExplorer", "Knobs", "VIEWS",
+__all__ = ["SceneApp", "KsmStepper", "ActionStepper", "WalkExplorer", "Knobs", "FramePredict",
+           "CounterPredict", "VIEWS",
            "FigureView"]

@@ -34,6 +34,8 @@ class SceneApp:
         self.last_events: list = []
         self.error = ""
         snap = viz.snapshot(self.scene)
+        self.snap = snap            # the snapshot the views show now
+        self.before = None          # ... and the one before the last action (None: reset)
         self.views = {name: FigureView(name, VIEWS[name], snap, self.history, factory)
                       for name in views}
         self.status = w.HTML(layout=w.Layout(min_width="200px")).add_class("ksmbook-counters")
@@ -77,6 +79,7 @@ class SceneApp:
     def act(self, label: str, fn) -> None:
         """Run ``fn()`` (a simulator call), record its events, refresh everything."""
         self.error = ""
+        self.before = self.snap
         with self.machine.events.capture() as events:
             try:
                 fn()
@@ -93,6 +96,7 @@ class SceneApp:
         self.last_action = "reset"
         self.last_events = []
         self.error = ""
+        self.before = None
         self.on_reset()
         self.refresh()
 
@@ -100,9 +104,9 @@ class SceneApp:
         """Hook for subclasses that hold other machine-bound widgets."""
 
     def refresh(self) -> None:
-        snap = viz.snapshot(self.scene)
+        snap = self.snap = viz.snapshot(self.scene)
         for v in self.views.values():
-            v.update(snap, self.history)
+            v.update(snap, self.history, self.before)
         self._render_text()
 
     # --- text ---
@@ -152,7 +156,7 @@ class SceneApp:
         if views:
             snap = viz.snapshot(self.scene)
             for v in self.views.values():
-                out.append(v.text(snap, self.history))
+                out.append(v.text(snap, self.history, self.before))
         return "\n".join(out)
 
     def summary(self) -> str:

@@ -4,9 +4,12 @@ process actions one at a time.
 ``KsmStepper`` buttons call ``m.ksmd.scan(1)``, ``m.ksmd.scan()`` (one batch of
 pages_to_scan) and ``m.ksmd.run_full_scans(1)``; ``ActionStepper`` runs the
 next (label, function) of a script.  Both only call the simulator's public API.
+``KsmStepper(..., predict=FramePredict())`` adds a predict-then-step panel
+(widgets/predict.py) that checks the reader's guess after each step.
 """
 from __future__ import annotations
 
+from .. import viz
 from ..kernel.events import KsmEvent, PageFree
 from ..kernel.memory import PG_table
 from .app import SceneApp
@@ -20,8 +23,11 @@ class KsmStepper(SceneApp):
     event_kinds = (KsmEvent, PageFree)
 
     def __init__(self, scene_factory, views=("mappings", "trees", "counters"), *,
-                 knobs=None, **kw):
+                 knobs=None, predict=None, **kw):
         super().__init__(scene_factory, views, **kw)
+        self.predict = predict
+        if predict is not None:
+            predict.arm(self.snap)
         self.step_page = self._button("Step 1 page", "ksmbook-step-page", lambda: self.step(1),
                                       "m.ksmd.scan(1): one cmp_and_merge_page()")
         self.step_batch = self._button("Step batch", "ksmbook-step-batch", self.batch,
@@ -34,16 +40,21 @@ class KsmStepper(SceneApp):
         return [self.step_page, self.step_batch, self.full_scan, self.reset_button]
 
     def extra(self):
-        return [self.knobs.box] if self.knobs else []
+        return ([self.predict.box] if self.predict else []) + ([self.knobs.box] if self.knobs else [])
 
     def on_reset(self):
         if self.knobs:
             self.knobs.attach(self.machine)
+        if getattr(self, "predict", None) is not None:
+            self.predict.reset(viz.snapshot(self.scene))
 
     def _knob_changed(self, name, value):
         self.last_action = f"{name} = {value}"
         self.last_events = []
+        self.before = self.snap          # a knob moves no page: nothing to mark
         self.refresh()
+        if self.predict is not None:
+            self.predict.arm(self.snap)
 
     # --- the buttons ---
     def _scan_act(self, label, fn) -> None:
@@ -51,6 +62,8 @@ class KsmStepper(SceneApp):
         are already merged produce no event, pages_scanned still counts them."""
         before = self.machine.ksm.stats()["pages_scanned"]
         self.act(label, fn)
+        if self.predict is not None:
+            self.predict.after_step(label, self.before, self.snap)
         if not self.machine.profile.ksm_pages_scanned:
             return                       # no pages_scanned before 6.6: nothing to count with
         done = self.machine.ksm.stats()["pages_scanned"] - before
@@ -69,7 +82,8 @@ class KsmStepper(SceneApp):
 
     def text(self, views: bool = False) -> str:
         out = super().text(views)
-        return out + ("\n" + self.knobs.text() if self.knobs else "")
+        out += ("\n" + self.knobs.text() if self.knobs else "")
+        return out + ("\n" + self.predict.text() if self.predict else "")
 
 
 class ActionStepper(SceneApp):

@@ -24,11 +24,22 @@ ALL_COUNTERS = PAGE_COUNTERS
 class ViewSpec:
     build: Callable          # (snapshot, history) -> go.Figure
     text: Callable           # (snapshot, history) -> str
+    #: build/text also take the snapshot before the last step (None after a reset), to
+    #: mark what it changed
+    with_before: bool = False
+
+    def figure(self, snap, history, before=None):
+        return self.build(snap, history, before) if self.with_before else self.build(snap, history)
+
+    def twin(self, snap, history, before=None) -> str:
+        return self.text(snap, history, before) if self.with_before else self.text(snap, history)
 
 
 VIEWS = {
     "mappings": ViewSpec(lambda s, h: viz.mappings_figure(s), lambda s, h: viz.mappings_text(s)),
-    "trees": ViewSpec(lambda s, h: viz.trees_figure(s), lambda s, h: viz.trees_text(s)),
+    # the trees mark what the last step moved (a page leaving the unstable tree ...)
+    "trees": ViewSpec(lambda s, h, b: viz.trees_figure(s, before=b),
+                      lambda s, h, b: viz.trees_text(s, before=b), with_before=True),
     "frames": ViewSpec(lambda s, h: viz.frame_map_figure(s), lambda s, h: viz.frame_map_text(s)),
     "counters": ViewSpec(lambda s, h: viz.counters_figure(h), lambda s, h: viz.counters_table(h)),
     # the same with the zero-page and smart-scan counters (chapter 05)
@@ -49,17 +60,17 @@ class FigureView:
     def __init__(self, name: str, spec: ViewSpec, snap, history, factory=figure_widget):
         self.name = name
         self.spec = spec
-        self.widget = factory(spec.build(snap, history),
+        self.widget = factory(spec.figure(snap, history),
                               classes=("ksmbook-view", f"ksmbook-view-{name}"))
         self.updates = 0
         self.shown = False       # set once the app is displayed (informational)
 
-    def update(self, snap, history) -> None:
-        viz.sync_figure(self.widget, self.spec.build(snap, history))
+    def update(self, snap, history, before=None) -> None:
+        viz.sync_figure(self.widget, self.spec.figure(snap, history, before))
         self.updates += 1
 
-    def text(self, snap, history) -> str:
-        return self.spec.text(snap, history)
+    def text(self, snap, history, before=None) -> str:
+        return self.spec.twin(snap, history, before)
 
 
 def _figure_widgets(widget):

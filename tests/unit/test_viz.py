@@ -174,7 +174,8 @@ def test_trees_figure_draws_a_chain_with_two_dups_and_the_unshared_page():
     s = chained()
     snap = viz.snapshot(s)
     fig = viz.trees_figure(snap)
-    assert len(fig.data) == 7
+    assert len(fig.data) == 9          # fixed traces (the two "moved" ones empty without before=)
+    assert trace(fig, "gained pages").x == () and trace(fig, "left the unstable").x == ()
     assert len(trace(fig, "chain (").x) == 1
     dups = trace(fig, "dup (")
     assert len(dups.x) == 2 and all("3 sharers" in t for t in dups.text)
@@ -185,6 +186,49 @@ def test_trees_figure_draws_a_chain_with_two_dups_and_the_unshared_page():
     assert any("2 KSM pages (1 chain)" in t for t in titles)
     assert any(t.startswith("Unstable tree: 1 item") for t in titles)
     assert "chain s3 '*'×256: 6 sharers" in viz.trees_text(snap)
+    assert [t.split("<br>")[0] for t in dups.text] == [f"{n.key} · pfn {n.pfn:#x}"
+                                                       for n in snap.stable_tree if n.kind == "dup"]
+    assert trace(fig, "chain (").text[0].startswith("chain s3")
+
+
+def test_stable_nodes_show_their_id_and_the_virtual_pages_hanging_on_them():
+    s = merged(4, procs=2)
+    snap = viz.snapshot(s)
+    (node,) = snap.stable_tree
+    want = sorted((p.pid, s.addr(name, i)) for name, p in s.procs.items() for i in range(4))
+    assert sorted(node.vpages) == want
+    label = trace(viz.trees_figure(snap), "stable node").text[0]
+    assert label.startswith(f"{node.key} · pfn {node.pfn:#x}")
+    for lab, (pid, addr) in zip(node.mappers, node.vpages):
+        assert f"{lab} {pid}:{addr:#x}" in label               # name and pid:address
+        assert s.label(pid, addr) == lab
+    assert f"{node.key} '*'×256 pfn {node.pfn:#x}: 8 sharers" in viz.trees_text(snap)
+
+
+def test_a_page_moving_from_the_unstable_to_the_stable_tree_is_marked():
+    s = identical_pages(4, unique=2)
+    m = s.machine
+    m.ksmd.run_full_scans(1)
+    m.ksmd.scan(1)                      # vm1[0] waits in the unstable tree
+    before = viz.snapshot(s)
+    assert [n.mappers for n in before.unstable_tree] == [("vm1[0]",)]
+    m.ksmd.scan(1)                      # vm1[1] matches it: both on one stable node
+    after = viz.snapshot(s)
+    moves = viz.tree_moves(before, after)
+    (key,) = {mv[3] for mv in moves}
+    assert {(mv[0], mv[2]) for mv in moves} == {("vm1[0]", "unstable tree"), ("vm1[1]", "no tree")}
+    fig = viz.trees_figure(after, before=before)
+    ghost = trace(fig, "left the unstable tree")
+    assert len(ghost.x) == 1 and ghost.text[0].startswith("vm1[0] ")
+    assert key in ghost.text[0]
+    ring = trace(fig, "gained pages")
+    assert len(ring.x) == 1 and ring.x[0] == trace(fig, "stable node").x[0]
+    arrows = [a for a in fig.layout.annotations if a.showarrow]
+    assert len(arrows) == 1 and arrows[0].xref == "paper"
+    text = viz.trees_text(after, before=before)
+    assert f"vm1[0] {s.procs['vm1'].pid}:{s.addr('vm1', 0):#x}: unstable tree -> stable node {key}" in text
+    # nothing moves in a step that merges nothing
+    assert viz.tree_moves(after, after) == [] and "moved" not in viz.trees_text(after, before=after)
 
 
 def test_tree_layout_keeps_binary_search_order_and_one_column_per_node():
@@ -225,6 +269,39 @@ def test_tree_figure_labels_never_collide_for_64_pages():
 def test_empty_trees_say_so():
     fig = viz.trees_figure(viz.snapshot(identical_pages(2)))
     assert [a.text for a in fig.layout.annotations if a.text == "(empty)"] == ["(empty)"] * 2
+
+
+# --- smart scan visit grid -------------------------------------------------------------
+
+def test_visit_grid_reads_scans_and_skips_from_snapshots():
+    from ksmbook.viz import visits
+    s = identical_pages(0, unique=3, knobs={"smart_scan": 1})
+    snaps = [viz.snapshot(s)]
+    scanned = [0]
+    for _ in range(14):
+        s.machine.ksmd.run_full_scans(1)
+        snaps.append(viz.snapshot(s))
+        scanned.append(s.machine.ksm.stats()["pages_scanned"])
+    labels, rows = visits.visit_grid(snaps)
+    assert labels == ["vm1[0]", "vm1[1]", "vm1[2]"]
+    kinds = ["".join(k[0].upper() if k == "scanned" else k[0] for k, _n in r) for r in rows]
+    assert set(kinds) == {"SSSSsSssSssssS"}            # scans 1-4, 6, 9, 14 (skip_age 1, 2, 4, 8)
+    assert [n for k, n in rows[0] if k == "scanned"] == [0, 0, 0, 1, 2, 4, 8]
+    assert [n for k, n in rows[0] if k == "skipped"] == [0, 1, 0, 3, 2, 1, 0]
+    # the column sums are what pages_scanned grew by in each full scan
+    assert visits.scans_per_full_scan(rows) == [b - a for a, b in zip(scanned, scanned[1:])]
+    fig = visits.visit_grid_figure(snaps)
+    assert fig.data[0].type == "heatmap" and fig.data[0].text[0][4] == "skip"
+    assert fig.data[0].text[0][5] == "scan +2" and list(fig.data[1].text)[4] == "0"
+    text = visits.visit_grid_text(snaps)
+    assert text.splitlines()[1].split()[:6] == ["vm1[0]", "scan", "scan", "scan", "scan", "+1"]
+    # without smart scan every page is processed in every scan
+    s0 = identical_pages(0, unique=3, knobs={"smart_scan": 0})
+    snaps0 = [viz.snapshot(s0)]
+    for _ in range(6):
+        s0.machine.ksmd.run_full_scans(1)
+        snaps0.append(viz.snapshot(s0))
+    assert visits.scans_per_full_scan(visits.visit_grid(snaps0)[1]) == [3] * 6
 
 
 # --- counters timeline ----------------------------------------------------------------
