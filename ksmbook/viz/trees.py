@@ -220,7 +220,7 @@ def _short(stable, unstable, width, ghost_cols) -> tuple[bool, int, int]:
     """(one-line labels?, columns, pixels per column)."""
     cols = max(1 + max((x for x, _ in tree_layout(stable).values()), default=-1),
                1 + max((x for x, _ in tree_layout(unstable).values()), default=-1),
-               1 + max(ghost_cols, default=-1), 4)
+               1 + max(ghost_cols, default=-1), 3)
     room = (width or MAX_WIDTH) - 60
     if cols * COL_FULL <= room:
         return False, cols, COL_FULL
