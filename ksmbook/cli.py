@@ -446,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(no container); print a per-student score table")
     g.add_argument("autograder", metavar="AUTOGRADER_ZIP")
     g.add_argument("submissions", metavar="SUBMISSIONS_DIR")
+    g.add_argument("--refuse-mismatch", action="store_true",
+                   help="score 0 for a notebook whose file name is not the student id it is "
+                        "seeded with (default: grade it and flag it in the id_check column)")
     nb = sub.add_parser("notebooks", help="copy the book's notebooks into DIR for editing")
     nb.add_argument("dir", metavar="DIR")
     nb.add_argument("--force", action="store_true", help="overwrite files already in DIR")
@@ -479,7 +482,12 @@ def cmd_exercises(args, out) -> int:
         for c, paths in made.items():
             print(f"ch{c}: hand out {paths['student']}  grade with {paths['autograder']}", file=out)
     else:
-        out.write(C.format_scores(C.grade(args.autograder, args.submissions)))
+        rows = C.grade(args.autograder, args.submissions, refuse_mismatch=args.refuse_mismatch)
+        out.write(C.format_scores(rows))
+        for r in rows:
+            if r["id_check"] != "ok":
+                print(f"ksmbook exercises grade: {r['student']}.ipynb: {r['id_check']}",
+                      file=sys.stderr)
     return 0
 
 

@@ -54,7 +54,9 @@ class Exercise:
 
     Seeded variants: ``params`` holds the book's values; ``vary(rng)`` returns the
     values for a seed, and ``template`` (formatted with them) becomes ``question``.
-    An exercise whose idea has one answer says why in ``fixed_because``."""
+    An exercise whose idea has one answer says why in ``fixed_because``; one whose seed
+    varies the question but whose answer can only be one of a few (a function name per
+    era, say) says why in ``few_answers_because``."""
 
     name = "exercise"
     question = ""
@@ -62,6 +64,7 @@ class Exercise:
     template = ""
     params: dict = {}
     fixed_because = ""
+    few_answers_because = ""
     hints: tuple = ()
     answer_format = "a number"
     #: reads the reader's answer (``as_int``, ``as_name`` ...); None keeps it as given
@@ -160,6 +163,30 @@ class Exercise:
         return Feedback(None, f"Answer: {facts['answer']!r}. " + self.explain(facts))
 
 
+class FigureExercise(Exercise):
+    """The read-a-figure kind: ``figure()`` draws, with ``ksmbook.viz``, the scene of the
+    current seed; the student reads the answer off it. Subclasses implement
+    ``draw(facts)``; ``simulate()`` keeps in the facts what the figure needs."""
+    kind = "figure"
+
+    def draw(self, facts: dict):
+        raise NotImplementedError
+
+    def figure(self):
+        """The figure to read (it is the same scene ``check`` uses)."""
+        return self.draw(self.facts)
+
+
+def eras(*features: str, since: str | None = None) -> tuple:
+    """The kernel eras of ``kernel/versions.KNOWN_ERAS`` whose profile has every one of
+    ``features`` (profile field names), from ``since`` on: the eras a seed may pick
+    where the exercise's idea holds."""
+    from ..kernel.versions import KNOWN_ERAS, parse_version, profile
+    low = parse_version(since) if since else (0,)
+    return tuple(e for e in KNOWN_ERAS if parse_version(e) >= low
+                 and all(getattr(profile(e), f) for f in features))
+
+
 def _compare(given, expected) -> str:
     """A direction for numeric answers, without giving the number away."""
     if isinstance(given, int) and isinstance(expected, int):
@@ -193,6 +220,15 @@ def as_ints(answer, n: int | None = None) -> tuple:
     if n is not None and len(out) != n:
         raise ValueError(f"expected {n} numbers, got {len(out)}")
     return out
+
+
+def as_names(answer) -> tuple:
+    """One name or several, in any order, as a sorted tuple of lower-case names."""
+    if isinstance(answer, str):
+        answer = (answer,)
+    if not hasattr(answer, "__iter__"):
+        raise TypeError("a tuple of names in quotes, e.g. ('parent', 'child1')")
+    return tuple(sorted({as_name(a) for a in answer}))
 
 
 def as_name(answer) -> str:

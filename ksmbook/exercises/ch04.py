@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import errno
 
+from .. import viz
 from ..labs.scenes import identical_pages
-from .base import Exercise, as_ints, as_name
+from .base import Exercise, FigureExercise, as_ints, as_name, eras
 from .design import ScenarioDesign, as_scenario, layout_code
+from .layouts import describe_layout, layout_scene, random_layout
 
 COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared")
+#: max_page_sharing and stable node chains exist from 4.13 (2c653d0ee2ae)
+CHAIN_ERAS = eras("ksm_stable_node_chains")
 
 
 class PredictCounters(Exercise):
     name = "predict_counters"
-    template = ("{pages} identical pages, max_page_sharing={max_sharing}, two full scans. Give "
+    template = ("Linux {kernel}. {layout}, max_page_sharing={max_sharing}, two full scans. Give "
                 "(pages_shared, pages_sharing, pages_unshared).")
-    params = {"pages": 9, "max_sharing": 4}
+    params = {"pages": 9, "max_sharing": 4, "kernel": "6.18", "layout": "9 identical pages",
+              "sizes": None, "where": None}
     answer_format = "a tuple of three numbers"
     hints = ("Each KSM page takes at most max_page_sharing mappings: one 'shared' and the "
              "rest 'sharing'.",
@@ -23,13 +28,24 @@ class PredictCounters(Exercise):
              "there.")
 
     def __init__(self, pages: int = 9, max_sharing: int = 4):
-        super().__init__(pages=pages, max_sharing=max_sharing)
+        super().__init__(pages=pages, max_sharing=max_sharing,
+                         layout=f"{pages} identical pages in one process")
 
     def vary(self, rng):
-        return {"pages": rng.randint(5, 24), "max_sharing": rng.randint(2, 6)}
+        pages = rng.randint(5, 24)
+        sizes, where = random_layout(rng, [(pages, 0x2A)], extra=0)
+        layout = (f"{pages} identical pages spread over " + ", ".join(
+            f"{p} ({sum(1 for (q, _i) in where if q == p)})" for p in sizes)
+            if len(sizes) > 1 else f"{pages} identical pages in one process")
+        return {"pages": pages, "max_sharing": rng.randint(2, 6), "sizes": sizes,
+                "where": where, "layout": layout, "kernel": rng.choice(CHAIN_ERAS)}
 
     def simulate(self):
-        s = identical_pages(self.p["pages"], knobs={"max_page_sharing": self.p["max_sharing"]})
+        knobs = {"max_page_sharing": self.p["max_sharing"]}
+        if self.p["sizes"]:
+            s = layout_scene(self.p["sizes"], self.p["where"], self.p["kernel"], knobs)
+        else:
+            s = identical_pages(self.p["pages"], knobs=knobs, kernel=self.p["kernel"])
         s.machine.ksmd.run_full_scans(2)
         return {"answer": tuple(s.stat(c) for c in COUNTERS),
                 "chains": s.stat("stable_node_chains"), "dups": s.stat("stable_node_dups")}
@@ -52,32 +68,46 @@ class PredictCounters(Exercise):
 
 class CowLag(Exercise):
     name = "cow_lag"
-    fixed_because = ("the lesson is that the write leaves pages_sharing unchanged until the next "
-                     "scan; the seed only moves which page is written, not the pair")
-    question = ("Four pages merged (pages_shared 1, pages_sharing 3). vm1[2] is written. Give "
-                "(pages_sharing right after the write, pages_sharing after one more full scan).")
+    template = ("Linux {kernel}. {pages} identical pages merged (pages_shared 1, pages_sharing "
+                "{sharing}). Then {written} written. Give (pages_sharing right after the "
+                "writes, pages_sharing after one more full scan).")
+    params = {"kernel": "6.18", "pages": 4, "sharing": 3, "targets": (2,), "written": "vm1[2] is"}
     answer_format = "a tuple of two numbers"
     hints = ("The write fault (do_wp_page -> wp_page_copy) does not touch KSM's counters.",
-             "ksmd fixes the counters when it next visits vm1[2]'s rmap_item.")
+             "ksmd fixes the counters when it next visits each written page's rmap_item. "
+             "How many mappers does the KSM page keep?")
+
+    def vary(self, rng):
+        pages = rng.randint(3, 14)
+        targets = tuple(sorted(rng.sample(range(pages), rng.randint(1, pages))))
+        names = [f"vm1[{t}]" for t in targets]
+        written = (names[0] + " is" if len(names) == 1
+                   else ", ".join(names[:-1]) + " and " + names[-1] + " are")
+        return {"kernel": rng.choice(eras()), "pages": pages, "sharing": pages - 1,
+                "targets": targets, "written": written}
 
     def simulate(self):
-        s = identical_pages(4)
+        s = identical_pages(self.p["pages"], kernel=self.p["kernel"])
         s.machine.ksmd.run_full_scans(2)
-        s.write("vm1", 2, b"!")
+        assert s.stat("pages_sharing") == self.p["pages"] - 1
+        for t in self.p["targets"]:
+            s.write("vm1", t, b"!")
         right_after = s.stat("pages_sharing")
         s.machine.ksmd.run_full_scans(1)
         return {"answer": (right_after, s.stat("pages_sharing")),
-                "volatile": s.stat("pages_volatile")}
+                "shared": s.stat("pages_shared"), "volatile": s.stat("pages_volatile")}
 
     def normalise(self, answer):
         return as_ints(answer, 2)
 
     def explain(self, f):
         now, later = f["answer"]
-        return (f"Right after the write pages_sharing still reads {now}: counters lag after COW. "
-                f"The next scan finds vm1[2] no longer a KSM page, remove_rmap_item_from_tree() "
-                f"drops it ({later}), and its new checksum makes it volatile "
-                f"(pages_volatile={f['volatile']}).")
+        return (f"Right after the writes pages_sharing still reads {now}: counters lag after "
+                f"COW. The next scan finds the written pages no longer mapping the KSM page, "
+                f"remove_rmap_item_from_tree() drops them, and pages_sharing reads {later} "
+                f"(pages_shared {f['shared']}: a KSM page left with no mapper is freed, and "
+                f"one left with a single mapper still counts as shared); their new checksums "
+                f"make them volatile (pages_volatile={f['volatile']}).")
 
 
 class WhichErrno(Exercise):
@@ -149,15 +179,64 @@ class RefusingStore(Exercise):
         }.get(answer, "")
 
 
+class ChainFigure(FigureExercise):
+    """Read the trees figure (viz.trees_figure) of a stable node chain:
+    stable_node_dup() and stable_tree_insert() with max_page_sharing (mm/ksm.c, 4.13+)."""
+    name = "chain_dups"
+    template = ("Linux {kernel}. {layout}, max_page_sharing={max_sharing}, three full scans. "
+                "Draw `ch04.chain_dups.figure()` and read the stable tree: how many dups hang on "
+                "the chain, and how many mappers has the fullest dup? Answer (dups, mappers).")
+    params = {"kernel": "6.18", "pages": 10, "max_sharing": 4,
+              "layout": "10 identical pages in one process", "sizes": None, "where": None}
+    answer_format = "a tuple of two numbers"
+    hints = ("A chain (a square) carries one dup (a KSM page) per max_page_sharing mappers.",
+             "The dups are filled one after the other; hover over a dup to see its mappers.")
+
+    def vary(self, rng):
+        pages = rng.randint(5, 26)
+        sizes, where = random_layout(rng, [(pages, 0x2A)], extra=0)
+        return {"kernel": rng.choice(CHAIN_ERAS), "pages": pages,
+                "max_sharing": rng.randint(2, 7), "sizes": sizes, "where": where,
+                "layout": f"{pages} identical pages in " + (
+                    "one process" if len(sizes) == 1 else f"{len(sizes)} processes")}
+
+    def simulate(self):
+        knobs = {"max_page_sharing": self.p["max_sharing"]}
+        if self.p["sizes"]:
+            s = layout_scene(self.p["sizes"], self.p["where"], self.p["kernel"], knobs)
+        else:
+            s = identical_pages(self.p["pages"], knobs=knobs, kernel=self.p["kernel"])
+        s.machine.ksmd.run_full_scans(3)
+        snap = viz.snapshot(s)
+        dups = [n for n in snap.stable_tree if n.kind == "dup"]
+        return {"answer": (len(dups), max((n.sharers for n in dups), default=0)),
+                "snap": snap, "shared": s.stat("pages_shared"),
+                "sharing": s.stat("pages_sharing"), "chains": s.stat("stable_node_chains")}
+
+    def draw(self, f):
+        return viz.trees_figure(f["snap"], title=f"The stable tree, max_page_sharing="
+                                                 f"{self.p['max_sharing']} (Linux {self.p['kernel']})")
+
+    def normalise(self, answer):
+        return as_ints(answer, 2)
+
+    def explain(self, f):
+        dups, most = f["answer"]
+        return (f"{dups} dup(s) on {f['chains']} chain(s), the fullest with {most} mappers "
+                f"(at most max_page_sharing={self.p['max_sharing']}): pages_shared={f['shared']} "
+                f"counts the dups, pages_sharing={f['sharing']} their other mappers. A page "
+                f"that finds every dup full starts a new dup.")
+
+
 class ChainDesign(ScenarioDesign):
     """Design a scenario against stable_tree_search()/stable_tree_insert() with chains
     (mm/ksm.c, 4.13+): a full KSM copy starts a new dup."""
     name = "chain_design"
-    template = ("With max_page_sharing={max_sharing}, make pages_sharing reach exactly {target} "
+    template = ("Linux {kernel}. With max_page_sharing={max_sharing}, make pages_sharing reach exactly {target} "
                 "using at most {budget} pages. Write `def scenario(s):` with calls on the Scene "
                 "`s` (s.spawn, s.mmap, s.fill, s.write, s.madvise, s.fork); the checker sets "
                 "max_page_sharing, runs your function and {scans} full scans.")
-    params = {"max_sharing": 4, "target": 7, "budget": 12, "scans": 3}
+    params = {"max_sharing": 4, "target": 7, "budget": 12, "scans": 3, "kernel": "6.18"}
     hints = ("One KSM page takes at most max_page_sharing mappers: 1 in pages_shared, the rest "
              "in pages_sharing.",
              "n identical pages with limit k make ceil(n/k) KSM copies; pages_sharing = n - copies "
@@ -167,8 +246,9 @@ class ChainDesign(ScenarioDesign):
     def vary(self, rng):
         k = rng.randint(2, 6)
         target = rng.randint(3, 16)
-        return {"max_sharing": k, "target": target,
-                "budget": self._fewest_pages(k, target) + rng.randint(0, 2)}
+        kernel = rng.choice(CHAIN_ERAS)
+        return {"max_sharing": k, "target": target, "kernel": kernel,
+                "budget": self._fewest_pages(k, target, kernel) + rng.randint(0, 2)}
 
     def knobs(self):
         return {"max_page_sharing": self.p["max_sharing"]}
@@ -176,9 +256,10 @@ class ChainDesign(ScenarioDesign):
     def targets(self):
         return {"pages_sharing": self.p["target"]}
 
-    def _fewest_pages(self, k, target):
+    def _fewest_pages(self, k, target, kernel=None):
         """The simulator, not a formula, finds the fewest identical pages that reach target."""
-        probe = ChainDesign(max_sharing=k, target=target, budget=0, scans=self.p["scans"])
+        probe = ChainDesign(max_sharing=k, target=target, budget=0, scans=self.p["scans"],
+                            kernel=kernel or self.p["kernel"])
         for n in range(1, 4 * target + 4):
             if probe.run(as_scenario(layout_code([(n, 0x2A)]))).stat("pages_sharing") >= target:
                 return n
@@ -196,5 +277,6 @@ predict_counters = PredictCounters()
 cow_lag = CowLag()
 which_errno = WhichErrno()
 refusing_store = RefusingStore()
+chain_dups = ChainFigure()
 chain_design = ChainDesign()
-EXERCISES = (predict_counters, cow_lag, which_errno, refusing_store, chain_design)
+EXERCISES = (predict_counters, cow_lag, which_errno, refusing_store, chain_dups, chain_design)

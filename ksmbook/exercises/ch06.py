@@ -5,27 +5,49 @@ from __future__ import annotations
 
 from ..kernel.ksm.ksmd import SCAN_COST_NS
 from ..kernel.ksm.structs import SIZEOF_KSM_RMAP_ITEM
+from ..kernel.versions import profile
 from ..labs import tuning
-from .base import Exercise, Feedback, as_int, as_ints, as_name
+from ..viz.tuning import sharing_limit_figure
+from .base import Exercise, Feedback, FigureExercise, as_int, as_ints, as_name, eras
+
+
+#: the eras a seed picks for this chapter's 4 KiB workloads: 5.0 and later (before 5.0
+#: the checksum is jhash2, which the simulator computes byte by byte in Python: the same
+#: answers, minutes slower); the chains of max_page_sharing exist in all of them
+FAST_ERAS = eras(since="5.0")
+
+
+def _smart_off(kernel: str) -> dict:
+    """smart_scan=0 where the era has the knob (6.7+); older eras visit every page anyway."""
+    return {"smart_scan": 0} if profile(kernel).ksm_smart_scan else {}
 
 
 class CpuShare(Exercise):
     name = "cpu_share"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("ksmd with pages_to_scan=200 and sleep_millisecs=20, and always more pages to "
-                "scan than one batch. Using the book's cost model (5.5 µs of ksmd CPU per "
+    template = ("Linux {kernel}. ksmd with pages_to_scan={pages} and sleep_millisecs={sleep}, "
+                "and always more pages to scan than one batch. Using the book's cost model (5.5 µs of ksmd CPU per "
                 "processed page), what percentage of one CPU does ksmd use? Round to a whole "
                 "number.")
+    params = {"kernel": "6.18", "pages": 200, "sleep": 20, "duration": 2000}
     answer_format = "a whole number of percent, e.g. 7"
     parse = staticmethod(as_int)
     hints = ("One batch costs pages_to_scan × 5.5 µs; then ksmd sleeps sleep_millisecs.",
              "CPU share = batch time / (batch time + sleep time).")
 
+    def vary(self, rng):
+        pages = rng.choice((100, 200, 300, 500, 800, 1000, 1500))
+        sleep = rng.choice((5, 10, 20, 50, 100, 200))
+        batch_ms = pages * SCAN_COST_NS / 1e6
+        return {"kernel": rng.choice(FAST_ERAS), "pages": pages, "sleep": sleep,
+                "duration": max(200, int(12 * (sleep + batch_ms)))}
+
     def simulate(self):
-        pages, sleep_ms = 200, 20
-        w = tuning.Workload(processes=2, copies=0, zeros=0, unique=2000)
+        pages, sleep_ms = self.p["pages"], self.p["sleep"]
+        w = tuning.Workload(processes=2, copies=0, zeros=0, unique=max(2000, 2 * pages))
+        d = self.p["duration"]
         tl = tuning.run_timeline({"pages_to_scan": pages, "sleep_millisecs": sleep_ms,
-                                  "smart_scan": 0}, w, duration_ms=2000, sample_ms=2000)
+                                  **_smart_off(self.p["kernel"])}, w, duration_ms=d,
+                                 sample_ms=d, kernel=self.p["kernel"])
         batch_ms = pages * SCAN_COST_NS / 1e6
         return {"answer": round(tl.mean_cpu_percent()), "batch_ms": batch_ms,
                 "sleep_ms": sleep_ms, "measured": tl.mean_cpu_percent()}
@@ -33,7 +55,8 @@ class CpuShare(Exercise):
     def explain(self, f):
         return (f"A batch takes {f['batch_ms']:.1f} ms of CPU, then ksmd sleeps "
                 f"{f['sleep_ms']} ms: {f['batch_ms']:.1f} / ({f['batch_ms']:.1f} + "
-                f"{f['sleep_ms']}) = {f['measured']:.1f}% (the simulator's run over 2 s agrees).")
+                f"{f['sleep_ms']}) = {f['measured']:.1f}% (the simulator's run over "
+                f"{self.p['duration'] / 1000:g} s agrees).")
 
     def why_not(self, answer, f):
         naive = round(100 * f["batch_ms"] / f["sleep_ms"])
@@ -104,39 +127,53 @@ class WhoSkips(Exercise):
 
 class MaxSharing(Exercise):
     name = "max_sharing"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("1,024 copies of one page (4 processes × 256), max_page_sharing=4. After KSM has "
-                "merged everything it can, how many KSM pages exist (pages_shared)?")
+    template = ("Linux {kernel}. {total:,} copies of one page ({procs} processes × {copies}), "
+                "max_page_sharing={limit}. After KSM has merged everything it can, how many KSM "
+                "pages exist (pages_shared)?")
+    params = {"kernel": "6.18", "total": 1024, "procs": 4, "copies": 256, "limit": 4,
+              "pts": 400, "duration": 3000}
     parse = staticmethod(as_int)
     hints = ("Each KSM page may be mapped by at most max_page_sharing PTEs.",
-             "1,024 mappings / 4 per KSM page.")
+             "Divide the mappings by the limit, and round the way the kernel must.")
+
+    def vary(self, rng):
+        procs, copies = rng.randint(2, 6), rng.choice((50, 64, 100, 128, 200, 256))
+        return {"kernel": rng.choice(FAST_ERAS), "procs": procs,
+                "copies": copies, "total": procs * copies, "limit": rng.randint(2, 9),
+                "pts": 2000, "duration": 1000}
 
     def simulate(self):
-        w = tuning.Workload(copies=256, templates=1, zeros=0, unique=0)
-        tl = tuning.run_timeline({"pages_to_scan": 400, "max_page_sharing": 4}, w,
-                                 duration_ms=3000, sample_ms=3000)
+        w = tuning.Workload(processes=self.p["procs"], copies=self.p["copies"], templates=1,
+                            zeros=0, unique=0)
+        tl = tuning.run_timeline({"pages_to_scan": self.p["pts"],
+                                  "max_page_sharing": self.p["limit"]}, w,
+                                 duration_ms=self.p["duration"], sample_ms=self.p["duration"],
+                                 kernel=self.p["kernel"])
         return {"answer": tl.final.pages_shared, "sharing": tl.final.pages_sharing,
                 "saved_mib": tl.final.saved_bytes / 2**20}
 
     def explain(self, f):
         return (f"{f['answer']} KSM pages, each a dup of one stable node chain, with "
-                f"pages_sharing={f['sharing']}: only {f['saved_mib']:.2f} MiB saved, where "
-                "max_page_sharing=256 would keep 4 KSM pages. The limit trades memory for "
-                "shorter rmap walks.")
+                f"pages_sharing={f['sharing']}: {f['saved_mib']:.2f} MiB saved, where "
+                f"max_page_sharing=256 would need far fewer KSM pages. The limit trades memory "
+                f"for shorter rmap walks.")
 
     def why_not(self, answer, f):
         if answer == 1:
-            return "That ignores the limit: one KSM page may have at most 4 mappers here."
-        if answer == 4:
-            return "That is the default limit (256), not 4."
+            return (f"That ignores the limit: one KSM page may have at most {self.p['limit']} "
+                    f"mappers here.")
+        if answer == -(-self.p["total"] // 256):
+            return "That is the default limit (256), not the one asked for."
         return ""
 
 
 class NegativeProfit(Exercise):
     name = "negative_profit"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("4 processes with 256 unique pages each (nothing ever merges) and smart_scan=0. "
-                "After ksmd has visited every page, what does general_profit read, in bytes?")
+    template = ("Linux {kernel}. {procs} process{es} with {unique} unique pages each (nothing "
+                "ever merges){smart}. After ksmd has visited every page, what does "
+                "general_profit read, in bytes?")
+    params = {"kernel": "6.18", "procs": 4, "unique": 256, "smart": " and smart_scan=0",
+              "es": "es"}
     parse = staticmethod(as_int)
     answer_format = "a whole number of bytes (it may be negative)"
     hints = ("general_profit = (pages_sharing + ksm_zero_pages) × PAGE_SIZE − "
@@ -144,10 +181,18 @@ class NegativeProfit(Exercise):
              f"sizeof(struct ksm_rmap_item) is {SIZEOF_KSM_RMAP_ITEM} bytes on x86-64; "
              "every scanned page has one.")
 
+    def vary(self, rng):
+        kernel = rng.choice(eras("ksm_general_profit"))
+        procs = rng.randint(1, 6)
+        return {"kernel": kernel, "procs": procs, "es": "es" if procs > 1 else "",
+                "unique": rng.choice((32, 64, 100, 128, 200, 256, 300)),
+                "smart": " and smart_scan=0" if profile(kernel).ksm_smart_scan else ""}
+
     def simulate(self):
-        w = tuning.Workload(copies=0, zeros=0, unique=256)
-        tl = tuning.run_timeline({"pages_to_scan": 400, "smart_scan": 0}, w,
-                                 duration_ms=1000, sample_ms=1000)
+        w = tuning.Workload(processes=self.p["procs"], copies=0, zeros=0,
+                            unique=self.p["unique"])
+        tl = tuning.run_timeline({"pages_to_scan": 400, **_smart_off(self.p["kernel"])}, w,
+                                 duration_ms=1000, sample_ms=1000, kernel=self.p["kernel"])
         return {"answer": tl.final.general_profit, "items": w.pages}
 
     def explain(self, f):
@@ -228,11 +273,72 @@ class KnobDesign(Exercise):
                                f"and under {self.p['max_cpu']}% CPU. Try `hint()`.")
 
 
+class SharingBars(FigureExercise):
+    """Read the max_page_sharing bars (viz.tuning.sharing_limit_figure): stable node
+    chains (mm/ksm.c, 4.13+) keep one KSM page per max_page_sharing mappers."""
+    name = "sharing_bars"
+    template = ("Linux {kernel}. {procs} processes, each with {copies} copies of {templates} "
+                "template page(s). Draw `ch06.sharing_bars.figure()`: one bar per "
+                "max_page_sharing value. Read the bar of max_page_sharing={limit}: how many KSM "
+                "pages (pages_shared) and how many frames saved (pages_sharing)? Answer "
+                "(pages_shared, pages_sharing); a reading within 3% (or 1) of each is accepted.")
+    params = {"kernel": "6.18", "procs": 4, "copies": 64, "templates": 2, "limit": 4}
+    answer_format = "a tuple of two numbers"
+    hints = ("The lower (hatched) part of a bar is pages_shared, the upper part pages_sharing; "
+             "hover for the exact values.",
+             "The whole bar is every copy that merged: procs × copies.")
+
+    def vary(self, rng):
+        return {"kernel": rng.choice(FAST_ERAS), "procs": rng.randint(2, 6),
+                "copies": rng.choice((16, 32, 48, 64, 96)), "templates": rng.randint(1, 4),
+                "limit": rng.randint(2, 12)}
+
+    def simulate(self):
+        w = tuning.Workload(processes=self.p["procs"], copies=self.p["copies"],
+                            templates=self.p["templates"], zeros=0, unique=0)
+        runs = [tuning.run_timeline({"pages_to_scan": 2000, "max_page_sharing": k}, w,
+                                    duration_ms=1000, sample_ms=1000, kernel=self.p["kernel"],
+                                    label=f"max_page_sharing={k}")
+                for k in sorted({self.p["limit"], 256})]
+        mine = next(tl for tl in runs if tl.knobs["max_page_sharing"] == self.p["limit"])
+        return {"answer": (mine.final.pages_shared, mine.final.pages_sharing), "runs": runs}
+
+    def draw(self, f):
+        return sharing_limit_figure(f["runs"], title=f"max_page_sharing: KSM pages against the "
+                                                     f"frames saved (Linux {self.p['kernel']})")
+
+    def normalise(self, answer):
+        return as_ints(answer, 2)
+
+    def check(self, answer=None) -> Feedback:
+        fb = super().check(answer)
+        if fb.correct is not False or not isinstance(answer, (tuple, list)):
+            return fb
+        try:
+            given = self.normalise(answer)
+        except (TypeError, ValueError):
+            return fb
+        want = self.facts["answer"]
+        if all(abs(g - w) <= max(1, 0.03 * w) for g, w in zip(given, want)):
+            return Feedback(True, f"Correct (close enough; exactly {want}). "
+                                  + self.explain(self.facts))
+        return fb
+
+    def explain(self, f):
+        shared, sharing = f["answer"]
+        per = self.p["procs"] * self.p["copies"] // self.p["templates"]
+        return (f"With max_page_sharing={self.p['limit']}: {shared} KSM pages keep frames and "
+                f"{sharing} frames are saved, {shared + sharing} mappings in all. Each template "
+                f"has {per} mappers, and each KSM page (a dup of the template's chain) takes at "
+                f"most {self.p['limit']} of them.")
+
+
 cpu_share = CpuShare()
 double_the_pages = DoubleThePages()
 who_skips = WhoSkips()
 max_sharing = MaxSharing()
 negative_profit = NegativeProfit()
+sharing_bars = SharingBars()
 knob_design = KnobDesign()
 EXERCISES = (cpu_share, double_the_pages, who_skips, max_sharing, negative_profit,
-             knob_design)
+             sharing_bars, knob_design)

@@ -1,51 +1,81 @@
 """Chapter 07 exercises: MMU notifiers and KVM through the eras."""
 from __future__ import annotations
 
+from ..kernel.events import KvmEvent, NotifierCall
+from ..kernel.versions import KNOWN_ERAS, parse_version
 from ..labs.eras import STEPS, EraStory, measure_era, untouched_read
-from ..kernel.versions import parse_version
-from .base import Exercise, as_int
+from ..viz.kvm import state_table_figure
+from .base import Exercise, FigureExercise, as_int, as_ints, as_name, eras
 
 READS_THEN_WRITE = (STEPS[0], STEPS[1], ("read", "the guest reads gfn 0"),
                     ("read gfn 1", "the guest reads gfn 1"),
                     ("write gfn 1", "the guest writes gfn 1"))
 CANDIDATE_KERNELS = ("2.6.32", "3.6", "3.7", "4.13", "6.10")
+#: the guest's accesses a seed strings together, after "fault in" and "merge"
+ACCESSES = {"read": ("read", "the guest reads gfn 0"),
+            "read gfn 1": ("read gfn 1", "the guest reads gfn 1"),
+            "write": ("write", "the guest writes gfn 0"),
+            "write gfn 1": ("write gfn 1", "the guest writes gfn 1"),
+            "merge": ("merge", "ksmd runs two full scans")}
+WORDS = {"read": "reads gfn 0", "read gfn 1": "reads gfn 1", "write": "writes gfn 0",
+         "write gfn 1": "writes gfn 1", "merge": "ksmd runs two more full scans"}
+
+
+def _sequence_text(names) -> str:
+    return ", then ".join(("the guest " + WORDS[n]) if n != "merge" else WORDS[n] for n in names)
+
+
+def _steps(names) -> tuple:
+    return (STEPS[0], STEPS[1]) + tuple(ACCESSES[n] for n in names)
 
 
 class ExitsForSequence(Exercise):
     name = "exits_for_sequence"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("Linux 3.7. After ksmd merged gfn 0 and gfn 1, the guest reads gfn 0, then "
-                "reads gfn 1, then writes gfn 1. How many EPT-violation exits do these three "
-                "accesses take in total?")
-    hints = ("From 3.7 the merge leaves both gfns without an spte: invalidate_range_start "
-             "zapped them.",
+    answer_format = "a tuple of numbers, one per access"
+    template = ("Linux {kernel}. After ksmd merged gfn 0 and gfn 1 (which the guest had "
+                "written), {sequence}. How many EPT-violation exits does each of these accesses "
+                "take? Answer a tuple, one number per access, in order.")
+    params = {"kernel": "3.7", "names": ("read", "read gfn 1", "write gfn 1")}
+    hints = ("Which notifier does the merge send in this era: change_pte remapping the spte "
+             "in place (2.6.32-3.6), or invalidate_range_start zapping it (3.7 on)?",
              "A read of a KSM page maps it read-only (one exit). A write to a read-only spte "
              "copies the page in the host, and that copy's invalidation makes KVM's own fault "
              "retry.")
 
+    def _set_question(self):
+        self.p["sequence"] = _sequence_text(self.p["names"])
+        super()._set_question()
+
+    def vary(self, rng):
+        names = tuple(rng.choice(("read", "read gfn 1", "write", "write gfn 1"))
+                      for _ in range(rng.randint(2, 6)))
+        return {"kernel": rng.choice(KNOWN_ERAS), "names": names}
+
     def simulate(self):
-        recs = EraStory("3.7", steps=READS_THEN_WRITE).run_all()
+        steps = _steps(self.p["names"])
+        recs = EraStory(self.p["kernel"], steps=steps).run_all()
         per = [(r.name, r.exits) for r in recs[2:]]
-        return {"answer": sum(e for _n, e in per), "per": per,
-                "seed": sum(r.exits for r in EraStory("2.6.32", steps=READS_THEN_WRITE)
-                            .run_all()[2:])}
+        other = "2.6.32" if parse_version(self.p["kernel"]) >= (3, 7) else "3.7"
+        return {"answer": tuple(e for _n, e in per), "per": per, "other": other,
+                "other_exits": tuple(r.exits for r in EraStory(other, steps=steps).run_all()[2:])}
 
     def normalise(self, answer):
-        return as_int(answer)
+        return as_ints(answer, len(self.p["names"]))
 
     def explain(self, f):
         parts = ", ".join(f"{n}: {e}" for n, e in f["per"])
-        return (f"{parts}. Each read finds no spte (zapped at the merge) and exits once to "
-                f"map the KSM page read-only; the write exits on that read-only spte, its "
-                f"copy-on-write bumps mmu_invalidate_seq, so KVM retries and exits once more. "
-                f"In 2.6.32 the same accesses take {f['seed']} exits: change_pte had already "
-                f"remapped both sptes.")
+        return (f"{parts}. In Linux {self.p['kernel']} the merge "
+                + ("remapped both sptes in place (change_pte), so a first read is free"
+                   if parse_version(self.p["kernel"]) < (3, 7) else
+                   "zapped both sptes (invalidate_range_start), so a first access exits")
+                + "; a write to a read-only spte exits, its copy-on-write invalidates the page "
+                  "during the exit, so KVM retries and exits once more; an access through a "
+                  f"writable spte is free. In {f['other']} the same accesses take "
+                  f"{f['other_exits']} exits.")
 
     def why_not(self, answer, f):
-        if answer == f["seed"]:
-            return "That is the seed era's count: in 3.7 the merge zapped the sptes."
-        if answer == 3:
-            return "Count the write's retry: a copy-on-write invalidates the page during the exit."
+        if answer == f["other_exits"] and answer != f["answer"]:
+            return f"That is {f['other']}'s count: what does this era's merge do to the sptes?"
         return ""
 
 
@@ -55,10 +85,14 @@ def _version_key(v: str):
 
 class FreeReadEras(Exercise):
     name = "free_read_eras"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("Which of these kernels let the guest read a page that ksmd has just merged "
-                "without any exit: 2.6.32, 3.6, 3.7, 4.13, 6.10? Answer with a tuple of "
-                "version strings, e.g. ('4.13', '6.10').")
+    template = ("Which of these kernels let the guest read a page that ksmd has just merged "
+                "without any exit: {listed}? Answer with a tuple of version strings, e.g. "
+                "('4.13', '6.10').")
+    params = {"kernels": CANDIDATE_KERNELS, "listed": ", ".join(CANDIDATE_KERNELS)}
+
+    def vary(self, rng):
+        picked = tuple(sorted(rng.sample(KNOWN_ERAS, 5), key=parse_version))
+        return {"kernels": picked, "listed": ", ".join(picked)}
     answer_format = "a tuple of version strings"
     hints = ("The read is free only if change_pte could remap the spte in place.",
              "Look up when 6bdb913f0a70 ('mm: wrap calls to set_pte_at_notify with "
@@ -66,7 +100,7 @@ class FreeReadEras(Exercise):
              "2012-10-09.")
 
     def simulate(self):
-        rows = {k: measure_era(k) for k in CANDIDATE_KERNELS}
+        rows = {k: measure_era(k) for k in self.p["kernels"]}
         free = tuple(k for k, r in rows.items() if r.read == 0)
         return {"answer": free, "rows": rows}
 
@@ -90,18 +124,22 @@ class FreeReadEras(Exercise):
                 f"the spte before change_pte arrives, and 6.10 deleted change_pte altogether.")
 
     def why_not(self, answer, f):
-        if "3.6" not in answer and "2.6.32" in answer:
+        if "3.6" in self.p["kernels"] and "3.6" not in answer and "2.6.32" in answer:
             return ("3.6 is often given as the bracket's release, but the commit went into "
                     "3.7.")
-        if "3.7" in answer:
-            return "In 3.7 the merge's invalidate_range_start zaps the spte first."
+        late = [k for k in answer if parse_version(k) >= (3, 7)]
+        if late:
+            return (f"In {late[0]} the merge's invalidate_range_start zaps the spte before "
+                    f"change_pte could remap it.")
         return ""
 
 
 class UntouchedRead(Exercise):
     name = "untouched_read"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("Linux 2.6.32. QEMU itself wrote 'A'×4096 into gfn 0 and gfn 1 (the guest "
+    few_answers_because = ("the seed picks the era; the read breaks the merge or not, with "
+                           "the exits that go with each: two answers")
+    params = {"kernel": "2.6.32"}
+    template = ("Linux {kernel}. QEMU itself wrote 'A'×4096 into gfn 0 and gfn 1 (the guest "
                 "never touched them), ksmd merged them, and then the guest reads gfn 0 for the "
                 "first time. How many exits does that read take, and is gfn 0 still backed by "
                 "the KSM page afterwards? Answer (exits, True or False).")
@@ -111,10 +149,15 @@ class UntouchedRead(Exercise):
              "Before 2.6.38 hva_to_pfn() asked get_user_pages() for a writable page on every "
              "fault, reads included.")
 
+    def vary(self, rng):
+        return {"kernel": rng.choice(KNOWN_ERAS)}
+
     def simulate(self):
-        seed, later = untouched_read("2.6.32"), untouched_read("2.6.38")
-        return {"answer": (seed["exits"], seed["stays_merged"]),
-                "later": (later["exits"], later["stays_merged"])}
+        mine = untouched_read(self.p["kernel"])
+        other = "2.6.38" if parse_version(self.p["kernel"]) < (2, 6, 38) else "2.6.32"
+        them = untouched_read(other)
+        return {"answer": (mine["exits"], mine["stays_merged"]), "other": other,
+                "later": (them["exits"], them["stays_merged"])}
 
     def normalise(self, answer):
         if isinstance(answer, (str, bytes)) or not hasattr(answer, "__iter__"):
@@ -126,21 +169,145 @@ class UntouchedRead(Exercise):
 
     def explain(self, f):
         exits, merged = f["answer"]
-        return (f"{exits} exits and the merge is {'kept' if merged else 'broken'}: the read's "
-                f"writable get_user_pages() ran do_wp_page(), which copied the KSM page; that "
-                f"copy's change_pte bumped the sequence, so KVM retried and exited again. From "
-                f"2.6.38 a read fault maps the page read-only: "
-                f"{f['later'][0]} exit, merge {'kept' if f['later'][1] else 'broken'}. This is "
-                f"why change_pte mattered so much in the seed era: only pages whose spte it "
+        oe, om = f["later"]
+        seed = parse_version(self.p["kernel"]) < (2, 6, 38)
+        how = ("the read's writable get_user_pages() ran do_wp_page(), which copied the KSM "
+               "page; that copy's notifier bumped the sequence, so KVM retried and exited "
+               "again" if seed else
+               "from 2.6.38 a read fault asks get_user_pages() for a read-only page and maps "
+               "the KSM page read-only")
+        return (f"{exits} exit{'s' if exits != 1 else ''} and the merge is "
+                f"{'kept' if merged else 'broken'}: {how}. In {f['other']}: {oe} exit"
+                f"{'s' if oe != 1 else ''}, merge {'kept' if om else 'broken'}. This is why "
+                f"change_pte mattered so much in the seed era: only pages whose spte it "
                 f"remapped could be read without undoing the merge.")
 
     def why_not(self, answer, f):
         if answer == f["later"]:
-            return "That is what 2.6.38 and later do. What did hva_to_pfn() ask for in 2.6.32?"
+            return (f"That is what {f['other']} does. What did hva_to_pfn() ask for in "
+                    f"{self.p['kernel']}?")
         return ""
+
+
+class MergeNotifier(Exercise):
+    """Name the kernel function: the KVM notifier callback (virt/kvm/kvm_main.c) that the
+    merge's write_protect_page()/replace_page() reaches first, per era."""
+    name = "merge_notifier"
+    kind = "function"
+    parse = staticmethod(as_name)
+    few_answers_because = ("the seed picks the era; the answer is one of two callbacks, "
+                           "change_pte before 3.7 and invalidate_range_start from 3.7")
+    template = ("Linux {kernel}. The guest wrote gfn 0 and gfn 1, so KVM has an spte for each; "
+                "then ksmd merges them. Which mmu notifier callback of KVM is the first to "
+                "change or remove gfn 0's spte during the merge?")
+    params = {"kernel": "6.18"}
+    answer_format = "a callback name in quotes, e.g. 'invalidate_page'"
+    hints = ("Before 3.7 set_pte_at_notify() called change_pte on its own; from 3.7 "
+             "(6bdb913f0a70) it is bracketed by invalidate_range_start/end.",
+             "A bracketed change_pte finds the spte already gone.")
+
+    def vary(self, rng):
+        return {"kernel": rng.choice(KNOWN_ERAS)}
+
+    def normalise(self, answer):
+        name = as_name(answer)
+        for prefix in ("kvm_mmu_notifier_", "mmu_notifier_", "__mmu_notifier_"):
+            name = name.removeprefix(prefix)
+        return name
+
+    def simulate(self):
+        rec = EraStory(self.p["kernel"]).run_all()[1]
+        last_call, first = None, None
+        for e in rec.events:
+            if isinstance(e, NotifierCall):
+                last_call = e.op
+            elif isinstance(e, KvmEvent) and e.action in ("spte_zap", "spte_remap"):
+                first = (last_call, e.action)
+                break
+        assert first is not None, "the merge must touch an spte"
+        calls = [e.op for e in rec.events if isinstance(e, NotifierCall)]
+        return {"answer": first[0], "action": first[1], "calls": calls}
+
+    def explain(self, f):
+        what = "remapped it in place" if f["action"] == "spte_remap" else "zapped it"
+        return (f"kvm_mmu_notifier_{f['answer']}() {what}. The merge's notifier calls, in "
+                f"order: {', '.join(f['calls'][:6])}{' ...' if len(f['calls']) > 6 else ''}.")
+
+    def why_not(self, answer, f):
+        if answer == "change_pte":
+            return ("From 3.7 change_pte still comes, but inside the bracket: "
+                    "invalidate_range_start has already zapped the spte (change_pte_miss).")
+        if answer == "invalidate_range_start":
+            return "Before 3.7 nothing brackets set_pte_at_notify(): its own callback comes alone."
+        if answer == "invalidate_page":
+            return ("invalidate_page was the fallback for notifiers without change_pte; KVM "
+                    "has one.")
+        if answer == "invalidate_range_end":
+            return "range_end comes after the change; something removed the spte before."
+        return ""
+
+
+class SpteFigure(FigureExercise):
+    """Read the state table (viz.kvm.state_table_figure): KVM's sptes per step."""
+    name = "spte_table"
+    template = ("Linux {kernel}. The guest writes gfn 0 and gfn 1, ksmd merges them, then "
+                "{sequence}. Draw `ch07.spte_table.figure()` and read its last column: which "
+                "host pfn does the spte of gfn 0 map, and which the spte of gfn 1? Answer "
+                "(pfn, pfn), e.g. (0x1c, 0x1f), with None for a gfn that has no spte.")
+    params = {"kernel": "3.7", "names": ("read", "write gfn 1", "write")}
+    answer_format = "a pair of pfns (numbers or None)"
+    hints = ("The rows 'spte gfn 0' and 'spte gfn 1' show RO/RW and the pfn, or 'none'.",
+             "A write to the KSM page gives the guest frame a copy with a new pfn; a read maps "
+             "the KSM page itself.")
+
+    def _set_question(self):
+        self.p["sequence"] = _sequence_text(self.p["names"])
+        super()._set_question()
+
+    def vary(self, rng):
+        names = tuple(rng.choice(tuple(ACCESSES)) for _ in range(rng.randint(1, 5)))
+        return {"kernel": rng.choice(KNOWN_ERAS), "names": names}
+
+    def simulate(self):
+        steps = _steps(self.p["names"])
+        recs = EraStory(self.p["kernel"], steps=steps).run_all()
+        last = recs[-1].state
+        return {"answer": tuple(st.spte_pfn for st in last), "records": recs, "steps": steps,
+                "writable": tuple(st.spte_writable for st in last),
+                "ksm": tuple(st.host_ksm for st in last)}
+
+    def draw(self, f):
+        return state_table_figure(f["records"], f["steps"],
+                                  title=f"Host PTE and KVM spte after each step (Linux "
+                                        f"{self.p['kernel']})")
+
+    def normalise(self, answer):
+        if isinstance(answer, (str, bytes)) or not hasattr(answer, "__iter__"):
+            raise TypeError("a pair such as (0x1c, None)")
+        answer = tuple(answer)
+        if len(answer) != 2:
+            raise ValueError("two items: the pfn behind gfn 0's spte and gfn 1's")
+        return tuple(None if a is None or (isinstance(a, str) and a.strip().lower() == "none")
+                     else as_int(a) for a in answer)
+
+    def explain(self, f):
+        parts = []
+        for g, (pfn, rw, ksm) in enumerate(zip(f["answer"], f["writable"], f["ksm"])):
+            parts.append(f"gfn {g}: " + ("no spte" if pfn is None else
+                                          f"{'RW' if rw else 'RO'} {pfn:#x}"
+                                          + (" (the KSM page)" if ksm and not rw else "")))
+        return ("; ".join(parts) + ". The guest's first writes install sptes; the merge "
+                + ("remaps them to the KSM page in place (change_pte, before 3.7)"
+                   if parse_version(self.p["kernel"]) < (3, 7) else
+                   "zaps them (invalidate_range_start, 3.7 on)")
+                + "; a read maps the KSM page read-only, a write gets the guest a copy of its "
+                  "own with a new pfn.")
 
 
 exits_for_sequence = ExitsForSequence()
 free_read_eras = FreeReadEras()
 untouched_read_exercise = UntouchedRead()
-EXERCISES = (exits_for_sequence, free_read_eras, untouched_read_exercise)
+merge_notifier = MergeNotifier()
+spte_table = SpteFigure()
+EXERCISES = (exits_for_sequence, free_read_eras, untouched_read_exercise, merge_notifier,
+             spte_table)

@@ -3,20 +3,37 @@ lab (``ksmbook.labs.guests``) in the simulator."""
 from __future__ import annotations
 
 from ..labs import guests
-from .base import Exercise, Feedback, as_int, as_ints, as_name
+from ..viz.guests import breakdown_figure
+from .base import Exercise, Feedback, FigureExercise, as_int, as_ints, as_name
+
+
+def _image(rng) -> guests.GuestImage:
+    return guests.GuestImage(kernel=rng.choice((32, 64, 96, 128)),
+                             libs=rng.choice((0, 64, 100, 160, 200)),
+                             zero=rng.randint(4, 260),
+                             private=rng.choice((32, 96)))
+
+
+def _image_text(im: guests.GuestImage) -> str:
+    return (f"{im.kernel} kernel, {im.libs} library, {im.zero} zero and {im.private} private "
+            f"pages")
 
 
 class OneGuest(Exercise):
     name = "one_guest"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("One guest alone, the chapter's image (96 kernel, 160 library, 160 zero and 96 "
-                "private pages). How many frames does KSM save?")
+    template = "One guest alone, {what} ({text}). How many frames does KSM save?"
+    params = {"image": guests.GuestImage(), "what": "the chapter's image",
+              "text": _image_text(guests.GuestImage())}
+
+    def vary(self, rng):
+        im = _image(rng)
+        return {"image": im, "what": "its image", "text": _image_text(im)}
     parse = staticmethod(as_int)
     hints = ("With one guest there is no other guest to share with. What is alike *inside* it?",
              "use_zero_pages is 0: zero-filled pages merge into one ordinary KSM page.")
 
     def simulate(self):
-        r = guests.measure(1)
+        r = guests.measure(1, image=self.p["image"])
         return {"answer": r.saved_total, "zero": r.saved["zero"], "pages": r.image.zero}
 
     def explain(self, f):
@@ -34,20 +51,26 @@ class OneGuest(Exercise):
 
 class KaslrLoss(Exercise):
     name = "kaslr_loss"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("8 identical guests, then the same 8 with KASLR (each kernel relocated "
-                "differently). How many more frames does the host need with KASLR?")
+    template = ("{n} identical guests ({text} each), then the same {n} with KASLR (each kernel "
+                "relocated differently). How many more frames does the host need with KASLR?")
+    params = {"n": 8, "image": guests.GuestImage(), "text": _image_text(guests.GuestImage())}
+
+    def vary(self, rng):
+        im = _image(rng)
+        return {"n": rng.randint(2, 6), "image": im, "text": _image_text(im)}
     parse = staticmethod(as_int)
     hints = ("KASLR leaves the libraries and zero pages alike; only the kernel pages differ.",
              "Without KASLR, 8 copies of each kernel page need one frame.")
 
     def simulate(self):
-        a, b = guests.measure(8, "identical"), guests.measure(8, "identical, KASLR")
+        n, im = self.p["n"], self.p["image"]
+        a, b = guests.measure(n, "identical", im), guests.measure(n, "identical, KASLR", im)
         return {"answer": a.saved_total - b.saved_total, "kernel": a.image.kernel}
 
     def explain(self, f):
-        return (f"{f['answer']} frames = {f['kernel']} kernel pages × 7: with KASLR every "
-                "guest's kernel is unique, so its pages no longer merge across guests.")
+        return (f"{f['answer']} frames = {f['kernel']} kernel pages × {self.p['n'] - 1}: with "
+                "KASLR every guest's kernel is unique, so its pages no longer merge across "
+                "guests.")
 
 
 class DistroGuests(Exercise):
@@ -70,25 +93,41 @@ class DistroGuests(Exercise):
                 "fourth guest is the first with a twin.")
 
 
-class MostSaved(Exercise):
+class MostSaved(FigureExercise):
+    """Read the breakdown figure (viz.guests.breakdown_figure) of a seeded host."""
     name = "most_saved"
-    kind = "figure"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("Read the breakdown figure: for 8 identical guests, which page kind saves the "
+    few_answers_because = ("the answer is one of three page kinds; the seed varies the guests, "
+                           "the mix and the image")
+    template = ("{n} guests, mix '{mix}', each guest with {text}. Draw "
+                "`ch08.most_saved.figure()` and read the breakdown: which page kind saves the "
                 "most frames: 'zero', 'kernel' or 'libs'?")
+    params = {"n": 8, "mix": "identical", "image": guests.GuestImage(),
+              "text": _image_text(guests.GuestImage())}
     answer_format = "a kind in quotes: 'zero', 'kernel' or 'libs'"
     parse = staticmethod(as_name)
-    hints = ("Count pages per kind in one guest, and how many frames each kind keeps.",)
+    hints = ("Count pages per kind in one guest, and how many frames each kind keeps.",
+             "With KASLR no kernel page is alike across guests; with several distros only "
+             "guests of the same distro share kernel and libraries.")
+
+    def vary(self, rng):
+        im = _image(rng)
+        return {"n": rng.randint(2, 6), "mix": rng.choice(tuple(guests.MIXES)), "image": im,
+                "text": _image_text(im)}
 
     def simulate(self):
-        r = guests.measure(8)
+        r = guests.measure(self.p["n"], self.p["mix"], self.p["image"])
         best = max(("zero", "kernel", "libs"), key=lambda k: r.saved[k])
-        return {"answer": best, "saved": dict(r.saved)}
+        return {"answer": best, "saved": dict(r.saved), "row": r}
+
+    def draw(self, f):
+        return breakdown_figure([f["row"]], title=f"Where the saving comes from: "
+                                                  f"{self.p['n']} guests, {self.p['mix']}")
 
     def explain(self, f):
         s = f["saved"]
         return (f"'{f['answer']}': zero {s['zero']}, libs {s['libs']}, kernel {s['kernel']} frames. "
-                "Free memory is the largest alike kind and merges within a guest too.")
+                "Free memory merges within a guest too; kernel and libraries only across "
+                "guests that run the same build.")
 
     def why_not(self, answer, f):
         if answer not in ("zero", "kernel", "libs"):

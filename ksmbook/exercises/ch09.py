@@ -5,14 +5,26 @@ import ksmbook
 
 from ..oracle import sidebyside as sb
 from ..oracle.scenario import COUNTERS, unique_page_bytes
-from .base import Exercise, as_int, as_ints
+from ..viz.compare import timeline_figure
+from .base import Exercise, FigureExercise, as_int, as_ints, as_name, eras
 from ..uapi import KSM_SYSFS
 
+#: recorded traces (Linux 6.18) that a seed may pick for the figure: quick to simulate,
+#: and their page counters move
+FIGURE_TRACES = ("cow_after_merge", "cow_same_content_mid_scan", "exit_two_processes",
+                 "fork_after_merge", "fork_cow_mid_scan", "late_joiners",
+                 "lru_batch_fills_at_31", "max_page_sharing_2_of_10", "max_page_sharing_3_of_10",
+                 "max_page_sharing_4_of_40", "max_page_sharing_5_of_23",
+                 "max_page_sharing_chain_collapse", "run2_unmerges_everything",
+                 "smart_scan_after_cow", "ten_identical_pages", "unmerge_and_dontneed",
+                 "zero_and_read_faulted_pages", "zero_fault_mid_scan")
+FIGURE_COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
 
 
 class FirstSharing(Exercise):
     name = "first_sharing"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
+    fixed_because = ("the question is about one recorded Linux 6.18 trace, and a seed cannot "
+                     "re-record the kernel (trace_reading reads a seeded trace instead)")
     question = ("In ten_identical_pages, after which step does pages_sharing first become "
                 "non-zero? Give the step number of the trace.")
     hints = ("Steps 0-3 only set the process up; ksmd runs only inside scans(n).",
@@ -54,7 +66,8 @@ class FirstSharing(Exercise):
 
 class LateJoinerCounters(Exercise):
     name = "late_joiner_counters"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
+    fixed_because = ("the 6.10-versus-6.11 difference shows in one recorded trace, "
+                     "late_joiners; a seed cannot re-record the kernel")
     question = ("Compare the simulator modelling Linux 6.10 with the recorded Linux 6.18 trace "
                 "of late_joiners. Which global counters (files of /sys/kernel/mm/ksm) differ? "
                 "Answer with their names, e.g. ('pages_shared', 'full_scans').")
@@ -120,15 +133,17 @@ class BatchBoundary(Exercise):
              "the mm list.",
              "A batch that uses up pages_to_scan on the last page has not asked for one more "
              "page yet.")
-    params = {"pages_to_scan": 100, "pages": 300}
+    params = {"pages_to_scan": 100, "pages": 300, "kernel": "6.18"}
+    template = "Linux {kernel}. " + template
 
     def vary(self, rng):
         pts = rng.choice((50, 64, 100, 128, 200))
         pages = pts * rng.randint(1, 4) if rng.random() < 0.4 else rng.randint(pts // 2, 4 * pts)
-        return {"pages_to_scan": pts, "pages": pages}
+        return {"pages_to_scan": pts, "pages": pages,
+                "kernel": rng.choice(eras("ksm_pages_scanned"))}
 
     def simulate(self):
-        m = ksmbook.Machine()
+        m = ksmbook.Machine(self.p["kernel"])
         p = m.spawn("a")
         n = self.p["pages"]
         addr = p.mmap(n * m.page_size)
@@ -169,7 +184,98 @@ class BatchBoundary(Exercise):
         return ""
 
 
+class ScanEnds(Exercise):
+    """Name the kernel function: scan_get_next_rmap_item() (mm/ksm.c, all eras)."""
+    name = "scan_ends"
+    kind = "function"
+    parse = staticmethod(as_name)
+    fixed_because = "one function of mm/ksm.c does this, in every era the book models"
+    question = ("Which function of mm/ksm.c, when the cursor runs off the end of the list of "
+                "mergeable mms, increments ksm_scan.seqnr (what full_scans shows) and returns "
+                "NULL, so that ksm_do_scan() ends its batch early?")
+    answer_format = "a function name in quotes, e.g. 'ksm_do_scan'"
+    hints = ("ksm_do_scan() asks it for one page at a time.",
+             "Its name says what it returns: the next rmap_item.")
+    WHY_NOT = {
+        "ksm_do_scan": "ksm_do_scan() is the batch loop; it stops because its callee returned "
+                       "NULL.",
+        "ksm_scan_thread": "ksm_scan_thread() is ksmd's main loop: it sleeps between batches.",
+        "cmp_and_merge_page": "cmp_and_merge_page() handles one page the cursor returned.",
+        "full_scans_show": "That only prints ksm_scan.seqnr for sysfs.",
+    }
+
+    def simulate(self):
+        m = ksmbook.Machine()
+        p = m.spawn("a")
+        addr = p.mmap(3 * m.page_size)
+        p.write(addr, b"".join(unique_page_bytes(1, i, m.page_size) for i in range(3)))
+        p.madvise(addr, 3 * m.page_size, ksmbook.MADV_MERGEABLE)
+        m.sysfs.write(f"{KSM_SYSFS}/run", "1")
+        m.ksmd.scan()
+        first = m.ksm.stats()
+        m.ksmd.scan()
+        second = m.ksm.stats()
+        return {"answer": "scan_get_next_rmap_item", "first": first["pages_scanned"],
+                "full_scans": (first["full_scans"], second["full_scans"])}
+
+    def explain(self, f):
+        a, b = f["full_scans"]
+        return (f"scan_get_next_rmap_item(): after the last rmap_item of the last mm it "
+                f"moves the cursor back to ksm_mm_head, does ksm_scan.seqnr++ and returns NULL. "
+                f"Here the first batch processed {f['first']} pages (full_scans {a}), and the "
+                f"next ended the scan at once (full_scans {b}).")
+
+    def why_not(self, answer, f):
+        return self.WHY_NOT.get(answer, "")
+
+
+class TraceFigure(FigureExercise):
+    """Read the side-by-side timeline (viz.compare.timeline_figure): a recorded Linux 6.18
+    trace beside the simulator."""
+    name = "trace_reading"
+    template = ("Draw `ch09.trace_reading.figure()`: the scenario {scenario}, the simulator "
+                "modelling Linux {kernel} (lines) beside the recorded Linux 6.18 trace (open "
+                "markers). What did the recorded kernel's counters read after step {step}? "
+                "Answer (pages_shared, pages_sharing, pages_unshared, pages_volatile).")
+    params = {"scenario": "ten_identical_pages", "kernel": "6.18", "step": 5}
+    answer_format = "a tuple of four numbers"
+    hints = ("The open markers are the recorded kernel; hover over one for its exact value.",
+             "Steps are numbered from 0 along the x axis; grey bands are the steps in which "
+             "ksmd ran.")
+
+    def vary(self, rng):
+        name = rng.choice(FIGURE_TRACES)
+        rec = sb.recorded(name)
+        busy = [i for i in range(1, len(rec.snapshots))
+                if any(rec.counter(c)[i] for c in FIGURE_COUNTERS)]
+        return {"scenario": name, "kernel": rng.choice(eras(since="6.8")),
+                "step": rng.choice(busy or range(1, len(rec.snapshots)))}
+
+    def simulate(self):
+        rec = sb.recorded(self.p["scenario"])
+        cmp = sb.Comparison(sb.simulate(self.p["scenario"], self.p["kernel"]), rec)
+        step = self.p["step"]
+        return {"answer": tuple(rec.counter(c)[step] for c in FIGURE_COUNTERS), "cmp": cmp,
+                "op": rec.snapshots[step]["op"],
+                "sim": tuple(cmp.left.counter(c)[step] for c in FIGURE_COUNTERS)}
+
+    def draw(self, f):
+        return timeline_figure(f["cmp"], FIGURE_COUNTERS)
+
+    def normalise(self, answer):
+        return as_ints(answer, 4)
+
+    def explain(self, f):
+        got = ", ".join(f"{c}={v}" for c, v in zip(FIGURE_COUNTERS, f["answer"]))
+        same = ("the same" if f["sim"] == f["answer"] else
+                f"{f['sim']}, differences the figure marks with a cross")
+        return (f"After step {self.p['step']} ({f['op']}) Linux 6.18 recorded {got}; the "
+                f"simulator modelling {self.p['kernel']} gives {same}.")
+
+
 first_sharing = FirstSharing()
 late_joiner_counters = LateJoinerCounters()
 batch_boundary = BatchBoundary()
-EXERCISES = (first_sharing, late_joiner_counters, batch_boundary)
+scan_ends = ScanEnds()
+trace_reading = TraceFigure()
+EXERCISES = (first_sharing, late_joiner_counters, batch_boundary, scan_ends, trace_reading)

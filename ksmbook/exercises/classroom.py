@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import pathlib
+import re
 
 from . import _COURSE, all_exercises, seed as set_seed
 from .base import KINDS
@@ -159,6 +160,8 @@ def master_notebook(chapter: str, *, allow_solutions: bool = False):
         cells.append(nbf.new_markdown_cell(f"**{i}. {ex.name}** ({ex.kind}; answer: "
                                            f"{ex.answer_format})"))
         cells.append(nbf.new_code_cell(f"{ref}.ask()"))
+        if ex.kind == "figure":
+            cells.append(nbf.new_code_cell(f"{ref}.figure()"))
         if ex.kind == "design":
             body = ("def scenario(s):\n    # your calls on the Scene s\n"
                     f"    exec({ref}.facts['answer'] + '\\nscenario(s)', {{'s': s}})  # SOLUTION\n\n"
@@ -202,22 +205,72 @@ def assign(outdir, chapters=None, *, allow_solutions: bool = False) -> dict:
     return made
 
 
-def grade(autograder, submissions) -> list[dict]:
+def recorded_id(notebook) -> str | None:
+    """The student id a submitted notebook seeds its exercises with: the argument of its
+    ``kx.seed(...)`` call, or the string assigned to ``STUDENT_ID`` that the call uses.
+    None when the notebook never seeds (or with something that is not a literal)."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(notebook), 4)
+    names, used = {}, None
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for t in node.targets:
+                    if isinstance(t, ast.Name):
+                        names[t.id] = node.value.value
+            elif (isinstance(node, ast.Call) and node.args
+                  and getattr(node.func, "attr", getattr(node.func, "id", "")) == "seed"):
+                arg = node.args[0]
+                used = (arg.value if isinstance(arg, ast.Constant) else
+                        names.get(arg.id) if isinstance(arg, ast.Name) else None)
+    return None if used is None else str(used)
+
+
+def file_matches_id(stem: str, student_id: str | None) -> bool:
+    """Is ``stem`` (a submission's file name, without .ipynb) this student's? The name is
+    the id, or ends with it after '_' or '-' (``ch04_s1234567``); case and characters a
+    file name cannot hold (replaced by '_') do not count."""
+    if not student_id:
+        return False
+    safe = re.sub(r"[^a-z0-9.@+-]+", "_", student_id.strip().lower())
+    stem = stem.strip().lower()
+    return stem == safe or stem.endswith(("_" + safe, "-" + safe))
+
+
+def grade(autograder, submissions, *, refuse_mismatch: bool = False) -> list[dict]:
     """``otter run`` (no container) on every notebook in ``submissions``; one row per
-    notebook: student (the file's stem), one column per question, total, possible."""
+    notebook: student (the file's stem), one column per question, total, possible, and
+    id_check: 'ok', or why the file name and the id the notebook seeds with disagree
+    (somebody else's notebook, or their answers under another id). With
+    ``refuse_mismatch`` such a notebook is not graded: every score is 0."""
     import contextlib
 
     from otter.run import main as otter_run
 
     rows = []
     for nb in sorted(pathlib.Path(submissions).glob("*.ipynb")):
+        sid = recorded_id(nb)
+        ok = file_matches_id(nb.stem, sid)
+        why = ("ok" if ok else "no student id in the notebook" if sid is None else
+               f"mismatch: the notebook is seeded with {sid!r}")
         with contextlib.redirect_stdout(io.StringIO()):      # otter prints its own summary
             res = otter_run(str(nb), autograder=str(autograder), output_dir=None, no_logo=True)
+        refused = refuse_mismatch and not ok
         row = {"student": nb.stem}
         for name, r in sorted(res.results.items()):
-            row[name] = float(r.score)
-        row["total"] = float(res.total)
+            row[name] = 0.0 if refused else float(r.score)
+        row["total"] = 0.0 if refused else float(res.total)
         row["possible"] = float(res.possible)
+        row["id_check"] = ("refused, " + why) if refused else why
         rows.append(row)
     return rows
 

@@ -7,6 +7,7 @@ The sample answer is code too, and it is run in the simulator like the student's
 from __future__ import annotations
 
 from ..labs.scenes import Scene
+from ..uapi import KSM_SYSFS
 from .base import Exercise, Feedback
 
 SHOWN = ("pages_shared", "pages_sharing", "pages_unshared", "ksm_zero_pages",
@@ -45,9 +46,15 @@ def as_scenario(answer):
 
 class ScenarioDesign(Exercise):
     """Subclasses give ``knobs()``, ``targets()`` (stat -> value), ``params['budget']``
-    (pages), ``params['scans']`` and ``sample_code()``."""
+    (pages), ``params['scans']`` and ``sample_code()``; ``params['kernel']`` (an era)
+    picks the simulated kernel.  Other designs (page tables, fork) override the hooks
+    ``scene()``, ``settle()``, ``measure()``, ``used()`` and ``diagnose()``."""
     kind = "design"
     answer_format = "a function scenario(s)"
+    #: what the checker reads after the run and reports
+    shown = SHOWN
+    #: what the budget counts
+    unit = "pages"
 
     def knobs(self) -> dict:
         return {}
@@ -58,26 +65,59 @@ class ScenarioDesign(Exercise):
     def sample_code(self) -> str:
         raise NotImplementedError
 
+    # --- hooks ---
+    def scene(self) -> Scene:
+        return Scene(kernel=self.p.get("kernel", "6.18"))
+
+    def settle(self, s: Scene) -> None:
+        """What happens after the student's calls: ksmd runs ``scans`` full scans."""
+        s.knob("run", 1)
+        s.machine.ksmd.run_full_scans(self.p["scans"])
+
+    def measure(self, s: Scene) -> dict:
+        """The counters of ``shown`` that this era's /sys/kernel/mm/ksm has (an older
+        kernel has no ksm_zero_pages file, say); missing ones read as 0."""
+        have = set(s.machine.sysfs.listdir(KSM_SYSFS))
+        return {k: s.stat(k) if k in have else 0 for k in self.shown}
+
+    def used(self, s: Scene) -> int:
+        return sum(r.pages for r in s.regions.values())
+
+    def setting(self) -> str:
+        knobs = ", ".join(f"{k}={v}" for k, v in self.knobs().items()) or "default knobs"
+        return f"Linux {self.p.get('kernel', '6.18')}, {knobs}"
+
+    def ran(self, s: Scene, used: int, c: dict) -> str:
+        return (f"The simulator ran it with {self.setting()}: {used} {self.unit} in "
+                f"{len(s.procs)} process(es); after {self.p['scans']} full scans "
+                + ", ".join(f"{k}={v}" for k, v in c.items()) + ".")
+
+    def diagnose(self, c: dict, off: dict) -> str:
+        if c["pages_shared"] == 0 and c["ksm_zero_pages"] == 0 and c["pages_unshared"] == 0:
+            return "Nothing reached KSM: did you s.madvise() the pages?"
+        if c["pages_shared"] == 0 and c["ksm_zero_pages"] == 0:
+            return "Nothing merged: give several pages the same bytes."
+        return "; ".join(f"{k} is {c[k]}, you need {v}" for k, v in off.items()) + "."
+
     def run(self, fn) -> Scene:
-        s = Scene()
+        s = self.scene()
         for k, v in self.knobs().items():
             s.knob(k, v)
         fn(s)
-        s.knob("run", 1)
-        s.machine.ksmd.run_full_scans(self.p["scans"])
+        self.settle(s)
         return s
 
     def simulate(self):
         code = self.sample_code()
         s = self.run(as_scenario(code))
-        got = {k: s.stat(k) for k in SHOWN}
+        got = self.measure(s)
         assert all(got[k] == v for k, v in self.targets().items()), (self.name, got)
-        return {"answer": code, "pages": sum(r.pages for r in s.regions.values()), **got}
+        return {"answer": code, "pages": self.used(s), **got}
 
     def explain(self, f):
         reached = ", ".join(f"{k}={f[k]}" for k in self.targets())
-        return (f"For example ({f['pages']} pages):\n{f['answer']}\nreaches {reached} in the "
-                f"simulator. Other designs are accepted when the simulator agrees.")
+        return (f"For example ({f['pages']} {self.unit}):\n{f['answer']}\nreaches {reached} in "
+                f"the simulator. Other designs are accepted when the simulator agrees.")
 
     def normalise(self, answer):
         return as_scenario(answer)
@@ -93,26 +133,17 @@ class ScenarioDesign(Exercise):
             s = self.run(fn)
         except Exception as exc:                 # the student's code: report, don't crash
             return Feedback(False, f"Your scenario raised {type(exc).__name__}: {exc}")
-        used = sum(r.pages for r in s.regions.values())
-        c = {k: s.stat(k) for k in SHOWN}
-        knobs = ", ".join(f"{k}={v}" for k, v in self.knobs().items()) or "default knobs"
-        saw = (f"The simulator ran it with {knobs}: {used} pages mapped in {len(s.procs)} "
-               f"process(es); after {self.p['scans']} full scans "
-               + ", ".join(f"{k}={v}" for k, v in c.items()) + ".")
+        used = self.used(s)
+        c = self.measure(s)
+        saw = self.ran(s, used, c)
         budget = self.p["budget"]
         if used > budget:
-            return Feedback(False, f"Not quite: {used} pages is more than the {budget} allowed. "
-                                   + saw)
+            return Feedback(False, f"Not quite: {used} {self.unit} is more than the {budget} "
+                                   f"allowed. " + saw)
         off = {k: v for k, v in self.targets().items() if c[k] != v}
         if not off:
             return Feedback(True, "Correct. " + saw + self.comment(c))
-        if c["pages_shared"] == 0 and c["ksm_zero_pages"] == 0 and c["pages_unshared"] == 0:
-            why = "Nothing reached KSM: did you s.madvise() the pages?"
-        elif c["pages_shared"] == 0 and c["ksm_zero_pages"] == 0:
-            why = "Nothing merged: give several pages the same bytes."
-        else:
-            why = "; ".join(f"{k} is {c[k]}, you need {v}" for k, v in off.items()) + "."
-        return Feedback(False, f"Not quite. {why} " + saw + " Try `hint()`.")
+        return Feedback(False, f"Not quite. {self.diagnose(c, off)} " + saw + " Try `hint()`.")
 
     def comment(self, c) -> str:
         return ""

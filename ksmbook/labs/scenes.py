@@ -113,10 +113,12 @@ class Scene:
 # --- the book's scenes -------------------------------------------------------------
 
 def identical_pages(n: int = 4, byte: int = 0x2A, *, unique: int = 0, page_size: int = 256,
-                    procs: int = 1, knobs: dict | None = None, run: int = 1) -> Scene:
+                    procs: int = 1, knobs: dict | None = None, run: int = 1,
+                    kernel: str = "6.18") -> Scene:
     """``procs`` processes, each with ``n`` pages of ``byte`` plus ``unique`` pages whose
-    first byte is their index (so they never match), all MADV_MERGEABLE, run=1."""
-    s = Scene(page_size=page_size)
+    first byte is their index (so they never match), all MADV_MERGEABLE, run=1, on the
+    simulated ``kernel``."""
+    s = Scene(kernel=kernel, page_size=page_size)
     for k, value in (knobs or {}).items():
         s.knob(k, value)
     for i in range(procs):

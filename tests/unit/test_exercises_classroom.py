@@ -22,15 +22,33 @@ def _cli(*args, hashseed="0"):
                           capture_output=True, text=True, check=True).stdout
 
 
-def test_every_chapter_has_exercises_and_every_kind_is_known():
+def test_every_chapter_has_five_exercises_of_mixed_kinds():
     chapters = {}
     for c, ex in all_exercises():
         chapters.setdefault(c, []).append(ex)
         assert ex.kind in KINDS, ex.name
         assert ex.question
     assert sorted(chapters) == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10"]
-    kinds = {ex.kind for exs in chapters.values() for ex in exs}
-    assert kinds >= {"predict", "function", "design"}
+    for c, exs in chapters.items():
+        kinds = {ex.kind for ex in exs}
+        assert len(exs) >= 5, (c, [ex.name for ex in exs])
+        # every chapter has a figure, so every chapter has a read-a-figure exercise
+        assert {"predict", "function", "figure"} <= kinds, (c, kinds)
+    assert sum(ex.kind == "design" for exs in chapters.values() for ex in exs) >= 7
+
+
+@pytest.mark.parametrize("chapter_ex", [ce for ce in all_exercises() if ce[1].kind == "figure"],
+                         ids=lambda ce: f"ch{ce[0]}.{ce[1].name}")
+def test_figure_exercises_draw_their_own_seeded_scene(chapter_ex):
+    import plotly.graph_objects as go
+    _, ex = chapter_ex
+    assert "figure()" in ex.question
+    for s in (None, 11):
+        ex.reseed(s)
+        fig = ex.figure()
+        assert isinstance(fig, go.Figure) and (fig.data or fig.layout.shapes) and fig.layout.title.text
+        assert ex.check(ex.facts["answer"]).correct is True
+    ex.reseed(None)
 
 
 @pytest.mark.parametrize("chapter_ex", list(all_exercises()), ids=lambda ce: f"ch{ce[0]}.{ce[1].name}")
@@ -38,15 +56,27 @@ def test_fifty_seeds_give_ten_answers_or_a_reason(chapter_ex):
     _, ex = chapter_ex
     if ex.fixed_because:
         assert len(ex.fixed_because) > 20, "say why the idea has one answer"
+        assert not ex.few_answers_because
         return
-    answers, questions = set(), set()
+    answers, questions, kernels = set(), set(), set()
     for s in range(50):
         ex.reseed(s)
         answers.add(repr(ex.facts["answer"]))
         questions.add(ex.question)
+        kernels.add(ex.p.get("kernel"))
+        if s < 3:            # a seeded variant accepts its own answer and says why
+            assert ex.check(ex.facts["answer"] if ex.kind == "design" else ex.expected()), \
+                (ex.name, s, ex.question)
     ex.reseed(None)
-    assert len(answers) >= 10, (ex.name, answers)
-    assert len(questions) >= 10
+    assert len(questions) >= 10, (ex.name, questions)
+    if ex.few_answers_because:
+        assert len(ex.few_answers_because) > 20, "say why the answers are few"
+        assert len(answers) >= 2, (ex.name, answers)
+    else:
+        assert len(answers) >= 10, (ex.name, answers)
+    # the seed also picks the kernel era wherever the exercise names one
+    if "kernel" in ex.p:
+        assert len(kernels) >= 3, (ex.name, kernels)
 
 
 def test_same_seed_same_question_and_answer_strings_hash_stably():
