@@ -231,6 +231,14 @@ def as_names(answer) -> tuple:
     return tuple(sorted({as_name(a) for a in answer}))
 
 
+def as_callback(answer) -> str:
+    """An mmu notifier op name: 'kvm_mmu_notifier_change_pte()' reads as 'change_pte'."""
+    name = as_name(answer)
+    for prefix in ("kvm_mmu_notifier_", "__mmu_notifier_", "mmu_notifier_"):
+        name = name.removeprefix(prefix)
+    return name
+
+
 def as_name(answer) -> str:
     if not isinstance(answer, str):
         raise TypeError("it is not text in quotes")

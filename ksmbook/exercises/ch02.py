@@ -50,6 +50,31 @@ def _random_writes(rng, procs, pages, n):
     return tuple((rng.choice(procs), rng.randrange(pages)) for _ in range(n))
 
 
+def _fork_variant(rng, *, children, pages, writes) -> dict:
+    """A seed's fork scene: era, pages, children and a sequence of writes, each count
+    drawn from its (low, high) range."""
+    n = rng.randint(*children)
+    npages = rng.randint(*pages)
+    seq = _random_writes(rng, ["parent"] + _children(n), npages, rng.randint(*writes))
+    return {"kernel": rng.choice(ALL_ERAS), "pages": npages, "children": n,
+            "children_text": "once" if n == 1 else f"{n} times", "seq": seq,
+            "writes": _writes(seq)}
+
+
+def replay(kernel, pages, children, seq) -> tuple[list, int]:
+    """Run the writes of ``seq`` after the fork; (the fault handler of each write, or 'no
+    fault'; how many anonymous frames the writes allocated)."""
+    s = forked(kernel, pages, children)
+    handlers, allocs = [], 0
+    for proc, page in seq:
+        with s.machine.events.capture() as ev:
+            s.write(proc, page, b"!")
+        faults = [e.handler for e in ev if isinstance(e, Fault)]
+        handlers.append(faults[0] if faults else "no fault")
+        allocs += sum(1 for e in ev if isinstance(e, PageAlloc) and e.purpose == "anon")
+    return handlers, allocs
+
+
 class MapcountAfterFork(Exercise):
     name = "mapcount_after_fork"
     parse = None
@@ -119,23 +144,12 @@ class FramesForWrites(Exercise):
              "to a page a process already owns does not fault at all.")
 
     def vary(self, rng):
-        children = rng.randint(1, 3)
-        pages = rng.randint(3, 8)
-        seq = _random_writes(rng, ["parent"] + _children(children), pages, rng.randint(4, 14))
-        return {"kernel": rng.choice(ALL_ERAS), "pages": pages, "children": children,
-                "children_text": "once" if children == 1 else f"{children} times",
-                "seq": seq, "writes": _writes(seq)}
+        return _fork_variant(rng, children=(1, 3), pages=(3, 8), writes=(4, 14))
 
     def simulate(self):
-        s = forked(self.p["kernel"], self.p["pages"], self.p["children"])
-        handlers, allocs = [], 0
-        for proc, page in self.p["seq"]:
-            with s.machine.events.capture() as ev:
-                s.write(proc, page, b"!")
-            faults = [e.handler for e in ev if isinstance(e, Fault)]
-            handlers.append((proc, page, faults[0] if faults else "no fault"))
-            allocs += sum(1 for e in ev if isinstance(e, PageAlloc) and e.purpose == "anon")
-        return {"answer": allocs, "handlers": handlers}
+        hs, allocs = replay(self.p["kernel"], self.p["pages"], self.p["children"], self.p["seq"])
+        return {"answer": allocs,
+                "handlers": [(proc, page, h) for (proc, page), h in zip(self.p["seq"], hs)]}
 
     def explain(self, f):
         steps = "; ".join(f"{proc}[{page}]: {h}" for proc, page, h in f["handlers"])
@@ -154,13 +168,13 @@ class WhoKeepsTheOriginal(Exercise):
     name = "who_keeps_the_original"
     parse = staticmethod(as_names)
     template = ("Linux {kernel}. A parent with 4 written pages forks {children_text}. Then "
-                "{writers} write{s} page 0{order}. Which processes still map the "
+                "{writers} write{s} page 0{in_order}. Which processes still map the "
                 "original frame of page 0? Answer with their names, e.g. ('parent',).")
     params = {"kernel": "6.18", "children": 1, "children_text": "once", "order": ("child",),
               "writers": "the child", "s": "s"}
 
     def _set_question(self):
-        self.p["order"] = ", in that order" if len(self.p["order"]) > 1 else ""
+        self.p["in_order"] = ", in that order" if len(self.p["order"]) > 1 else ""
         super()._set_question()
     answer_format = "a tuple of process names, e.g. ('parent', 'child2')"
     hints = ("wp_page_copy() gives the *faulting* process a new frame; the others keep the "
@@ -240,14 +254,7 @@ class WhichHandler(Exercise):
 
     @staticmethod
     def _handlers(kernel, pages, children, seq):
-        s = forked(kernel, pages, children)
-        out = []
-        for proc, page in seq:
-            with s.machine.events.capture() as ev:
-                s.write(proc, page, b"!")
-            faults = [e.handler for e in ev if isinstance(e, Fault)]
-            out.append(faults[0] if faults else "no fault")
-        return out
+        return replay(kernel, pages, children, seq)[0]
 
     def simulate(self):
         hs = self._handlers(self.p["kernel"], self.p["pages"], self.p["children"], self.p["seq"])
@@ -285,12 +292,7 @@ class SharedFigure(FigureExercise):
              "mapper's PTE writable.")
 
     def vary(self, rng):
-        children = rng.randint(1, 2)
-        pages = rng.randint(3, 6)
-        seq = _random_writes(rng, ["parent"] + _children(children), pages, rng.randint(1, 6))
-        return {"kernel": rng.choice(ALL_ERAS), "pages": pages, "children": children,
-                "children_text": "once" if children == 1 else f"{children} times",
-                "seq": seq, "writes": _writes(seq)}
+        return _fork_variant(rng, children=(1, 2), pages=(3, 6), writes=(1, 6))
 
     def simulate(self):
         s = forked(self.p["kernel"], self.p["pages"], self.p["children"])

@@ -14,6 +14,15 @@ COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared")
 CHAIN_ERAS = eras("ksm_stable_node_chains")
 
 
+def _copies_scene(p: dict):
+    """``p['pages']`` identical pages with max_page_sharing=``p['max_sharing']``: in one
+    process (the book), or in the seed's layout ``p['sizes']``/``p['where']``."""
+    knobs = {"max_page_sharing": p["max_sharing"]}
+    if p["sizes"]:
+        return layout_scene(p["sizes"], p["where"], p["kernel"], knobs)
+    return identical_pages(p["pages"], knobs=knobs, kernel=p["kernel"])
+
+
 class PredictCounters(Exercise):
     name = "predict_counters"
     template = ("Linux {kernel}. {layout}, max_page_sharing={max_sharing}, two full scans. Give "
@@ -41,11 +50,7 @@ class PredictCounters(Exercise):
                 "where": where, "layout": layout, "kernel": rng.choice(CHAIN_ERAS)}
 
     def simulate(self):
-        knobs = {"max_page_sharing": self.p["max_sharing"]}
-        if self.p["sizes"]:
-            s = layout_scene(self.p["sizes"], self.p["where"], self.p["kernel"], knobs)
-        else:
-            s = identical_pages(self.p["pages"], knobs=knobs, kernel=self.p["kernel"])
+        s = _copies_scene(self.p)
         s.machine.ksmd.run_full_scans(2)
         return {"answer": tuple(s.stat(c) for c in COUNTERS),
                 "chains": s.stat("stable_node_chains"), "dups": s.stat("stable_node_dups")}
@@ -201,11 +206,7 @@ class ChainFigure(FigureExercise):
                     "one process" if len(sizes) == 1 else f"{len(sizes)} processes")}
 
     def simulate(self):
-        knobs = {"max_page_sharing": self.p["max_sharing"]}
-        if self.p["sizes"]:
-            s = layout_scene(self.p["sizes"], self.p["where"], self.p["kernel"], knobs)
-        else:
-            s = identical_pages(self.p["pages"], knobs=knobs, kernel=self.p["kernel"])
+        s = _copies_scene(self.p)
         s.machine.ksmd.run_full_scans(3)
         snap = viz.snapshot(s)
         dups = [n for n in snap.stable_tree if n.kind == "dup"]

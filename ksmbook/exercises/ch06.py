@@ -67,29 +67,47 @@ class CpuShare(Exercise):
 
 class DoubleThePages(Exercise):
     name = "double_the_pages"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
-    question = ("A workload of 1,024 mergeable pages. You raise pages_to_scan from 100 to 400 "
-                "(sleep_millisecs=20). How many full scans does ksmd complete in 4 s of "
-                "simulated time with 400?")
+    template = ("Linux {kernel}. A workload of {pages:,} mergeable pages ({procs} processes × "
+                "{per}). You raise pages_to_scan from {lo} to {hi} (sleep_millisecs=20). How "
+                "many full scans does ksmd complete in {seconds} s of simulated time with {hi}?")
+    params = {"kernel": "6.18", "procs": 4, "per": 256, "pages": 1024, "lo": 100, "hi": 400,
+              "seconds": 4}
     parse = staticmethod(as_int)
-    hints = ("One full scan needs about 1,024 / pages_to_scan batches.",
+    hints = ("One full scan needs about pages / pages_to_scan batches, rounded up, and a batch "
+             "never crosses the end of a scan.",
              "Each batch is followed by a 20 ms sleep; the batch itself takes "
-             "pages_to_scan × 5.5 µs. Smart scan (on by default) skips some pages later on.")
+             "pages_to_scan × 5.5 µs. Smart scan (6.7 on, on by default) skips some pages "
+             "later on.")
+
+    def vary(self, rng):
+        procs = rng.randint(2, 6)
+        lo = rng.choice((50, 100, 200))
+        w = tuning.Workload(processes=procs)
+        return {"kernel": rng.choice(FAST_ERAS), "procs": procs,
+                "per": w.pages // procs, "pages": w.pages, "lo": lo,
+                "hi": lo * rng.choice((2, 3, 4, 8)), "seconds": rng.choice((1, 2))}
 
     def simulate(self):
-        w = tuning.Workload()
-        runs = {v: tuning.run_timeline({"pages_to_scan": v}, w) for v in (100, 400)}
-        return {"answer": runs[400].final.full_scans, "at_100": runs[100].final.full_scans,
-                "pages": w.pages}
+        w = tuning.Workload(processes=self.p["procs"])
+        runs = {v: tuning.run_timeline({"pages_to_scan": v}, w, kernel=self.p["kernel"],
+                                       duration_ms=1000 * self.p["seconds"],
+                                       sample_ms=1000 * self.p["seconds"])
+                for v in (self.p["lo"], self.p["hi"])}
+        return {"answer": runs[self.p["hi"]].final.full_scans,
+                "at_lo": runs[self.p["lo"]].final.full_scans, "pages": w.pages}
 
     def explain(self, f):
-        return (f"{f['answer']} full scans with 400 against {f['at_100']} with 100: a scan of "
-                f"{f['pages']} pages takes 3 batches instead of 11, and smart_scan (default 1) "
-                "lets later scans skip unique pages, so scans get cheaper still.")
+        lo, hi, n = self.p["lo"], self.p["hi"], f["pages"]
+        return (f"{f['answer']} full scans with {hi} against {f['at_lo']} with {lo}: a scan of "
+                f"{n} pages takes {-(-n // hi)} batches instead of {-(-n // lo)} (a batch never "
+                f"crosses the end of a scan, and one that ends on the last page leaves an empty "
+                f"one), and from 6.7 smart_scan (default 1) lets later scans skip unique pages, "
+                f"so scans get cheaper still.")
 
     def why_not(self, answer, f):
-        if answer == 4 * f["at_100"]:
-            return ("Four times the pages per batch is not four times the scans: "
+        ratio = self.p["hi"] // self.p["lo"]
+        if answer == ratio * f["at_lo"]:
+            return (f"{ratio} times the pages per batch is not {ratio} times the scans: "
                     "a scan needs a whole number of batches, and smart scan changes the count.")
         return ""
 
@@ -97,7 +115,7 @@ class DoubleThePages(Exercise):
 class WhoSkips(Exercise):
     name = "who_skips"
     kind = "function"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
+    fixed_because = "one function of mm/ksm.c makes this decision (6.7 and later)"
     question = ("With smart_scan=1, which function of mm/ksm.c decides that ksmd skips a page "
                 "that has not merged for a while?")
     answer_format = "a function name in quotes, e.g. 'ksm_do_scan'"
@@ -212,13 +230,19 @@ class KnobDesign(Exercise):
     """Design the knobs: the checker runs the chapter's lab with the reader's setting."""
     name = "knob_design"
     kind = "design"
-    fixed_because = "not yet seeded: the book's workload and limits are used for every student"
-    template = ("Choose (pages_to_scan, sleep_millisecs) so that the chapter's workload "
+    few_answers_because = ("any setting that meets the limits is right; the sample answer is "
+                           "the first of a short search that the simulator accepts")
+    template = ("Linux {kernel}. Choose (pages_to_scan, sleep_millisecs) so that the chapter's workload "
                 "(1,024 pages) reaches 90% of its saving within {within_ms} ms of simulated "
                 "time while ksmd's mean CPU over {duration_ms} ms stays below {max_cpu}%. "
                 "smart_scan stays at its default (1).")
-    params = {"within_ms": 300, "max_cpu": 10, "duration_ms": 4000}
+    params = {"within_ms": 300, "max_cpu": 10, "duration_ms": 4000, "kernel": "6.18"}
     answer_format = "a tuple (pages_to_scan, sleep_millisecs)"
+
+    def vary(self, rng):
+        return {"kernel": rng.choice(eras("ksm_smart_scan")),
+                "within_ms": rng.choice((200, 250, 300, 400, 500, 600)),
+                "max_cpu": rng.choice((8, 10, 12, 15, 20, 25)), "duration_ms": 2000}
     hints = ("The defaults (100, 20) are cheap but need about 450 ms: the first merges take two "
              "full scans, and a full scan of 1,024 pages is 11 batches at 100 pages.",
              "CPU share is about pages_to_scan × 5.5 µs / (that + sleep_millisecs); a few "
@@ -233,7 +257,7 @@ class KnobDesign(Exercise):
     def measure(self, pages: int, sleep_ms: int) -> tuning.Timeline:
         return tuning.run_timeline({"pages_to_scan": pages, "sleep_millisecs": sleep_ms},
                                    tuning.Workload(), duration_ms=self.p["duration_ms"],
-                                   sample_ms=50)
+                                   sample_ms=50, kernel=self.p["kernel"])
 
     def verdict(self, tl) -> tuple[bool, str]:
         t90, cpu = tl.time_to_save(), tl.mean_cpu_percent()
@@ -244,11 +268,12 @@ class KnobDesign(Exercise):
 
     def simulate(self):
         # the simulator, not a formula, finds a setting that works: the book's solution
-        for pages in (200, 300, 400, 600, 800):
-            tl = self.measure(pages, 20)
+        for pages, sleep_ms in ((200, 20), (300, 20), (400, 20), (600, 20), (800, 20),
+                                (400, 50), (1000, 50), (800, 100)):
+            tl = self.measure(pages, sleep_ms)
             ok, said = self.verdict(tl)
             if ok:
-                return {"answer": (pages, 20), "said": said}
+                return {"answer": (pages, sleep_ms), "said": said}
         raise ValueError("no setting in the search meets the limits")
 
     def explain(self, f):

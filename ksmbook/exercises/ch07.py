@@ -5,7 +5,7 @@ from ..kernel.events import KvmEvent, NotifierCall
 from ..kernel.versions import KNOWN_ERAS, parse_version
 from ..labs.eras import STEPS, EraStory, measure_era, untouched_read
 from ..viz.kvm import state_table_figure
-from .base import Exercise, FigureExercise, as_int, as_ints, as_name, eras
+from .base import Exercise, Feedback, FigureExercise, as_callback, as_int, as_ints, eras
 
 READS_THEN_WRITE = (STEPS[0], STEPS[1], ("read", "the guest reads gfn 0"),
                     ("read gfn 1", "the guest reads gfn 1"),
@@ -194,7 +194,7 @@ class MergeNotifier(Exercise):
     merge's write_protect_page()/replace_page() reaches first, per era."""
     name = "merge_notifier"
     kind = "function"
-    parse = staticmethod(as_name)
+    parse = staticmethod(as_callback)
     few_answers_because = ("the seed picks the era; the answer is one of two callbacks, "
                            "change_pte before 3.7 and invalidate_range_start from 3.7")
     template = ("Linux {kernel}. The guest wrote gfn 0 and gfn 1, so KVM has an spte for each; "
@@ -208,12 +208,6 @@ class MergeNotifier(Exercise):
 
     def vary(self, rng):
         return {"kernel": rng.choice(KNOWN_ERAS)}
-
-    def normalise(self, answer):
-        name = as_name(answer)
-        for prefix in ("kvm_mmu_notifier_", "mmu_notifier_", "__mmu_notifier_"):
-            name = name.removeprefix(prefix)
-        return name
 
     def simulate(self):
         rec = EraStory(self.p["kernel"]).run_all()[1]
@@ -304,10 +298,80 @@ class SpteFigure(FigureExercise):
                   "own with a new pfn.")
 
 
+class ExitsDesign(Exercise):
+    """Design the guest's accesses: the checker replays them on the chosen era's KVM
+    (EraStory: kvm_mmu_page_fault() exits, mmu notifier invalidations, retries)."""
+    name = "exits_design"
+    kind = "design"
+    template = ("Linux {kernel}. After ksmd merged gfn 0 and gfn 1 (which the guest had "
+                "written), choose at most {budget} guest accesses that take exactly {exits} "
+                "EPT-violation exits in all. Answer a tuple of accesses, each one of 'read', "
+                "'read gfn 1', 'write', 'write gfn 1' ('read'/'write' are gfn 0).")
+    params = {"kernel": "6.18", "exits": 3, "budget": 3, "sample": ("read", "write gfn 1")}
+    answer_format = "a tuple of access names, e.g. ('read', 'write gfn 1')"
+    hints = ("After a zapping merge (3.7 on) a first read exits once; before 3.7 it is free.",
+             "A write to a read-only spte exits, copies the page and retries: two exits. An "
+             "access through a writable spte is free.")
+    NAMES = ("read", "read gfn 1", "write", "write gfn 1")
+
+    def vary(self, rng):
+        # the target is what a random sequence takes in the simulator, so it is reachable
+        kernel = rng.choice(KNOWN_ERAS)
+        sample = tuple(rng.choice(self.NAMES) for _ in range(rng.randint(1, 4)))
+        total = sum(self._exits(kernel, sample))
+        return {"kernel": kernel, "sample": sample, "exits": total,
+                "budget": len(sample) + rng.randint(0, 1)}
+
+    def normalise(self, answer):
+        if isinstance(answer, str):
+            answer = (answer,)
+        if not hasattr(answer, "__iter__"):
+            raise TypeError("a tuple of access names, e.g. ('read', 'write gfn 1')")
+        out = tuple(str(a).strip().lower() for a in answer)
+        bad = [a for a in out if a not in self.NAMES]
+        if bad:
+            raise ValueError(f"not an access: {', '.join(bad)} (they are: {', '.join(self.NAMES)})")
+        return out
+
+    @staticmethod
+    def _exits(kernel, names) -> tuple:
+        return tuple(r.exits for r in EraStory(kernel, steps=_steps(names)).run_all()[2:])
+
+    def exits(self, names) -> tuple:
+        return self._exits(self.p["kernel"], names)
+
+    def simulate(self):
+        per = self.exits(self.p["sample"])
+        assert sum(per) == self.p["exits"], (self.p, per)
+        return {"answer": self.p["sample"], "per": per}
+
+    def explain(self, f):
+        return (f"For example {f['answer']}: {', '.join(map(str, f['per']))} exits. Other "
+                f"sequences are accepted when the simulator agrees.")
+
+    def check(self, answer=None) -> Feedback:
+        if answer is None or answer is Ellipsis:
+            return super().check(answer)
+        try:
+            names = self.normalise(answer)
+        except (TypeError, ValueError) as exc:
+            return Feedback(False, f"Could not read {answer!r} as {self.answer_format}: {exc}")
+        if not names or len(names) > self.p["budget"]:
+            return Feedback(False, f"Not quite: use 1 to {self.p['budget']} accesses, not "
+                                   f"{len(names)}.")
+        per = self.exits(names)
+        saw = (f"The simulator replayed {', '.join(names)} on Linux {self.p['kernel']}: "
+               f"{', '.join(f'{n}: {e}' for n, e in zip(names, per))} exits, {sum(per)} in all.")
+        if sum(per) == self.p["exits"]:
+            return Feedback(True, "Correct. " + saw)
+        return Feedback(False, f"Not quite. {saw} You need {self.p['exits']}. Try `hint()`.")
+
+
 exits_for_sequence = ExitsForSequence()
 free_read_eras = FreeReadEras()
 untouched_read_exercise = UntouchedRead()
 merge_notifier = MergeNotifier()
 spte_table = SpteFigure()
+exits_design = ExitsDesign()
 EXERCISES = (exits_for_sequence, free_read_eras, untouched_read_exercise, merge_notifier,
-             spte_table)
+             spte_table, exits_design)

@@ -75,7 +75,8 @@ class KaslrLoss(Exercise):
 
 class DistroGuests(Exercise):
     name = "distro_guests"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
+    fixed_because = ("the first twin is guest distros+1, and the chapter's guest counts (1, 2, "
+                     "4, 8, 16) round that to the same answer for 3 distros; not seeded")
     question = ("Guests of 3 distros, round robin. With how many guests (1, 2, 4, 8 or 16) does "
                 "any kernel or library page first merge?")
     parse = staticmethod(as_int)
@@ -138,7 +139,7 @@ class MostSaved(FigureExercise):
 class CowBreaks(Exercise):
     name = "cow_breaks"
     kind = "function"
-    fixed_because = "not yet seeded: the book's scene is used for every student"
+    fixed_because = "one function of mm/memory.c makes the copy, in every era the book models"
     question = ("A guest writes into a page that KSM merged. Which function of mm/memory.c "
                 "gives it a private copy?")
     answer_format = "a function name in quotes, e.g. 'do_anonymous_page'"
@@ -169,15 +170,21 @@ class ImageDesign(Exercise):
     """Design the guest image: the checker builds the host from the reader's image."""
     name = "image_design"
     kind = "design"
-    fixed_because = "not yet seeded: the book's host and target are used for every student"
     template = ("{guests} guests with KASLR, each of 512 pages of which {private} are private. "
                 "Choose how the other {shared} pages split into (kernel, libs, zero), with at "
                 "least {min_kernel} kernel pages, so that the host saves at least {target}% of "
                 "guest RAM.")
     params = {"guests": 8, "private": 96, "shared": 416, "min_kernel": 32, "target": 70}
     answer_format = "a tuple (kernel, libs, zero)"
+
+    def vary(self, rng):
+        n, private = rng.randint(3, 8), rng.choice((32, 64, 96, 128, 160))
+        shared, k = 512 - private, rng.choice((16, 24, 32, 48, 64))
+        best = self._measure(n, private, k, 0, shared - k).saved_percent
+        return {"guests": n, "private": private, "shared": shared, "min_kernel": k,
+                "target": int(best) - rng.randint(1, 6)}
     hints = ("With KASLR no kernel page is alike across guests: kernel pages save nothing.",
-             "A library page saves 7 frames in 8 guests; a zero page saves nearly 8 "
+             "A library page saves n-1 frames in n guests (7 in 8); a zero page saves nearly n "
              "(one KSM page per 256 mappings, max_page_sharing). Free memory is the cheapest "
              "saving.")
 
@@ -188,8 +195,12 @@ class ImageDesign(Exercise):
         return kernel, libs, zero
 
     def measure(self, kernel: int, libs: int, zero: int) -> guests.Measurement:
-        image = guests.GuestImage(kernel=kernel, libs=libs, zero=zero, private=self.p["private"])
-        return guests.measure(self.p["guests"], "identical, KASLR", image)
+        return self._measure(self.p["guests"], self.p["private"], kernel, libs, zero)
+
+    @staticmethod
+    def _measure(n, private, kernel, libs, zero) -> guests.Measurement:
+        image = guests.GuestImage(kernel=kernel, libs=libs, zero=zero, private=private)
+        return guests.measure(n, "identical, KASLR", image)
 
     def simulate(self):
         # the simulator, not a formula, checks the book's solution: all free memory

@@ -7,6 +7,7 @@ from ..oracle import sidebyside as sb
 from ..oracle.scenario import COUNTERS, unique_page_bytes
 from ..viz.compare import timeline_figure
 from .base import Exercise, FigureExercise, as_int, as_ints, as_name, eras
+from .design import ScenarioDesign
 from ..uapi import KSM_SYSFS
 
 #: recorded traces (Linux 6.18) that a seed may pick for the figure: quick to simulate,
@@ -273,9 +274,78 @@ class TraceFigure(FigureExercise):
                 f"simulator modelling {self.p['kernel']} gives {same}.")
 
 
+class BoundaryDesign(ScenarioDesign):
+    """Design a scenario against ksm_do_scan()'s batches (mm/ksm.c): a batch that uses up
+    pages_to_scan on the last page leaves finding the end of the list to the next one."""
+    name = "boundary_design"
+    unit = "pages"
+    shown = ("batch", "pages_in_batch")
+    template = ("Linux {kernel}, pages_to_scan={pages_to_scan}. Make the first full scan end "
+                "in batch {batch} (the first batch after which full_scans reads 1), with that "
+                "batch processing {last} pages, using at most {budget} pages. Write "
+                "`def scenario(s):` with calls on the Scene `s` (s.spawn, s.mmap, s.write, "
+                "s.madvise); the checker starts ksmd and runs batch after batch.")
+    params = {"kernel": "6.18", "pages_to_scan": 100, "batch": 4, "last": 0, "budget": 300}
+    hints = ("Only MADV_MERGEABLE pages are scanned; give every page bytes of its own.",
+             "n pages at pages_to_scan p: full batches of p, then one that runs off the end "
+             "of the list: with n a multiple of p, that last batch processes nothing.")
+
+    def vary(self, rng):
+        pts = rng.choice((32, 50, 64, 100, 128))
+        batch = rng.randint(1, 5)
+        last = 0 if batch > 1 and rng.random() < 0.5 else rng.randint(1, pts - 1)
+        pages = (batch - 1) * pts + last
+        return {"kernel": rng.choice(eras("ksm_pages_scanned")), "pages_to_scan": pts,
+                "batch": batch, "last": last, "budget": pages + rng.randint(0, 3)}
+
+    def scene(self):
+        from ..labs.scenes import Scene
+        return Scene(kernel=self.p["kernel"])
+
+    def knobs(self):
+        return {"pages_to_scan": self.p["pages_to_scan"]}
+
+    def settle(self, s):
+        s.knob("run", 1)
+        batches = []
+        while (not batches or s.stat("full_scans") == 0) and len(batches) < 1000:
+            before = s.stat("pages_scanned")
+            s.machine.ksmd.scan()
+            batches.append(s.stat("pages_scanned") - before)
+        s.batches = batches
+
+    def measure(self, s):
+        return {"batch": len(s.batches), "pages_in_batch": s.batches[-1] if s.batches else 0}
+
+    def targets(self):
+        return {"batch": self.p["batch"], "pages_in_batch": self.p["last"]}
+
+    def setting(self):
+        return f"Linux {self.p['kernel']}, pages_to_scan={self.p['pages_to_scan']}"
+
+    def ran(self, s, used, c):
+        return (f"The simulator ran it on {self.setting()}: {used} pages; batches "
+                f"{', '.join(map(str, s.batches[:12]))}{' ...' if len(s.batches) > 12 else ''}"
+                f" pages; full_scans first read 1 after batch {c['batch']}.")
+
+    def diagnose(self, c, off):
+        if c["batch"] == 1 and c["pages_in_batch"] == 0:
+            return "Nothing was scanned: did you s.madvise() the pages?"
+        return "; ".join(f"{k} is {c[k]}, you need {v}" for k, v in off.items()) + "."
+
+    def sample_code(self):
+        n = (self.p["batch"] - 1) * self.p["pages_to_scan"] + self.p["last"]
+        return "\n".join(["def scenario(s):", "    s.spawn('a')", f"    s.mmap('a', 'mem', {n})",
+                          f"    for i in range({n}):",
+                          "        s.write('a', i, i.to_bytes(4, 'little'))",
+                          "    s.madvise('a')"])
+
+
 first_sharing = FirstSharing()
 late_joiner_counters = LateJoinerCounters()
 batch_boundary = BatchBoundary()
 scan_ends = ScanEnds()
 trace_reading = TraceFigure()
-EXERCISES = (first_sharing, late_joiner_counters, batch_boundary, scan_ends, trace_reading)
+boundary_design = BoundaryDesign()
+EXERCISES = (first_sharing, late_joiner_counters, batch_boundary, scan_ends, trace_reading,
+             boundary_design)

@@ -8,7 +8,7 @@ from ..kernel.versions import KNOWN_ERAS
 from ..labs.eras import STEPS, EraStory
 from ..labs.sidechannel import NOISY, QUIET, TimerNoise, run_experiment, time_to_merge
 from ..viz.sidechannel import latency_figure
-from .base import Exercise, Feedback, FigureExercise, as_int, as_ints, as_name, eras
+from .base import Exercise, Feedback, FigureExercise, as_callback, as_int, as_ints, eras
 
 #: eras a seed picks for 4 KiB-page hosts: 5.0 on (before, the jhash2 checksum makes the
 #: simulation minutes slower; the channel is the same)
@@ -169,7 +169,7 @@ class RetryCallback(Exercise):
     mmu_invalidate_seq during the probe's COW (virt/kvm/kvm_main.c), per era."""
     name = "retry_callback"
     kind = "function"
-    parse = staticmethod(as_name)
+    parse = staticmethod(as_callback)
     few_answers_because = ("the seed picks the era; the answer is one of two callbacks, "
                            "change_pte before 3.7 and invalidate_range_end from 3.7")
     template = ("Linux {kernel}. The attacker's write probe hits a merged page: the EPT "
@@ -186,12 +186,6 @@ class RetryCallback(Exercise):
 
     def vary(self, rng):
         return {"kernel": rng.choice(KNOWN_ERAS)}
-
-    def normalise(self, answer):
-        name = as_name(answer)
-        for prefix in ("kvm_mmu_notifier_", "mmu_notifier_", "__mmu_notifier_"):
-            name = name.removeprefix(prefix)
-        return name
 
     def simulate(self):
         rec = EraStory(self.p["kernel"], steps=(STEPS[0], STEPS[1], STEPS[3])).run_all()[2]

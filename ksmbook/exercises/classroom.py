@@ -24,7 +24,8 @@ KEY_FIELDS = ("seed", "chapter", "exercise", "kind", "question", "answer", "expl
 def listing(chapter: str | None = None) -> list[dict]:
     """One row per exercise: chapter, name, kind, whether a seed changes it."""
     return [{"chapter": c, "exercise": ex.name, "kind": ex.kind,
-             "seeded": not ex.fixed_because, "format": ex.answer_format}
+             "seeded": not ex.fixed_because, "few_answers": bool(ex.few_answers_because),
+             "format": ex.answer_format}
             for c, ex in all_exercises(chapter)]
 
 
@@ -39,9 +40,12 @@ def format_listing(rows: list[dict]) -> str:
     out.append(f"{'all':>7}  " + "  ".join(f"{sum(r['kind'] == k for r in rows):>8}" for k in KINDS)
                + f"  {len(rows):>6}  {sum(r['seeded'] for r in rows):>6}")
     out.append("")
+    out.append("seeded: the seed varies the question and its answer (seeded*: the question; "
+               "the answer is one of a few); fixed: one variant, for the reason in the code")
     for r in rows:
-        out.append(f"ch{r['chapter']}.{r['exercise']:<26} {r['kind']:<9} "
-                   f"{'seeded' if r['seeded'] else 'fixed':<7} {r['format']}")
+        state = ("seeded*" if r["few_answers"] else "seeded") if r["seeded"] else "fixed"
+        out.append(f"ch{r['chapter']}.{r['exercise']:<26} {r['kind']:<9} {state:<8} "
+                   f"{r['format']}")
     return "\n".join(out)
 
 
@@ -270,7 +274,7 @@ def grade(autograder, submissions, *, refuse_mismatch: bool = False) -> list[dic
             row[name] = 0.0 if refused else float(r.score)
         row["total"] = 0.0 if refused else float(res.total)
         row["possible"] = float(res.possible)
-        row["id_check"] = ("refused, " + why) if refused else why
+        row["id_check"] = ("refused: " + why) if refused else why
         rows.append(row)
     return rows
 

@@ -34,7 +34,7 @@ def test_unanswered_and_unreadable_answers(ex):
     (ch10.ksmd_wakeups, 10, "first visit"),
     (ch07.merge_notifier, "change_pte", "inside the bracket"),
     (ch07.merge_notifier, "kvm_mmu_notifier_invalidate_page", "fallback"),
-    (ch07.spte_table, (None, None), "Items 1, 2"),
+    (ch07.spte_table, (None, None), "Items 1 and 2"),
     (ch10.retry_callback, "invalidate_range_start", "counts the invalidation in"),
     (ch10.latency_reading, (0, 1), "Item 1 of"),
 ])
