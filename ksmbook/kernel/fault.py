@@ -145,7 +145,7 @@ def do_wp_page(mm, vma, address: int, pte: int, unshare: bool = False):
         if page.flags & PG_ksm:       # 5.1-5.8 reuse_ksm_page(): it stops being KSM
             page.flags &= ~PG_ksm
             page.mapping = vma.anon_vma
-            mem.ksm_pages_gone += 1
+            mm.machine.fp.ksm_page_gone()
         page.flags |= PG_anon_exclusive
         if unshare:
             return page
@@ -178,7 +178,7 @@ def wp_page_copy(mm, vma, address: int, orig_pte: int, old_page, unshare: bool):
     anon_vma_prepare(vma)
     new = new_anon_page(mm, vma)
     if old_page is not None:
-        new.data[:] = old_page.data
+        mem.copy_page(new, old_page)
     site = "wp_page_copy"
     _emit_fault(mm, address, "unshare" if unshare else "write", site)
     end = address + mm.page_size

@@ -315,12 +315,11 @@ class VM:
         data = bytes(data)
         chunks = list(self._chunks(gpa, len(data)))
         self._reserve(chunks, write=True)
-        self.machine.ksm.page_write_barrier()     # page bytes change below
         total_exits = total_ns = pos = 0
+        memory = self.machine.memory
         for gfn, off, chunk in chunks:
             spte, exits, ns = self._access(gfn, write=True)
-            self.machine.memory.pfn_to_page(spte.pfn).data[off:off + chunk] = \
-                data[pos:pos + chunk]
+            memory.write_page(memory.pfn_to_page(spte.pfn), off, data[pos:pos + chunk])
             pos += chunk
             total_exits += exits
             total_ns += ns

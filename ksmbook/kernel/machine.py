@@ -13,6 +13,7 @@ from collections import Counter
 from .errors import check_int
 from .events import EventLog
 from .ksm import Ksm
+from .ksm.fastpath import FastPath
 from .ksm.ksmd import Ksmd
 from .swap import CpuFbatches
 from .memory import PhysicalMemory
@@ -33,7 +34,7 @@ class Machine:
     ``fastpath=False`` makes KSM use the kernel's own lookups everywhere (no
     shortcut); ``check_fastpath=True`` makes every shortcut assert, before it is
     used, that the kernel's way gives the same answer (slow: for tests).  None
-    takes the ``Ksm`` class default (True, False).
+    takes the default (True, False).  Both are fixed for the machine's life.
     """
 
     def __init__(self, kernel: str = "6.18", *, page_size: int = 4096, numa_nodes: int = 1,
@@ -70,10 +71,10 @@ class Machine:
         self.mmap_base = self.task_size - (self.task_size >> 8)
         self.clock_ns = 0
         self.tlb_flushes = 0
-        # Bumped by every change that can alter what a user address maps to (a PTE
-        # write, a VMA losing VM_MERGEABLE, an exit).  KSM's unstable tree uses it to
-        # know that the pages it remembered for its nodes are still the mapped ones.
-        self.mapping_seq = 0
+        # KSM's shortcuts (kernel/ksm/fastpath.py): memory, page tables and KSM tell it
+        # what changed through its hooks
+        self.fp = FastPath(enabled=True if fastpath is None else fastpath,
+                           check=False if check_fastpath is None else check_fastpath)
         self.vmstat = Counter(cow_ksm=0, ksm_swpin_copy=0)
         # A ring of the newest event_limit events (collections.deque(maxlen)): a long
         # run with events on keeps constant memory.  event_sink, if given, sees every
@@ -87,7 +88,7 @@ class Machine:
         self.processes: dict[int, Process] = {}
         self._next_pid = 1000
         self._anon_vma_ids = 0
-        self.ksm = Ksm(self, fastpath=fastpath, check_fastpath=check_fastpath)
+        self.ksm = Ksm(self)
         self.ksmd = Ksmd(self, self.ksm)
         self.sysfs = SysFs(self)
         self.procfs = ProcFs(self)
@@ -168,7 +169,7 @@ class Machine:
         mm = proc.mm
         proc.alive = False
         mm.mm_users = 0
-        self.mapping_seq += 1
+        self.fp.mm_exited()
         self.ksm.ksm_exit(mm)
         mm.notifiers.release()
         self.cpu_fbatches.lru_add_drain()             # exit_mmap(): lru_add_drain()

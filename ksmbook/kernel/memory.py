@@ -32,8 +32,8 @@ class Page:
 
     def __init__(self, pfn: int, nid: int, data):
         self.pfn = pfn
-        # bytearray(page_size); None for page-table pages.  Code that writes the bytes
-        # of a page that may be mapped calls machine.ksm.page_write_barrier() first.
+        # bytearray(page_size); None for page-table pages.  Written only through
+        # PhysicalMemory.write_page(), which tells KSM's shortcuts first.
         self.data = data
         self.refcount = 0           # folio_ref_count()
         self.mapcount = 0           # folio_mapcount(): PTEs that map it
@@ -80,9 +80,7 @@ class PhysicalMemory:
         self.zero_page = Page(ZERO_PFN, 0, bytes(page_size))
         self.zero_page.flags = PG_zero
         self.zero_page.refcount = 1             # reserved forever, like the kernel's
-        # frames that stopped being KSM pages behind mm/ksm's back (freed, or reused by
-        # do_wp_page): KSM's stable-tree shortcut must look at its nodes again
-        self.ksm_pages_gone = 0
+        self.fp = machine.fp                    # KSM's shortcuts: told of writes and frees
 
     def pfn_to_page(self, pfn: int) -> Page:
         if pfn == ZERO_PFN:
@@ -131,15 +129,26 @@ class PhysicalMemory:
         del self.pages[page.pfn]
         self._free[page.nid].append(page.pfn)
         # A freed KSM page keeps no link to its stable node: the node goes stale and
-        # KSM finds out lazily (ksm_get_folio), exactly like the keyhole reference.
-        if page.flags & PG_ksm:
-            self.ksm_pages_gone += 1
+        # KSM finds out lazily (ksm_get_folio), exactly like the keyhole reference;
+        # what the shortcuts remembered about this frame is void
+        self.fp.page_freed(page)
         page.flags = 0
         page.mapping = None
-        self.machine.mapping_seq += 1       # what KSM remembered about this frame is void
         ev = self.machine.events
         if ev.enabled:
             ev.put(("PageFree", self.machine.clock_ns, page.pfn))
+
+    # --- the one way page bytes change ---
+    def write_page(self, page: Page, offset: int, data) -> None:
+        """Store ``data`` into ``page`` at ``offset``: every writer of page contents
+        (a CPU store through Process.write, a KVM guest write, a COW copy) comes here,
+        and KSM's shortcuts hear of it before the bytes change (fastpath.py)."""
+        self.fp.before_page_write(page)
+        page.data[offset:offset + len(data)] = data
+
+    def copy_page(self, dst: Page, src: Page) -> None:
+        """copy_user_highpage(): ``dst`` gets ``src``'s bytes."""
+        self.write_page(dst, 0, src.data)
 
     def free_pfns(self) -> list[int]:
         """Frames handed out once and freed since (read-only, for the book's frame map)."""

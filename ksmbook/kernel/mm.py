@@ -527,14 +527,14 @@ class Process:
         data = bytes(data)
         self._check_access(addr, len(data), write=True)
         self._reserve_frames(addr, len(data), write=True)
-        self.machine.ksm.page_write_barrier()     # page bytes change below
         ps = self.machine.page_size
+        write_page = self.machine.memory.write_page
         pos, end, off = addr, addr + len(data), 0
         while pos < end:
             base = pos - pos % ps
             chunk = min(end, base + ps) - pos
             page = self._touch(base, write=True)
-            page.data[pos - base:pos - base + chunk] = data[off:off + chunk]
+            write_page(page, pos - base, data[off:off + chunk])
             pos += chunk
             off += chunk
 

@@ -113,7 +113,7 @@ class PageTables:
 
     def __init__(self, memory, page_shift: int):
         self.memory = memory
-        self.machine = memory.machine       # set_pte() bumps machine.mapping_seq
+        self.fp = memory.machine.fp         # set_pte() tells KSM's shortcuts (fastpath.py)
         self.page_shift = page_shift
         self.pgd = self._alloc_table(4)
         self.leaves: dict[int, Table] = {}
@@ -168,7 +168,7 @@ class PageTables:
         old = t.entries[i]
         t.entries[i] = pte
         t.used += (1 if pte else 0) - (1 if old else 0)
-        self.machine.mapping_seq += 1
+        self.fp.pte_changed()
         return old
 
     def _populate(self, address: int) -> Table:

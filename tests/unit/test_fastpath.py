@@ -1,12 +1,15 @@
 """ksmd's fast paths against the kernel's own lookups: same counters, same merges, same trees.
 
-Every scenario runs on three machines fed the same calls: ``Ksm.fastpath = False``
-(every lookup as mm/ksm.c does it), the default fast paths, and the fast paths with
-``check_fastpath`` (each shortcut asserts, before it is used, that the kernel's way
-would give the same answer).  After the checkpoints of each scenario the three must
+Every scenario runs on three machines fed the same calls: ``Machine(fastpath=False)``
+(every lookup as mm/ksm.c does it), the default fast paths, and
+``Machine(check_fastpath=True)`` (each shortcut asserts, before it is used, that the
+kernel's way would give the same answer).  After the checkpoints of each scenario the three must
 agree on everything observable: frames and their bytes, page tables, every KSM counter
 and rmap_item, the exact shape of the stable and unstable rbtrees (parent, side and
 colour of every node), the events, and the error of every call that failed.
+Every test runs twice: with events on, and with events off, where the fast machine
+runs ksm_do_scan() as fastpath.py's fused batch (shortcut 5) and the checked one
+does not, so the fused batch is compared with the kernel's loop.
 
 The random scenarios mix ksmd batches of every size with what breaks the shortcuts'
 premises: writes (plain and from a KVM guest), COW, munmap, MADV_DONTNEED and
@@ -16,6 +19,7 @@ pruning after simulated time, use_zero_pages, smart_scan, two NUMA nodes.
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 
@@ -65,11 +69,21 @@ def _sharing(m):
     return out
 
 
+EVENTS = True      # set by the _events fixture: every test runs with events on and off
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["events-on", "events-off"])
+def _events(request, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "EVENTS", request.param)
+
+
 def trio(**kw):
     """(kernel's way, fast, fast+checked) machines built alike."""
-    ms = [Machine(page_size=PS, **kw) for _ in range(3)]
-    ms[0].ksm.fastpath = False
-    ms[2].ksm.check_fastpath = True
+    kw.setdefault("events", EVENTS)
+    ms = [Machine(page_size=PS, fastpath=False, **kw), Machine(page_size=PS, **kw),
+          Machine(page_size=PS, check_fastpath=True, **kw)]
+    assert [(m.ksm.fastpath, m.ksm.check_fastpath) for m in ms] == \
+        [(False, False), (True, False), (True, True)]
     return ms
 
 
@@ -369,3 +383,21 @@ def test_a_shorter_prune_time_is_honoured_at_once():
         m.sysfs.write(f"{KSM}/pages_to_scan", "5")
         m.advance(400)                       # every walk past the chain prunes it now,
     same(ms, "prune time")                   # at the time of its batch
+
+
+def test_the_fused_batch_runs_only_with_events_off_and_unchecked():
+    """The events-off runs above compare fastpath.py's fused batch with the kernel's loop
+    only if the fast machine really takes it, and the checked one does not."""
+    used = {}
+    for name, kw in (("fast", {}), ("checked", {"check_fastpath": True}),
+                     ("kernel", {"fastpath": False}), ("events", {"events": True})):
+        m = Machine(page_size=PS, **{"events": False, **kw})
+        calls = []
+        fused = m.fp.do_scan
+        m.fp.do_scan = lambda n, fused=fused, calls=calls: calls.append(n) or fused(n)
+        _build(m, [1, 2, 1, 2] + [_uniq(i) for i in range(12)])
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)
+        used[name] = bool(calls)
+        assert m.ksm.stats()["pages_sharing"] == 2, name
+    assert used == {"fast": True, "checked": False, "kernel": False, "events": False}

@@ -45,16 +45,12 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
     """The state of mm/ksm.c."""
     MMF_VM_MERGEABLE = MMF_VM_MERGEABLE
     MMF_VM_MERGE_ANY = MMF_VM_MERGE_ANY
-    #: False: the kernel's own lookups everywhere, no shortcut (tests compare the two).
-    #: The default of ``Machine(fastpath=...)``; ``m.ksm.fastpath`` switches one machine.
-    fastpath = True
-    #: True: every shortcut asserts, before it is used, that the kernel's way agrees
-    #: (the default of ``Machine(check_fastpath=...)``)
-    check_fastpath = False
 
-    def __init__(self, machine, *, fastpath: bool | None = None,
-                 check_fastpath: bool | None = None):
+    def __init__(self, machine):
         self.machine = machine
+        # ksmbook's shortcuts (fastpath.py): all their state and invalidation hooks
+        self.fp = machine.fp
+        self.fp.ksm = self
         self.memory = machine.memory
         self.profile = machine.profile
         self.page_size = machine.page_size
@@ -83,17 +79,20 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
         self.ksm_mm_head = KsmMmSlot(None)
         self.mm_slots: dict = {}
         self.ksm_scan = KsmScan(self.ksm_mm_head)
-        # ksmbook's shortcuts (unstable_tree.py, stable_tree.py); the switches become
-        # instance attributes, which the hot loop reads faster than class ones
-        # (None: the class default, which older tests still set on Ksm itself)
-        self.fastpath = type(self).fastpath if fastpath is None else bool(fastpath)
-        self.check_fastpath = type(self).check_fastpath if check_fastpath is None \
-            else bool(check_fastpath)
         self.init_unstable_tree()
-        self.init_stable_shortcuts()
         self._stable_node_ids = 0
         self.zero_checksum = self.calc_checksum(self.memory.zero_page)
         self.init_advisor()
+
+    @property
+    def fastpath(self) -> bool:
+        """``Machine(fastpath=...)``: False, the kernel's own lookups everywhere."""
+        return self.fp.enabled
+
+    @property
+    def check_fastpath(self) -> bool:
+        """``Machine(check_fastpath=...)``: every shortcut asserts the kernel agrees."""
+        return self.fp.check
 
     # --- helpers ---
     def jiffies_ms(self) -> int:
@@ -107,7 +106,7 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
             return
         self.check_empty_stable_tree("merge_across_nodes")
         self.merge_across_nodes = value
-        self.stable_seq += 1
+        self.fp.stable_tree_changed()
         # merge_across_nodes_store() allocates the per-node roots on the first switch,
         # copies root 0 of the unstable tree over and keeps every root afterwards: items
         # inserted earlier in this scan stay in the tree their nid names
@@ -120,7 +119,7 @@ class Ksm(ScanMixin, StableTreeMixin, UnstableTreeMixin, MergeMixin, ControlMixi
             return
         self.check_empty_stable_tree("max_page_sharing")
         self.max_page_sharing = value
-        self.stable_seq += 1
+        self.fp.max_page_sharing_changed()
 
     def _emit(self, function, action, pid, address, pfn, outcome=None, checksum=None,
               other_pid=None, other_address=None, other_pfn=None, node=None, info=None):

@@ -120,7 +120,7 @@ class ControlMixin:
                         self.unmerge_ksm_pages(v, v.start, v.end)
                     v.flags &= ~v.VM_MERGEABLE
         finally:
-            self.machine.mapping_seq += 1   # get_mergeable_page() refuses these pages now
+            self.fp.vma_unmergeable()       # get_mergeable_page() refuses these pages now
 
     def ksm_enable_merge_any(self, mm) -> None:
         if mm.flags & self.MMF_VM_MERGE_ANY:
@@ -142,7 +142,7 @@ class ControlMixin:
                     self.unmerge_ksm_pages(v, v.start, v.end)
                 v.flags &= ~v.VM_MERGEABLE
         mm.flags &= ~self.MMF_VM_MERGE_ANY
-        self.machine.mapping_seq += 1       # get_mergeable_page() refuses these pages now
+        self.fp.vma_unmergeable()           # get_mergeable_page() refuses these pages now
 
     # --- run ---
     def set_run(self, value: int) -> None:

@@ -136,6 +136,7 @@ class ScanMixin:
         page_size = self.page_size
         page_shift = self.machine.page_shift
         table_shift = page_shift + 9           # one last-level table maps 512 pages
+        table_span = 1 << table_shift
         pages = self.memory.pages
         smart_scan = self.smart_scan
         while True:
@@ -153,33 +154,33 @@ class ScanMixin:
                     if vma.anon_vma is None:
                         scan.address = vma.end
                     # the page walk, with the cursor in locals (stored back to yield)
+                    # one PTE table (512 entries) at a time
                     address, end, link = scan.address, vma.end, scan.rmap_list
-                    table_key, entries = -1, None
                     while address < end:
-                        if address >> table_shift != table_key:     # the next PTE table
-                            table_key = address >> table_shift
-                            table = leaves.get(table_key)
-                            if table is None:   # none here: nothing mapped up to its end
-                                address = min(end, (table_key + 1) << table_shift)
-                                continue
-                            entries = table.entries
-                        pte = entries[(address >> page_shift) & 511]
-                        page = None
-                        if pte & _PRESENT_OR_PROTNONE and not pte & _PAGE_SPECIAL:
-                            page = pages.get((pte & PTE_PFN_MASK) >> PTE_PFN_SHIFT)
-                        if page is not None and page.flags & PG_anon:
-                            item = link.rmap_list           # get_next_rmap_item()'s usual hit
-                            if item is None or item.address != address:
-                                item = self.get_next_rmap_item(slot, link, address)
-                            link = item
-                            address += page_size
-                            if smart_scan and self.should_skip_rmap_item(page, item):
-                                continue
-                            scan.address, scan.rmap_list = address, link
-                            yield item, page
-                            address, link = scan.address, scan.rmap_list
+                        table_key = address >> table_shift
+                        base = table_key << table_shift
+                        stop = min(end, base + table_span)
+                        table = leaves.get(table_key)
+                        if table is None:       # none here: nothing mapped up to its end
+                            address = stop
                             continue
-                        address += page_size
+                        entries = table.entries
+                        for i in range((address - base) >> page_shift, (stop - base) >> page_shift):
+                            pte = entries[i]
+                            if pte & _PRESENT_OR_PROTNONE and not pte & _PAGE_SPECIAL:
+                                page = pages.get((pte & PTE_PFN_MASK) >> PTE_PFN_SHIFT)
+                                if page is not None and page.flags & PG_anon:
+                                    address = base + (i << page_shift)
+                                    item = link.rmap_list   # get_next_rmap_item()'s usual hit
+                                    if item is None or item.address != address:
+                                        item = self.get_next_rmap_item(slot, link, address)
+                                    link = item
+                                    if smart_scan and self.should_skip_rmap_item(page, item):
+                                        continue
+                                    scan.address, scan.rmap_list = address + page_size, link
+                                    yield item, page
+                                    link = scan.rmap_list
+                        address = stop
                     scan.address, scan.rmap_list = address, link
             self.remove_trailing_rmap_items(scan.rmap_list)
             nxt = slot.next
@@ -202,12 +203,15 @@ class ScanMixin:
                        info={"seqnr": scan.seqnr})
 
     # --- the decision ---
-    def cmp_and_merge_page(self, page, item) -> None:
+    def cmp_and_merge_page(self, page, item, checked: bool = False) -> None:
         """cmp_and_merge_page(): stable tree, checksum, zero page, unstable tree, merge.
 
         6.11+ (d58a361b0350) tests the checksum before searching the stable tree;
         older kernels search the stable tree first, so a page identical to an
-        existing KSM page merges on its very first visit.
+        existing KSM page merges on its very first visit.  ``checked`` (ksmbook):
+        the caller (fastpath.py's fused batch) has just done the 6.11+ prologue for
+        this page, which is not a KSM page: remove_rmap_item_from_tree() and a
+        checksum that held still.
         """
         bypass = False
         stable_node = page.mapping if page.flags & PG_ksm else None
@@ -217,9 +221,10 @@ class ScanMixin:
             if not self.is_page_sharing_candidate(stable_node):
                 bypass = True          # a KSM fork may go past max_page_sharing
         elif self.profile.ksm_checksum_before_stable_search:
-            self.remove_rmap_item_from_tree(item)
-            if not self._checksum_unchanged(page, item):
-                return
+            if not checked:
+                self.remove_rmap_item_from_tree(item)
+                if not self._checksum_unchanged(page, item):
+                    return
             # (the use_zero_pages test is the function's own first one, done here: hot)
             if self.use_zero_pages and self.try_to_merge_with_zero_page(item, page) == 0:
                 return
@@ -289,7 +294,11 @@ class ScanMixin:
         done = 0
         if scan_npages <= 0:
             return done
-        machine = self.machine
+        fp = self.fp
+        if fp.enabled and not fp.check and not self.machine.events.enabled and \
+                self.profile.ksm_checksum_before_stable_search and \
+                self.profile.ksm_xxhash_checksum:
+            return fp.do_scan(scan_npages)       # the same loop, common cases inline
         count_scanned = self.profile.ksm_pages_scanned
         cmp_and_merge_page = self.cmp_and_merge_page
         for item, page in self.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
@@ -297,10 +306,10 @@ class ScanMixin:
             # while it runs) and the tree item it merges with (which leaves the tree,
             # or keeps its page when the merge fails), so the unstable tree's
             # remembered pages stay right across it (see unstable_tree.py)
-            valid = self.unstable_valid_seq == machine.mapping_seq
+            valid = fp.unstable_valid_seq == fp.mapping_seq
             cmp_and_merge_page(page, item)
             if valid:
-                self.unstable_valid_seq = machine.mapping_seq
+                fp.unstable_valid_seq = fp.mapping_seq
             done += 1
             if count_scanned:
                 self.ksm_pages_scanned += 1

@@ -7,34 +7,16 @@ the page's ``mapping`` to see whether it still points back at the node, and a
 stale node is removed on the spot.
 
 Every page whose checksum held still visits the stable tree once per scan, so
-ksmbook takes two shortcuts here (off with ``Machine(fastpath=False)``; with
-``Machine(check_fastpath=True)`` each use asserts that the kernel's way agrees):
-
-1. stable_node_dup() without pruning is a pure function of the chain's dups (their
-   order, pages and rmap_hlist_len) and max_page_sharing, and once it has run it
-   changes nothing when run again.  So its answer is kept on the chain
-   (``dup_memo``) and reused until the chain's dup list or a dup's rmap_hlist_len
-   changes (every such place drops the memo: _chain_changed()), max_page_sharing
-   changes, or a KSM page goes away outside mm/ksm
-   (``PhysicalMemory.ksm_pages_gone``).  A chain whose dups are all full is
-   otherwise walked dup by dup at every visit.
-2. A page whose content no KSM page has: stable_tree_search() walks down to a leaf
-   and returns NULL.  On its way it can only change the tree by pruning a stale
-   node, collapsing or freeing a chain, moving a chain's best dup first, or
-   pruning a chain whose time has come.  While none of these can happen anywhere
-   in the tree (every node checked by _stable_index_build(), kept up to date by
-   stable_tree_append() and stable_tree_insert(), dropped by any other change, by
-   a KSM page going away outside mm/ksm (``PhysicalMemory.ksm_pages_gone``) and
-   by the first chain whose prune is due), the set of the KSM pages' checksums
-   answers instead: a checksum not in it means no equal page, and the walk would
-   have returned NULL and changed nothing.
+ksmbook takes two shortcuts here, both kept in fastpath.py (shortcuts 3 and 4 of
+its overview: a chain's dup memo, and skipping the walk for content no KSM page
+has); this module keeps the kernel's walks and tells ``self.fp`` what changed.
 """
 from __future__ import annotations
 
 from ..memory import PG_ksm
 from .rbtree import rb_erase, rb_insert_color, rb_link_node, rb_replace_node
 from .structs import (STABLE_FLAG, STABLE_NODE_CHAIN, STABLE_NODE_DUP_HEAD,
-                      KsmStableNode, stable_node_folio, tree_key)
+                      KsmStableNode, stable_node_folio)
 
 EBUSY = object()    # ERR_PTR(-EBUSY) stand-in (a folio being migrated; never in ksmbook)
 
@@ -50,19 +32,12 @@ class StableTreeMixin:
         """__is_page_sharing_candidate(): has a mapping left and room for one more."""
         return node.rmap_hlist_len != 0 and node.rmap_hlist_len + offset < self.max_page_sharing
 
-    @staticmethod
-    def _chain_changed(node) -> None:
-        """A dup list or a dup's rmap_hlist_len changed: forget the chain's dup_memo."""
-        if node.head == STABLE_NODE_DUP_HEAD:
-            node.chain.dup_memo = None
-
     def stable_node_chain_add_dup(self, dup, chain) -> None:
         dup.head = STABLE_NODE_DUP_HEAD
         dup.chain = chain
-        chain.dup_memo = None
         chain.hlist.insert(0, dup)
         self.stable_node_dups += 1
-        self.stable_seq += 1
+        self.fp.chain_changed(chain)
         if self.machine.events.enabled:
             pid, address = self._visit()
             self._emit("stable_node_chain_add_dup", "dup_created", pid, address,
@@ -70,11 +45,11 @@ class StableTreeMixin:
                        info={"chain": chain.id, "dups": len(chain.hlist)})
 
     def __stable_node_dup_del(self, dup) -> None:
-        dup.chain.dup_memo = None
-        dup.chain.hlist.remove(dup)
+        chain = dup.chain
+        chain.hlist.remove(dup)
         dup.chain = None
         self.stable_node_dups -= 1
-        self.stable_seq += 1
+        self.fp.chain_changed(chain)
 
     def stable_node_dup_del(self, dup) -> None:
         """Unlink a regular node or a dup from wherever it hangs."""
@@ -103,7 +78,7 @@ class StableTreeMixin:
     def free_stable_node_chain(self, chain, root) -> None:
         rb_erase(chain, root)
         self.stable_node_chains -= 1
-        self.stable_seq += 1
+        self.fp.chain_changed(chain)
 
     def unaccount_stable_item(self, node, item, sharing: bool) -> None:
         """The accounting both removal paths of mm/ksm.c share: an item that still had
@@ -124,7 +99,7 @@ class StableTreeMixin:
         for i, item in enumerate(node.hlist):
             self.unaccount_stable_item(node, item, sharing=i < n - 1)   # hlist.next != NULL
         node.hlist = []
-        self.stable_seq += 1
+        self.fp.stable_tree_changed()
         self.stable_node_dup_del(node)
         if self.machine.events.enabled:
             self._emit("remove_node_from_stable_tree", "stale_pruned", 0, 0, node.kpfn or 0,
@@ -148,12 +123,12 @@ class StableTreeMixin:
         now = self.machine.clock_ns // 1_000_000          # jiffies_ms()
         if not prune or now < chain.chain_prune_time + self.stable_node_chains_prune_millisecs:
             prune = False
-            memo = chain.dup_memo
-            if memo is not None and memo[0] == self.memory.ksm_pages_gone and \
-                    memo[1] == self.max_page_sharing and self.fastpath:
-                if self.check_fastpath:
-                    self.check_dup_memo(chain)
-                return memo[2], memo[3], chain
+            fp = self.fp
+            memo = fp.dup_memo.get(chain) if fp.enabled else None
+            if memo is not None:                         # fastpath.py, shortcut 3
+                if fp.check:
+                    fp.check_dup_memo(chain, memo)
+                return memo[0], memo[1], chain
         else:
             chain.chain_prune_time = now
         found = tree_folio = None
@@ -176,7 +151,7 @@ class StableTreeMixin:
                 rb_replace_node(chain, found, root)
                 self.stable_node_chains -= 1
                 self.stable_node_dups -= 1
-                self.stable_seq += 1
+                self.fp.chain_changed(chain)
                 if self.machine.events.enabled:
                     pid, address = self._visit()
                     self._emit("stable_node_dup", "chain_collapsed", pid, address, found.kpfn,
@@ -185,30 +160,12 @@ class StableTreeMixin:
             if chain.hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
                 chain.hlist.remove(found)
                 chain.hlist.insert(0, found)
-                self.stable_seq += 1
+                self.fp.stable_tree_changed()
             if not prune:       # a second call now would give this answer and change nothing
-                chain.dup_memo = (self.memory.ksm_pages_gone, self.max_page_sharing,
-                                  tree_folio, found)
+                self.fp.dup_memo[chain] = (tree_folio, found)
         else:
             self.free_stable_node_chain(chain, root)
         return tree_folio, found, chain
-
-    def check_dup_memo(self, chain) -> None:
-        """Assert that a remembered stable_node_dup() answer is what the loop would
-        find now, without its side effects (tests: ``check_fastpath``)."""
-        _seq, _mseq, tree_folio, found = chain.dup_memo
-        pages = self.memory.pages
-        first = None
-        for dup in chain.hlist:
-            if stable_node_folio(pages, dup) is None:
-                raise AssertionError(f"{chain!r}: dup {dup!r} went stale under a memo")
-            if first is None:
-                first = dup
-            if self.is_page_sharing_candidate(dup):
-                first = dup
-                break
-        if first is not found or pages.get(found.kpfn) is not tree_folio:
-            raise AssertionError(f"{chain!r}: memo says {found!r}, the walk finds {first!r}")
 
     def __stable_node_chain(self, node, root, prune: bool):
         """__stable_node_chain(): (folio, dup, node) of a regular node, or of a chain's
@@ -216,105 +173,6 @@ class StableTreeMixin:
         if node.rmap_hlist_len != STABLE_NODE_CHAIN:
             return self.ksm_get_folio(node), node, node
         return self.stable_node_dup(node, root, prune)
-
-    # --- shortcut 2: content that no KSM page has ---
-    def init_stable_shortcuts(self) -> None:
-        self.stable_seq = 0             # bumped by every change to nodes, dups and lists
-        self._stable_keys = None        # checksums (| nid << 32) of all top nodes' pages
-        self._stable_seen_seq = -1      # the stable_seq and ksm_pages_gone they are for
-        self._stable_seen_gone = -1
-        self._stable_prune_from = 0     # the oldest chain_prune_time among the chains
-        self._stable_quiet = 0          # searches since the tree last changed
-
-    def _stable_keys_hold(self) -> bool:
-        return self._stable_keys is not None and self._stable_seen_seq == self.stable_seq \
-            and self._stable_seen_gone == self.memory.ksm_pages_gone \
-            and self.machine.clock_ns // 1_000_000 < \
-            self._stable_prune_from + self.stable_node_chains_prune_millisecs
-
-    def _stable_seen_now(self) -> None:
-        self._stable_seen_seq, self._stable_seen_gone = self.stable_seq, self.memory.ksm_pages_gone
-
-    def _stable_top_folio(self, top, pages):
-        """The page a descent compares with at ``top``, if passing ``top`` can change
-        nothing: no stale page, and a chain has two or more dups, its best one first."""
-        if top.rmap_hlist_len != STABLE_NODE_CHAIN:
-            return stable_node_folio(pages, top)
-        hlist = top.hlist
-        if len(hlist) < 2:
-            return None
-        found = folio = None
-        for dup in hlist:                    # stable_node_dup() without pruning
-            page = stable_node_folio(pages, dup)
-            if page is None:
-                return None
-            if found is None or self.is_page_sharing_candidate(dup):
-                found, folio = dup, page
-                if self.is_page_sharing_candidate(dup):
-                    break
-        if hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
-            return None
-        return folio
-
-    def _stable_key(self, folio, nid: int) -> int:
-        checksum = self.calc_checksum(folio)
-        return tree_key(checksum, nid)
-
-    def _stable_index_build(self) -> None:
-        """Check every top node and collect the checksums (shortcut 2), or give up."""
-        self._stable_quiet = 0
-        self._stable_keys = None
-        pages = self.memory.pages
-        keys, prune_from = set(), 1 << 62        # jiffies_ms
-        for nid, root in enumerate(self.root_stable_tree):
-            for top in root:
-                folio = self._stable_top_folio(top, pages)
-                if folio is None:
-                    return
-                if top.rmap_hlist_len == STABLE_NODE_CHAIN:
-                    prune_from = min(prune_from, top.chain_prune_time)
-                keys.add(self._stable_key(folio, nid))
-        self._stable_keys, self._stable_prune_from = keys, prune_from
-        self._stable_seen_now()
-
-    def _stable_index_carry(self, top, key=None) -> None:
-        """``top`` just changed through stable_tree_append()/insert() while shortcut 2
-        held: keep it if ``top`` is still safe to pass (adding ``key``), else drop it."""
-        if self._stable_top_folio(top, self.memory.pages) is None:
-            self._stable_keys = None
-            return
-        if key is not None:
-            self._stable_keys.add(key)
-        if top.rmap_hlist_len == STABLE_NODE_CHAIN:
-            self._stable_prune_from = min(self._stable_prune_from, top.chain_prune_time)
-        self._stable_seen_now()
-
-    def _stable_no_twin(self, page, nid: int, checksum: int) -> bool:
-        """Shortcut 2: True when stable_tree_search() would surely return NULL and
-        change nothing; otherwise the search walks the tree as the kernel does."""
-        keys = self._stable_keys
-        if keys is not None and self._stable_seen_seq == self.stable_seq and \
-                self._stable_seen_gone == self.memory.ksm_pages_gone and \
-                self.machine.clock_ns // 1_000_000 < self._stable_prune_from + \
-                self.stable_node_chains_prune_millisecs:                 # _keys_hold()
-            if tree_key(checksum, nid) in keys:
-                return False
-            if self.check_fastpath:
-                seq = self.stable_seq
-                if self.stable_tree_search(page) is not None or self.stable_seq != seq:
-                    raise AssertionError("shortcut 2 skipped a stable tree walk that "
-                                         "found a page or changed the tree")
-            return True
-        if self._stable_seen_seq != self.stable_seq or \
-                self._stable_seen_gone != self.memory.ksm_pages_gone:
-            self._stable_seen_now()
-            self._stable_quiet, self._stable_keys = 0, None
-            return False
-        self._stable_quiet += 1
-        # rebuilding costs about one look per node: only after as many quiet searches
-        if self._stable_quiet > 8 + (self.stable_node_chains + self.ksm_pages_shared) // 4:
-            self._stable_index_build()
-        return False
 
     # --- search / insert / append ---
     def stable_tree_search(self, page, checksum: int | None = None):
@@ -327,8 +185,9 @@ class StableTreeMixin:
         if page_node is not None:
             return page                  # ksm page forked (no migrate_nodes in ksmbook)
         nid = 0 if self.merge_across_nodes else self.memory.pfn_to_nid(page.pfn)  # get_kpfn_nid
-        if checksum is not None and self.fastpath and self._stable_no_twin(page, nid, checksum):
-            return None
+        fp = self.fp
+        if checksum is not None and fp.enabled and fp.stable_no_twin(page, nid, checksum):
+            return None                  # fastpath.py, shortcut 4
         root = self.root_stable_tree[nid]
         data = page.data
         while True:                      # again:
@@ -367,7 +226,8 @@ class StableTreeMixin:
 
     def stable_tree_insert(self, kfolio):
         """stable_tree_insert(): a node for a new KSM page; a chain if the content exists."""
-        keys_held = self._stable_keys_hold()     # then the descent below changes nothing
+        fp = self.fp
+        keys_held = fp.stable_keys_hold()     # then the descent below changes nothing
         nid = self.get_kpfn_nid(kfolio.pfn)
         root = self.root_stable_tree[nid]
         data = kfolio.data
@@ -399,25 +259,25 @@ class StableTreeMixin:
             chain = node if node.is_chain else self.alloc_stable_node_chain(node, root)
             self.stable_node_chain_add_dup(dup, chain)
         kfolio.mapping = dup             # folio_set_stable_node()
-        self.stable_seq += 1
+        fp.stable_tree_changed()
         if keys_held:
             if need_chain:
-                self._stable_index_carry(chain)
+                fp.stable_index_carry(chain)
             else:
-                self._stable_index_carry(dup, self._stable_key(kfolio, nid))
+                fp.stable_index_carry(dup, fp.stable_key(kfolio, nid))
         return dup
 
     def stable_tree_append(self, item, node, bypass: bool) -> None:
         """stable_tree_append(): the first item on a node is 'shared', later ones 'sharing'."""
-        keys_held = self._stable_keys_hold()
-        self._chain_changed(node)
+        fp = self.fp
+        keys_held = fp.stable_keys_hold()
         node.rmap_hlist_len += 1
         item.head = node
         item.flags |= STABLE_FLAG
         node.hlist.insert(0, item)
-        self.stable_seq += 1
+        fp.node_changed(node)
         if keys_held:
-            self._stable_index_carry(node.chain if node.head == STABLE_NODE_DUP_HEAD else node)
+            fp.stable_index_carry(node.chain if node.head == STABLE_NODE_DUP_HEAD else node)
         if len(node.hlist) > 1:
             self.ksm_pages_sharing += 1
         else:
@@ -438,7 +298,7 @@ class StableTreeMixin:
             return False
         if folio.mapcount == 0:
             folio.mapping = None
-            self.stable_seq += 1
+            self.fp.stable_tree_changed()
             self.remove_node_from_stable_tree(node)
             return False
         return True

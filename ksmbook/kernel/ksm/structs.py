@@ -50,7 +50,7 @@ class KsmRmapItem:
     """
     __slots__ = ("rmap_list", "mm", "address", "flags", "oldchecksum", "age",
                  "remaining_skips", "nid", "anon_vma", "head",
-                 "rb_parent", "rb_left", "rb_right", "rb_red", "tree_data")
+                 "rb_parent", "rb_left", "rb_right", "rb_red")
 
     def __init__(self, mm, address: int):
         self.rmap_list = None       # next item in the mm_slot's address-sorted list
@@ -65,9 +65,6 @@ class KsmRmapItem:
         self.head = None            # the stable node while STABLE_FLAG is set
         self.rb_parent = self.rb_left = self.rb_right = None
         self.rb_red = False
-        # ksmbook only: the bytes of the page this item had when it entered the
-        # unstable tree, for the fast descent (see unstable_tree.py)
-        self.tree_data = None
 
     @property
     def state(self) -> str:
@@ -85,7 +82,7 @@ class KsmRmapItem:
 class KsmStableNode:
     """struct ksm_stable_node: a KSM page in the stable tree, a dup, or a chain."""
     __slots__ = ("hlist", "kpfn", "chain_prune_time", "rmap_hlist_len", "nid", "head",
-                 "chain", "rb_parent", "rb_left", "rb_right", "rb_red", "id", "dup_memo")
+                 "chain", "rb_parent", "rb_left", "rb_right", "rb_red", "id")
 
     def __init__(self, ident: int):
         self.id = ident
@@ -98,7 +95,6 @@ class KsmStableNode:
         self.chain = None           # the chain holding this dup
         self.rb_parent = self.rb_left = self.rb_right = None
         self.rb_red = False
-        self.dup_memo = None        # ksmbook only: a chain's last stable_node_dup() answer
 
     @property
     def is_chain(self) -> bool:

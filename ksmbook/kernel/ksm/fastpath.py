@@ -1,0 +1,560 @@
+"""ksmbook's shortcuts: what the simulated ksmd skips, why that changes nothing, what stops it.
+
+DOC: Overview.  mm/ksm.c looks everything up again at every step: each level of an
+unstable-tree descent walks the page tables to find the node's page
+(get_mergeable_page()), each visit of a page with no twin walks the stable tree
+down to a leaf, each visit of a full chain walks its dups.  In C that is cheap; in
+Python it is most of ksmd's time.  ksmbook therefore remembers answers, and forgets
+them the moment the state they were computed from changes.  All of that memory
+lives here, in one ``FastPath`` object per machine (``machine.fp``, ``ksm.fp``),
+and only the named hooks below forget it.  The kernel code in scan.py,
+stable_tree.py and unstable_tree.py asks this object; it never keeps a shortcut of
+its own.
+
+``Machine(fastpath=False)`` takes no shortcut: every lookup is the kernel's.
+``Machine(check_fastpath=True)`` takes them all, and before each use asserts that
+the kernel's own lookup gives the same answer (slow; the tests run with it).
+tests/unit/test_fastpath.py runs every scenario on the three and compares frames,
+page tables, counters, rmap_items, the exact rbtree shapes and the events.
+
+The shortcuts, what each skips, why it is equal, what invalidates it:
+
+1. **Remembered unstable pages** (``remembered``: rmap_item -> the bytes object of
+   its page at insertion).  Skips get_mergeable_page() at every level of an
+   unstable descent.  Equal because the bytes object *is* the page's (a write
+   changes both), and get_mergeable_page() would find the same page while no PTE
+   was written, no page freed, no VMA lost VM_MERGEABLE and no mm exited:
+   ``unstable_valid_seq == mapping_seq``.  Invalidated by the hooks
+   ``pte_changed``, ``page_freed``, ``vma_unmergeable`` and ``mm_exited``, which
+   bump ``mapping_seq``.  ksmd's own merges remap only the item being scanned and
+   the tree item it merges with (which then leaves the tree), so ksm_do_scan()
+   carries the validity across them (``carry_unstable_validity``).
+
+2. **The settled-later unstable tree** (``unstable_lazy``, ``unstable_index``,
+   ``unstable_log``).  While, in addition, no node's page has been written since
+   the full scan began, the tree is a consistent binary search tree whose keys are
+   all different, so the kernel's descent meets an equal node exactly when one
+   exists.  Skips the descent: a dict keyed by the checksum that
+   cmp_and_merge_page() has just computed (equal bytes, equal checksum) answers,
+   and insertions and erasures go to a log.  Equal because replaying the log in
+   order with the kernel's descent (``unstable_settle``) puts every node exactly
+   where the kernel put it; that happens whenever someone reads
+   ``root_unstable_tree``.  Invalidated by ``before_page_write`` (settle, then
+   the rest of the scan descends) and by shortcut 1 stopping; restarted by
+   ``unstable_reset`` at the next full scan.
+
+3. **The chain's dup memo** (``dup_memo``: chain -> (folio, dup)).  Skips
+   stable_node_dup()'s walk over a chain's dups when it does not prune.  Equal
+   because that walk is a pure function of the dups (their order, pages and
+   rmap_hlist_len) and max_page_sharing, and once it has run it changes nothing
+   when run again.  Invalidated by ``chain_changed`` / ``node_changed`` (a dup
+   list or a dup's rmap_hlist_len changed), ``ksm_page_gone`` (a KSM page
+   freed or reused behind mm/ksm's back: a dup may be stale) and
+   ``max_page_sharing_changed``.
+
+4. **The stable walk skip** (``stable_keys``: the checksums of every top node's
+   page).  Skips stable_tree_search() for a page whose content no KSM page has:
+   the kernel walks to a leaf and returns NULL.  On its way it can change the
+   tree only by pruning a stale node, collapsing or freeing a chain, moving a
+   chain's best dup first, or pruning a chain whose time has come; while none of
+   these can happen anywhere (every top node checked by ``stable_index_build``,
+   kept up to date by ``stable_index_carry`` after stable_tree_append() and
+   stable_tree_insert()), a checksum not in the set means the walk would have
+   returned NULL and changed nothing.  Invalidated by every ``stable_tree_changed``
+   it is not told about (``stable_seq``), by ``ksm_page_gone``, and by the first
+   chain whose prune time comes.
+
+5. **The fused batch** (``do_scan``).  With events off and the 6.11+ order,
+   ksm_do_scan()'s loop walks the page tables and runs the common outcomes of
+   cmp_and_merge_page() inline: a KSM page already ours, a checksum that changed
+   (the page stays volatile), and a candidate that shortcuts 4 and 2 answer with
+   "no twin" (it enters the unstable tree).  Everything else - a merge, a stable
+   hit, a stale node, a zero page, smart scan - calls the kernel functions.  Equal
+   because each inline branch is the kernel function's own code for exactly the
+   case it tests for, in the same order, with the same counters.
+
+Page bytes change only through ``PhysicalMemory.write_page()``, which calls
+``before_page_write``; PTEs only through ``PageTables.set_pte()``, which calls
+``pte_changed``; frames are freed only by ``PhysicalMemory._free_page()``, which
+calls ``page_freed``.  No other caller has to remember anything.
+"""
+from __future__ import annotations
+
+from ..memory import NODE_PFN_SPAN, PG_ksm
+from .checksum import xxh64
+from .rbtree import rb_erase, rb_insert_color, rb_link_node
+from .structs import (SEQNR_MASK, STABLE_FLAG, STABLE_NODE_CHAIN, STABLE_NODE_DUP_HEAD,
+                      UNSTABLE_FLAG, stable_node_folio, tree_key)
+
+
+class FastPath:
+    """Every piece of state a shortcut keeps, and the hooks that invalidate it."""
+
+    def __init__(self, enabled: bool = True, check: bool = False):
+        #: False: the kernel's lookups everywhere (``Machine(fastpath=False)``)
+        self.enabled = bool(enabled)
+        #: True: each shortcut asserts the kernel's answer first (``check_fastpath``)
+        self.check = bool(check)
+        self.ksm = None                 # set by Ksm(): the hooks below run before it exists
+        # Bumped by every change that can alter what a user address maps to (a PTE
+        # write, a freed frame, a VMA losing VM_MERGEABLE, an exit).
+        self.mapping_seq = 0
+        # Bumped by every change to stable nodes, dups, chains and their hlists, and by
+        # a KSM page going away outside mm/ksm.
+        self.stable_seq = 0
+        self.dup_memo: dict = {}        # shortcut 3: chain -> (folio, dup)
+        # shortcut 1 and 2 (the unstable tree)
+        self.remembered: dict = {}      # rmap_item -> bytes object of its page at insertion
+        self.unstable_valid_seq = -1    # mapping_seq when ``remembered`` was last known right
+        self.unstable_lazy = False      # shortcut 2 on: the index answers, the rbtrees lag
+        # pending insertions (an item) and erasures (None, then the item: no tuple to
+        # allocate, so no extra work for the cyclic garbage collector)
+        self.unstable_log: list = []
+        self.unstable_index: dict = {}       # tree_key(checksum, nid) -> item
+        self.unstable_index_more: dict = {}  # the same key, more items (checksum clashes)
+        self.unstable_tree_seqnr = -1   # seqnr & SEQNR_MASK of the scan the tree is for
+        # shortcut 4 (the stable tree)
+        self.stable_keys = None         # tree_key()s of all top nodes' pages, or None
+        self.stable_seen_seq = -1       # the stable_seq they are for
+        self.stable_prune_from = 0      # the oldest chain_prune_time among the chains
+        self.stable_quiet = 0           # searches since the tree last changed
+
+    # ------------------------------------------------------------------------------
+    # invalidation hooks: called by the one place each change happens
+    # ------------------------------------------------------------------------------
+    def pte_changed(self) -> None:
+        """PageTables.set_pte(): an address may map another page (shortcut 1)."""
+        self.mapping_seq += 1
+
+    def page_freed(self, page) -> None:
+        """PhysicalMemory._free_page(): the frame may come back as another page.
+        ``page`` still has its flags: a KSM page going is also ``ksm_page_gone``."""
+        self.mapping_seq += 1
+        if page.flags & PG_ksm:
+            self.ksm_page_gone()
+
+    def vma_unmergeable(self) -> None:
+        """A VMA lost VM_MERGEABLE: get_mergeable_page() refuses its pages now."""
+        self.mapping_seq += 1
+
+    def mm_exited(self) -> None:
+        """mmput(): find_mergeable_vma() refuses every address of the mm now."""
+        self.mapping_seq += 1
+
+    def ksm_page_gone(self) -> None:
+        """A KSM page was freed or reused (do_wp_page) outside mm/ksm: any stable node
+        or dup may be stale now (shortcuts 3 and 4)."""
+        self.dup_memo.clear()
+        self.stable_seq += 1
+
+    def max_page_sharing_changed(self) -> None:
+        """stable_node_dup()'s answer depends on max_page_sharing (shortcut 3)."""
+        self.dup_memo.clear()
+        self.stable_seq += 1
+
+    def stable_tree_changed(self) -> None:
+        """A stable node, dup or chain came, went or moved (shortcut 4)."""
+        self.stable_seq += 1
+
+    def chain_changed(self, chain) -> None:
+        """A chain's dup list changed, or one of its dups' rmap_hlist_len (shortcuts
+        3 and 4); also a chain freed or collapsed (its memo is dropped)."""
+        self.dup_memo.pop(chain, None)
+        self.stable_seq += 1
+
+    def node_changed(self, node) -> None:
+        """``node``'s hlist or rmap_hlist_len changed: its chain's memo, if a dup."""
+        if node.head == STABLE_NODE_DUP_HEAD:
+            self.dup_memo.pop(node.chain, None)
+        self.stable_seq += 1
+
+    def before_page_write(self, page) -> None:
+        """PhysicalMemory.write_page(): ``page``'s bytes are about to change.
+
+        If an unstable node may remember them (the page is mapped: every node's page
+        was get_mergeable_page()'s answer), shortcut 2 settles the tree and stops for
+        the rest of the full scan: after the write the tree may no longer be ordered
+        by its bytes.  A page mapped nowhere is one being filled before it is mapped
+        (wp_page_copy()), whose bytes object no node can hold.
+        """
+        if self.unstable_lazy:
+            if page.mapcount:
+                self.unstable_stop_lazy()
+            elif self.check and any(d is page.data for d in self.remembered.values()):
+                raise AssertionError(f"an unmapped page {page!r} a node remembers is written")
+
+    # ------------------------------------------------------------------------------
+    # shortcuts 1 and 2: the unstable tree
+    # ------------------------------------------------------------------------------
+    def unstable_reset(self, seqnr: int) -> None:
+        """The start of a full scan: the (empty) trees are right; shortcut 2 restarts."""
+        self.remembered = {}
+        self.unstable_log = []
+        self.unstable_index = {}
+        self.unstable_index_more = {}
+        self.unstable_lazy = self.enabled
+        self.unstable_tree_seqnr = seqnr & SEQNR_MASK
+        self.unstable_valid_seq = self.mapping_seq
+
+    def unstable_remembered_valid(self) -> bool:
+        """Shortcut 1 holds: every node's remembered bytes are its page's."""
+        return self.enabled and self.unstable_valid_seq == self.mapping_seq
+
+    def unstable_settle(self) -> None:
+        """Replay the log into the rbtrees with the kernel's descent, in order.
+
+        Every node still holds the bytes it was inserted with (before_page_write()
+        stops shortcut 2 first), so each insertion goes exactly where the kernel put
+        it; erased items let go of their bytes here.
+        """
+        log = self.unstable_log
+        if not log:
+            return
+        self.unstable_log = []
+        roots = self.ksm._unstable_roots
+        remembered = self.remembered
+        entries = iter(log)
+        for entry in entries:
+            if entry is None:                # an erasure: the item follows
+                item = next(entries)
+                rb_erase(item, roots[item.nid])
+                remembered.pop(item, None)
+                continue
+            root = roots[entry.nid]
+            parent, left, new = self.unstable_descend_remembered(root, remembered[entry])
+            if new is not None or parent is False:
+                raise AssertionError(f"unstable tree replay met an equal node for {entry!r}")
+            rb_link_node(entry, parent, left, root)
+            rb_insert_color(entry, root)
+
+    def unstable_stop_lazy(self) -> None:
+        """Settle the tree; the rest of this full scan descends the rbtree."""
+        self.unstable_settle()
+        self.unstable_lazy = False
+
+    def unstable_lookup(self, key: int, data):
+        """Shortcut 2: the node whose bytes equal ``data`` (checksum in ``key``), or None."""
+        node = self.unstable_index.get(key)
+        if node is None or self.remembered[node] == data:
+            return node
+        for node in self.unstable_index_more.get(key, ()):
+            if self.remembered[node] == data:
+                return node
+        return None
+
+    def unstable_log_insert(self, item, key: int) -> None:
+        """Shortcut 2: ``item`` (already remembered) joins the index and the log."""
+        index = self.unstable_index
+        if key in index:
+            self.unstable_index_more.setdefault(key, []).append(item)
+        else:
+            index[key] = item
+        self.unstable_log.append(item)
+
+    def unstable_log_erase(self, item) -> None:
+        """Shortcut 2: ``item`` leaves the index; settling erases it, drops its bytes."""
+        key = tree_key(item.oldchecksum, item.nid)
+        index, more = self.unstable_index, self.unstable_index_more
+        if index.get(key) is item:
+            others = more.get(key)
+            if others:
+                index[key] = others.pop(0)
+                if not others:
+                    del more[key]
+            else:
+                del index[key]
+        else:
+            others = more.get(key)
+            if not others or item not in others:
+                return
+            others.remove(item)
+            if not others:
+                del more[key]
+        self.unstable_log += (None, item)
+
+    def unstable_forget(self, item, tree_seqnr: int) -> None:
+        """``item`` (UNSTABLE_FLAG stamped ``tree_seqnr``) leaves the tree by the
+        kernel's rb_erase or is dropped with an old tree: settle a log it is in
+        first (the tree that ended with the last full scan, still the one to draw),
+        then drop its bytes."""
+        if self.unstable_log and tree_seqnr == self.unstable_tree_seqnr:
+            self.unstable_settle()
+        self.remembered.pop(item, None)
+
+    def carry_unstable_validity(self, valid: bool) -> None:
+        """After one cmp_and_merge_page() that started with shortcut 1 holding: it
+        still holds (see shortcut 1 above)."""
+        if valid:
+            self.unstable_valid_seq = self.mapping_seq
+
+    @staticmethod
+    def _descend(root, data, remembered):
+        parent, left, new = None, False, root.rb_node
+        while new is not None:
+            tdata = remembered[new]
+            if tdata is data:                # a forked page: don't substitute
+                return False, None, None
+            parent = new
+            if data < tdata:
+                new, left = new.rb_left, True
+            elif data > tdata:
+                new, left = new.rb_right, False
+            else:
+                return None, None, new
+        return parent, left, None
+
+    def unstable_descend_remembered(self, root, data):
+        """Shortcut 1: the kernel's descent over the remembered bytes: no node can
+        have vanished, and the same page has the same bytes object.  Returns what
+        UnstableTreeMixin._unstable_descend() returns."""
+        return self._descend(root, data, self.remembered)
+
+    def check_unstable_tree_pages(self) -> None:
+        """check: every node's remembered bytes belong to the page
+        get_mergeable_page() finds."""
+        ksm = self.ksm
+        for root in ksm.root_unstable_tree:
+            for node in root:
+                found = ksm.get_mergeable_page(node)
+                if found is None or found.data is not self.remembered.get(node):
+                    raise AssertionError(f"unstable node {node!r} remembers other bytes "
+                                         f"than those of the page it maps, {found!r}")
+
+    def check_unstable_lazy(self, item, page, nid):
+        """check: shortcut 2's answer must be the kernel descent's answer, and the
+        settling replay must insert where the kernel would.  Returns what
+        unstable_tree_search_insert() returns, having inserted as it would."""
+        ksm = self.ksm
+        data = page.data
+        lazy = self.unstable_lookup(tree_key(item.oldchecksum, nid), data)
+        root = ksm.root_unstable_tree[nid]                       # settles the log
+        self.check_unstable_tree_pages()
+        kernel = ksm._unstable_descend(item, page, root, data)
+        replay = self.unstable_descend_remembered(root, data)
+        if replay != kernel:
+            raise AssertionError(f"remembered descent {replay} != the kernel's {kernel}")
+        parent, _left, new = kernel
+        if parent is False:      # gave up on the same page: the index finds that page
+            if lazy is None or self.remembered[lazy] is not data:
+                raise AssertionError(f"index found {lazy!r}, the descent met the page itself")
+            return None, None
+        if new is not lazy:
+            raise AssertionError(f"index found {lazy!r}, the kernel's descent {new!r}")
+        if new is None:
+            ksm._unstable_insert(item, page, nid, None, False, None)
+            return None, None
+        tree_page = ksm.get_mergeable_page(new)
+        if not ksm.merge_across_nodes and tree_page.nid != nid:
+            return None, None
+        return new, tree_page
+
+    # ------------------------------------------------------------------------------
+    # shortcut 3: a chain's dup memo
+    # ------------------------------------------------------------------------------
+    def check_dup_memo(self, chain, memo) -> None:
+        """check: the remembered stable_node_dup() answer is what the loop would find
+        now, without its side effects."""
+        tree_folio, found = memo
+        ksm = self.ksm
+        pages = ksm.memory.pages
+        first = None
+        for dup in chain.hlist:
+            if stable_node_folio(pages, dup) is None:
+                raise AssertionError(f"{chain!r}: dup {dup!r} went stale under a memo")
+            if first is None:
+                first = dup
+            if ksm.is_page_sharing_candidate(dup):
+                first = dup
+                break
+        if first is not found or pages.get(found.kpfn) is not tree_folio:
+            raise AssertionError(f"{chain!r}: memo says {found!r}, the walk finds {first!r}")
+
+    # ------------------------------------------------------------------------------
+    # shortcut 4: content that no KSM page has
+    # ------------------------------------------------------------------------------
+    def stable_keys_hold(self) -> bool:
+        ksm = self.ksm
+        return self.stable_keys is not None and self.stable_seen_seq == self.stable_seq \
+            and ksm.machine.clock_ns // 1_000_000 < \
+            self.stable_prune_from + ksm.stable_node_chains_prune_millisecs
+
+    def _stable_top_folio(self, top, pages):
+        """The page a descent compares with at ``top``, if passing ``top`` can change
+        nothing: no stale page, and a chain has two or more dups, its best one first."""
+        if top.rmap_hlist_len != STABLE_NODE_CHAIN:
+            return stable_node_folio(pages, top)
+        hlist = top.hlist
+        if len(hlist) < 2:
+            return None
+        candidate = self.ksm.is_page_sharing_candidate
+        found = folio = None
+        for dup in hlist:                    # stable_node_dup() without pruning
+            page = stable_node_folio(pages, dup)
+            if page is None:
+                return None
+            if found is None or candidate(dup):
+                found, folio = dup, page
+                if candidate(dup):
+                    break
+        if hlist[0] is not found and candidate(found, 1):
+            return None
+        return folio
+
+    def stable_key(self, folio, nid: int) -> int:
+        return tree_key(self.ksm.calc_checksum(folio), nid)
+
+    def stable_index_build(self) -> None:
+        """Check every top node and collect the checksums, or give up."""
+        self.stable_quiet = 0
+        self.stable_keys = None
+        ksm = self.ksm
+        pages = ksm.memory.pages
+        keys, prune_from = set(), 1 << 62        # jiffies_ms
+        for nid, root in enumerate(ksm.root_stable_tree):
+            for top in root:
+                folio = self._stable_top_folio(top, pages)
+                if folio is None:
+                    return
+                if top.rmap_hlist_len == STABLE_NODE_CHAIN:
+                    prune_from = min(prune_from, top.chain_prune_time)
+                keys.add(self.stable_key(folio, nid))
+        self.stable_keys, self.stable_prune_from = keys, prune_from
+        self.stable_seen_seq = self.stable_seq
+
+    def stable_index_carry(self, top, key=None) -> None:
+        """``top`` just changed through stable_tree_append()/insert() while the keys
+        held: keep them if ``top`` is still safe to pass (adding ``key``), else drop."""
+        if self._stable_top_folio(top, self.ksm.memory.pages) is None:
+            self.stable_keys = None
+            return
+        if key is not None:
+            self.stable_keys.add(key)
+        if top.rmap_hlist_len == STABLE_NODE_CHAIN:
+            self.stable_prune_from = min(self.stable_prune_from, top.chain_prune_time)
+        self.stable_seen_seq = self.stable_seq
+
+    def stable_no_twin(self, page, nid: int, checksum: int) -> bool:
+        """True when stable_tree_search() would surely return NULL and change
+        nothing; otherwise the search walks the tree as the kernel does."""
+        keys = self.stable_keys
+        ksm = self.ksm
+        if keys is not None and self.stable_seen_seq == self.stable_seq and \
+                ksm.machine.clock_ns // 1_000_000 < self.stable_prune_from + \
+                ksm.stable_node_chains_prune_millisecs:                 # stable_keys_hold()
+            if tree_key(checksum, nid) in keys:
+                return False
+            if self.check:
+                seq = self.stable_seq
+                if ksm.stable_tree_search(page) is not None or self.stable_seq != seq:
+                    raise AssertionError("shortcut 4 skipped a stable tree walk that "
+                                         "found a page or changed the tree")
+            return True
+        self._stable_note_search()
+        return False
+
+    def _stable_note_search(self) -> None:
+        """A search the keys could not answer: rebuild them after enough quiet ones."""
+        if self.stable_seen_seq != self.stable_seq:
+            self.stable_seen_seq = self.stable_seq
+            self.stable_quiet, self.stable_keys = 0, None
+            return
+        self.stable_quiet += 1
+        ksm = self.ksm
+        # rebuilding costs about one look per node: only after as many quiet searches
+        if self.stable_quiet > 8 + (ksm.stable_node_chains + ksm.ksm_pages_shared) // 4:
+            self.stable_index_build()
+
+    # ------------------------------------------------------------------------------
+    # shortcut 5: the fused batch
+    # ------------------------------------------------------------------------------
+    def do_scan(self, scan_npages: int) -> int:
+        """ksm_do_scan() with events off and the 6.11+ order: the same loop, with the
+        common outcomes of cmp_and_merge_page() inline.
+
+        Each inline branch is cmp_and_merge_page()'s own code for the one case it
+        tests, and decides before it changes anything; every other page goes to
+        cmp_and_merge_page() (``checked=True`` when the prologue is done here):
+
+        * a KSM page whose stable node is the item's: return at once;
+        * remove_rmap_item_from_tree() of an item that is in no tree, or was in the
+          last full scan's unstable tree (age 1: that tree was reset when this scan
+          began, so no log and no remembered bytes can name it);
+        * the checksum test, inlined as _checksum_unchanged() has it (no event);
+        * a candidate (checksum held still) that the stable keys (shortcut 4) say
+          no KSM page has, whose checksum no unstable node has (shortcut 2's index
+          while shortcut 1 holds) and that is not the zero page's content with
+          use_zero_pages: it enters the unstable tree as _unstable_insert() does.
+        """
+        ksm = self.ksm
+        machine = ksm.machine
+        count_scanned = ksm.profile.ksm_pages_scanned
+        cmp_and_merge_page = ksm.cmp_and_merge_page
+        scan = ksm.ksm_scan
+        done = 0
+        # The premises of the inline candidate branch, taken again whenever stable_seq
+        # or mapping_seq moved (the walk itself may free items) or a page went to
+        # cmp_and_merge_page(); keys None means "call out".
+        seen = None
+        keys = index = remembered = log = zero = None
+        seqnr = bits = 0
+        for item, page in ksm.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
+            done += 1
+            if seen != (self.stable_seq, self.mapping_seq):
+                seen = (self.stable_seq, self.mapping_seq)
+                keys = self.stable_keys if self.stable_seen_seq == self.stable_seq and \
+                    machine.clock_ns // 1_000_000 < self.stable_prune_from + \
+                    ksm.stable_node_chains_prune_millisecs and self.unstable_lazy and \
+                    self.unstable_valid_seq == self.mapping_seq else None   # keys hold
+                index, remembered, log = self.unstable_index, self.remembered, self.unstable_log
+                zero = ksm.zero_checksum if ksm.use_zero_pages else None
+                seqnr = scan.seqnr
+                bits = UNSTABLE_FLAG | (seqnr & SEQNR_MASK)
+                nid_of = None if ksm.merge_across_nodes else NODE_PFN_SPAN
+            if page.flags & PG_ksm:
+                if item.head is page.mapping:
+                    pass                     # cmp_and_merge_page(): already ours
+                else:
+                    valid = self.unstable_valid_seq == self.mapping_seq
+                    cmp_and_merge_page(page, item)
+                    if valid:
+                        self.unstable_valid_seq = self.mapping_seq
+                    seen = None
+            else:
+                flags = item.flags
+                if flags and (flags & STABLE_FLAG or (seqnr - (flags & SEQNR_MASK)) & 0xFF != 1):
+                    valid = self.unstable_valid_seq == self.mapping_seq
+                    cmp_and_merge_page(page, item)
+                    if valid:
+                        self.unstable_valid_seq = self.mapping_seq
+                    seen = None
+                else:
+                    if flags:                # remove_rmap_item_from_tree(), age 1
+                        ksm.ksm_pages_unshared -= 1
+                        item.flags = 0
+                    data = page.data
+                    checksum = xxh64(data) & 0xFFFFFFFF
+                    if item.oldchecksum != checksum:
+                        item.oldchecksum = checksum      # volatile: first visit or changed
+                    else:
+                        nid = 0 if nid_of is None else page.pfn // nid_of
+                        key = checksum | nid << 32                       # tree_key()
+                        if keys is not None and key not in keys and key not in index \
+                                and checksum != zero:
+                            # _unstable_insert(item, page, nid, None, False, None)
+                            item.flags = bits
+                            item.nid = nid
+                            remembered[item] = data
+                            index[key] = item
+                            log.append(item)
+                            ksm.ksm_pages_unshared += 1
+                        else:
+                            valid = self.unstable_valid_seq == self.mapping_seq
+                            cmp_and_merge_page(page, item, True)
+                            if valid:
+                                self.unstable_valid_seq = self.mapping_seq
+                            seen = None
+            if count_scanned:
+                ksm.ksm_pages_scanned += 1
+            if done == scan_npages:
+                break
+        return done
