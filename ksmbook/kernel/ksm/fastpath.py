@@ -64,6 +64,13 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    it is not told about (``stable_seq``), by ``ksm_page_gone``, and by the first
    chain whose prune time comes.
 
+6. **A merge nobody watches** (``merge_one_page``).  try_to_merge_one_page() of a
+   page into an existing KSM page, when no secondary MMU is registered on the mm
+   and events are off: the notifier brackets are empty, set_pte_at_notify() is
+   set_pte_at(), and nothing runs between write_protect_page() and replace_page(),
+   so the merge comes down to its PTE writes, TLB flush counts and page counts,
+   made here in the kernel's order.  Skips some twenty helper calls per merge.
+
 5. **The fused batch** (``do_scan``).  With events off and the 6.11+ order,
    ksm_do_scan()'s loop walks the page tables and runs the common outcomes of
    cmp_and_merge_page() inline: a KSM page already ours, a checksum that changed
@@ -80,11 +87,17 @@ calls ``page_freed``.  No other caller has to remember anything.
 """
 from __future__ import annotations
 
-from ..memory import NODE_PFN_SPAN, PG_ksm
+from ..memory import NODE_PFN_SPAN, PG_anon_exclusive, PG_ksm
+from ..pagetable import (_PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, PTE_PFN_MASK,
+                         PTE_PFN_SHIFT, mk_pte)
+from ..swap import folio_ref_count
 from .checksum import xxh64
 from .rbtree import rb_erase, rb_insert_color, rb_link_node
 from .structs import (SEQNR_MASK, STABLE_FLAG, STABLE_NODE_CHAIN, STABLE_NODE_DUP_HEAD,
                       UNSTABLE_FLAG, stable_node_folio, tree_key)
+
+#: stable_search_start(): no KSM page has this content
+NO_TWIN = object()
 
 
 class FastPath:
@@ -114,7 +127,8 @@ class FastPath:
         self.unstable_index_more: dict = {}  # the same key, more items (checksum clashes)
         self.unstable_tree_seqnr = -1   # seqnr & SEQNR_MASK of the scan the tree is for
         # shortcut 4 (the stable tree)
-        self.stable_keys = None         # tree_key()s of all top nodes' pages, or None
+        # tree_key() of every top node's page -> that node (None: two share the key)
+        self.stable_keys = None
         self.stable_seen_seq = -1       # the stable_seq they are for
         self.stable_prune_from = 0      # the oldest chain_prune_time among the chains
         self.stable_quiet = 0           # searches since the tree last changed
@@ -166,6 +180,21 @@ class FastPath:
         """``node``'s hlist or rmap_hlist_len changed: its chain's memo, if a dup."""
         if node.head == STABLE_NODE_DUP_HEAD:
             self.dup_memo.pop(node.chain, None)
+        self.stable_seq += 1
+
+    def mapping_appended(self, node) -> None:
+        """stable_tree_append(): ``node`` has one more rmap_item (rmap_hlist_len + 1).
+
+        A chain's memo names its first dup that is a sharing candidate (or its first
+        dup, when none is).  One more mapping on that very dup leaves the answer as
+        it was while the dup stays a candidate; any other dup's change may alter it.
+        """
+        if node.head == STABLE_NODE_DUP_HEAD:
+            chain = node.chain
+            memo = self.dup_memo.get(chain)
+            if memo is not None and (memo[1] is not node or
+                                     not self.ksm.is_page_sharing_candidate(node)):
+                del self.dup_memo[chain]
         self.stable_seq += 1
 
     def before_page_write(self, page) -> None:
@@ -409,7 +438,7 @@ class FastPath:
         self.stable_keys = None
         ksm = self.ksm
         pages = ksm.memory.pages
-        keys, prune_from = set(), 1 << 62        # jiffies_ms
+        keys, prune_from = {}, 1 << 62        # jiffies_ms
         for nid, root in enumerate(ksm.root_stable_tree):
             for top in root:
                 folio = self._stable_top_folio(top, pages)
@@ -417,40 +446,76 @@ class FastPath:
                     return
                 if top.rmap_hlist_len == STABLE_NODE_CHAIN:
                     prune_from = min(prune_from, top.chain_prune_time)
-                keys.add(self.stable_key(folio, nid))
+                key = self.stable_key(folio, nid)
+                keys[key] = None if key in keys else top       # None: a checksum clash
         self.stable_keys, self.stable_prune_from = keys, prune_from
         self.stable_seen_seq = self.stable_seq
 
-    def stable_index_carry(self, top, key=None) -> None:
+    def stable_index_carry(self, top, key=None, replaces=None) -> None:
         """``top`` just changed through stable_tree_append()/insert() while the keys
-        held: keep them if ``top`` is still safe to pass (adding ``key``), else drop."""
+        held: keep them if ``top`` is still safe to pass (``key`` its content's key,
+        when ``top`` is new or took the place of ``replaces``), else drop them."""
         if self._stable_top_folio(top, self.ksm.memory.pages) is None:
             self.stable_keys = None
             return
         if key is not None:
-            self.stable_keys.add(key)
+            keys = self.stable_keys
+            was = keys.get(key, NO_TWIN)
+            keys[key] = top if was is NO_TWIN or was is replaces or was is top else None
         if top.rmap_hlist_len == STABLE_NODE_CHAIN:
             self.stable_prune_from = min(self.stable_prune_from, top.chain_prune_time)
         self.stable_seen_seq = self.stable_seq
 
-    def stable_no_twin(self, page, nid: int, checksum: int) -> bool:
-        """True when stable_tree_search() would surely return NULL and change
-        nothing; otherwise the search walks the tree as the kernel does."""
+    def stable_search_start(self, page, nid: int, checksum: int):
+        """Where stable_tree_search()'s descent may begin.
+
+        NO_TWIN: no KSM page has this content, the walk would return NULL having
+        changed nothing.  A top node: the one whose page has these very bytes, which
+        the walk from the root would reach having changed nothing on the way (so
+        only what the walk does at that node is left to do).  None: the root.
+        """
         keys = self.stable_keys
         ksm = self.ksm
         if keys is not None and self.stable_seen_seq == self.stable_seq and \
                 ksm.machine.clock_ns // 1_000_000 < self.stable_prune_from + \
                 ksm.stable_node_chains_prune_millisecs:                 # stable_keys_hold()
-            if tree_key(checksum, nid) in keys:
-                return False
-            if self.check:
-                seq = self.stable_seq
-                if ksm.stable_tree_search(page) is not None or self.stable_seq != seq:
-                    raise AssertionError("shortcut 4 skipped a stable tree walk that "
-                                         "found a page or changed the tree")
-            return True
+            top = keys.get(tree_key(checksum, nid), NO_TWIN)
+            if top is NO_TWIN:
+                if self.check:
+                    seq = self.stable_seq
+                    if ksm.stable_tree_search(page) is not None or self.stable_seq != seq:
+                        raise AssertionError("shortcut 4 skipped a stable tree walk that "
+                                             "found a page or changed the tree")
+                return NO_TWIN
+            if top is not None:          # None: two top nodes' pages share the checksum
+                pages = ksm.memory.pages
+                folio = stable_node_folio(
+                    pages, top.hlist[0] if top.rmap_hlist_len == STABLE_NODE_CHAIN else top)
+                if folio is not None and folio.data == page.data:   # a chain's dups: alike
+                    if self.check:
+                        self.check_stable_start(top, page.data, nid)
+                    return top
+            return None
         self._stable_note_search()
-        return False
+        return None
+
+    def check_stable_start(self, top, data, nid: int) -> None:
+        """check: the kernel's descent from the root, made without its side effects,
+        passes only nodes where it changes nothing and ends at ``top``."""
+        pages = self.ksm.memory.pages
+        node = self.ksm.root_stable_tree[nid].rb_node
+        while node is not None:
+            folio = self._stable_top_folio(node, pages)
+            if folio is None:
+                raise AssertionError(f"the stable keys vouch for {node!r}, unsafe to pass")
+            if data < folio.data:
+                node = node.rb_left
+            elif data > folio.data:
+                node = node.rb_right
+            else:
+                break
+        if node is not top:
+            raise AssertionError(f"the stable keys start at {top!r}, the walk ends at {node!r}")
 
     def _stable_note_search(self) -> None:
         """A search the keys could not answer: rebuild them after enough quiet ones."""
@@ -494,67 +559,108 @@ class FastPath:
         # The premises of the inline candidate branch, taken again whenever stable_seq
         # or mapping_seq moved (the walk itself may free items) or a page went to
         # cmp_and_merge_page(); keys None means "call out".
-        seen = None
-        keys = index = remembered = log = zero = None
+        seen_stable = seen_mapping = -1
+        keys = index = remembered = log = zero = nid_of = None
         seqnr = bits = 0
-        for item, page in ksm.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
-            done += 1
-            if seen != (self.stable_seq, self.mapping_seq):
-                seen = (self.stable_seq, self.mapping_seq)
-                keys = self.stable_keys if self.stable_seen_seq == self.stable_seq and \
-                    machine.clock_ns // 1_000_000 < self.stable_prune_from + \
-                    ksm.stable_node_chains_prune_millisecs and self.unstable_lazy and \
-                    self.unstable_valid_seq == self.mapping_seq else None   # keys hold
-                index, remembered, log = self.unstable_index, self.remembered, self.unstable_log
-                zero = ksm.zero_checksum if ksm.use_zero_pages else None
-                seqnr = scan.seqnr
-                bits = UNSTABLE_FLAG | (seqnr & SEQNR_MASK)
-                nid_of = None if ksm.merge_across_nodes else NODE_PFN_SPAN
-            if page.flags & PG_ksm:
-                if item.head is page.mapping:
-                    pass                     # cmp_and_merge_page(): already ours
+        try:
+            for item, page in ksm.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
+                done += 1
+                if seen_stable != self.stable_seq or seen_mapping != self.mapping_seq:
+                    seen_stable, seen_mapping = self.stable_seq, self.mapping_seq
+                    keys = self.stable_keys if self.stable_seen_seq == self.stable_seq and \
+                        machine.clock_ns // 1_000_000 < self.stable_prune_from + \
+                        ksm.stable_node_chains_prune_millisecs and self.unstable_lazy and \
+                        self.unstable_valid_seq == self.mapping_seq else None  # keys hold
+                    index, remembered = self.unstable_index, self.remembered
+                    log = self.unstable_log
+                    zero = ksm.zero_checksum if ksm.use_zero_pages else None
+                    seqnr = scan.seqnr
+                    bits = UNSTABLE_FLAG | (seqnr & SEQNR_MASK)
+                    nid_of = None if ksm.merge_across_nodes else NODE_PFN_SPAN
+                if page.flags & PG_ksm:
+                    call = item.head is not page.mapping  # else already ours: return
+                    checked = False
                 else:
-                    valid = self.unstable_valid_seq == self.mapping_seq
-                    cmp_and_merge_page(page, item)
-                    if valid:
-                        self.unstable_valid_seq = self.mapping_seq
-                    seen = None
-            else:
-                flags = item.flags
-                if flags and (flags & STABLE_FLAG or (seqnr - (flags & SEQNR_MASK)) & 0xFF != 1):
-                    valid = self.unstable_valid_seq == self.mapping_seq
-                    cmp_and_merge_page(page, item)
-                    if valid:
-                        self.unstable_valid_seq = self.mapping_seq
-                    seen = None
-                else:
-                    if flags:                # remove_rmap_item_from_tree(), age 1
-                        ksm.ksm_pages_unshared -= 1
-                        item.flags = 0
-                    data = page.data
-                    checksum = xxh64(data) & 0xFFFFFFFF
-                    if item.oldchecksum != checksum:
-                        item.oldchecksum = checksum      # volatile: first visit or changed
+                    flags = item.flags
+                    if flags and (flags & STABLE_FLAG or
+                                  (seqnr - (flags & SEQNR_MASK)) & 0xFF != 1):
+                        call = True
+                        checked = False
                     else:
-                        nid = 0 if nid_of is None else page.pfn // nid_of
-                        key = checksum | nid << 32                       # tree_key()
-                        if keys is not None and key not in keys and key not in index \
-                                and checksum != zero:
-                            # _unstable_insert(item, page, nid, None, False, None)
-                            item.flags = bits
-                            item.nid = nid
-                            remembered[item] = data
-                            index[key] = item
-                            log.append(item)
-                            ksm.ksm_pages_unshared += 1
+                        # remove_rmap_item_from_tree() of an age-1 item: ksm_pages_unshared
+                        # falls by one, unless the item goes back into the tree below
+                        item.flags = 0
+                        data = page.data
+                        checksum = xxh64(data) & 0xFFFFFFFF
+                        call = False
+                        if item.oldchecksum != checksum:
+                            item.oldchecksum = checksum  # volatile: first visit or changed
+                            if flags:
+                                ksm.ksm_pages_unshared -= 1
                         else:
-                            valid = self.unstable_valid_seq == self.mapping_seq
-                            cmp_and_merge_page(page, item, True)
-                            if valid:
-                                self.unstable_valid_seq = self.mapping_seq
-                            seen = None
+                            nid = 0 if nid_of is None else page.pfn // nid_of
+                            key = checksum | nid << 32                   # tree_key()
+                            if keys is not None and key not in keys and key not in index \
+                                    and checksum != zero:
+                                # _unstable_insert(item, page, nid, None, False, None)
+                                item.flags = bits
+                                item.nid = nid
+                                remembered[item] = data
+                                index[key] = item
+                                log.append(item)
+                                if not flags:
+                                    ksm.ksm_pages_unshared += 1
+                            else:
+                                if flags:
+                                    ksm.ksm_pages_unshared -= 1
+                                call = checked = True
+                if call:                         # everything else: the kernel's function
+                    valid = self.unstable_valid_seq == self.mapping_seq
+                    cmp_and_merge_page(page, item, checked)
+                    if valid:
+                        self.unstable_valid_seq = self.mapping_seq
+                    seen_stable = -1
+                if done == scan_npages:
+                    break
+        finally:
             if count_scanned:
-                ksm.ksm_pages_scanned += 1
-            if done == scan_npages:
-                break
+                ksm.ksm_pages_scanned += done
         return done
+
+    # ------------------------------------------------------------------------------
+    # shortcut 6: a merge nobody watches
+    # ------------------------------------------------------------------------------
+    def merge_one_page(self, mm, page, kpage, address) -> bool:
+        """try_to_merge_one_page(vma, page, kpage, address) for a KSM page ``kpage``
+        (not the zero page), with no MMU notifier on ``mm`` and events off: what
+        write_protect_page(), pages_identical() and replace_page() do then."""
+        pt = mm.pagetables
+        machine = mm.machine
+        # write_protect_page()
+        entry = pt.get_pte(address)
+        if not entry & (_PAGE_PRESENT | _PAGE_PROTNONE) or \
+                (entry & PTE_PFN_MASK) >> PTE_PFN_SHIFT != page.pfn:
+            return False
+        if entry & (_PAGE_RW | _PAGE_DIRTY) or page.flags & PG_anon_exclusive:
+            pt.set_pte(address, 0)                       # ptep_clear_flush()
+            machine.tlb_flushes += 1
+            if page.mapcount != folio_ref_count(page):
+                pt.set_pte(address, entry)               # set_pte_at(): put back
+                return False
+            page.flags &= ~PG_anon_exclusive             # folio_try_share_anon_rmap_pte()
+            entry &= ~(_PAGE_RW | _PAGE_DIRTY)           # pte_wrprotect(pte_mkclean())
+            pt.set_pte(address, entry)                   # set_pte_at_notify()
+        if page.data != kpage.data:                      # pages_identical()
+            return False
+        # replace_page(): the PTE is still ``entry``, nothing ran in between
+        kpage.refcount += 1
+        kpage.mapcount += 1
+        newpte = mk_pte(kpage.pfn, False)
+        if entry & _PAGE_PROTNONE:
+            newpte = (newpte & ~1) | _PAGE_PROTNONE
+        pt.set_pte(address, 0)                           # ptep_clear_flush()
+        machine.tlb_flushes += 1
+        pt.set_pte(address, newpte)                      # set_pte_at_notify()
+        page.mapcount -= 1
+        machine.memory.put_page(page)
+        return True

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from ..fault import (FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, handle_mm_fault,
                      is_ksm_zero_pte)
-from ..memory import PG_anon, PG_anon_exclusive, PG_ksm, PG_lru_batch
+from ..memory import PG_anon, PG_anon_exclusive, PG_ksm, PG_lru_batch, PG_zero
 from ..mmu_notifier import pte_notify_bracket, ptep_clear_flush, set_pte_at, set_pte_at_notify
 from ..swap import folio_ref_count
-from ..pagetable import (_PAGE_PROTNONE, mk_pte, pte_dirty, pte_mkclean, pte_pfn, pte_present,
-                         pte_special, pte_write, pte_wrprotect)
+from ..pagetable import (_PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, PTE_PFN_MASK,
+                         PTE_PFN_SHIFT, mk_pte, pte_pfn, pte_present, pte_special)
+
+_PRESENT_OR_PROTNONE = _PAGE_PRESENT | _PAGE_PROTNONE      # pte_present() on x86
 
 
 class MergeMixin:
@@ -53,10 +55,12 @@ class MergeMixin:
         site = "write_protect_page"
         with pte_notify_bracket(mm, address, address + mm.page_size, site):
             entry = mm.pagetables.get_pte(address)
-            if not pte_present(entry) or pte_pfn(entry) != page.pfn:
+            # pte_present(), pte_pfn(), pte_write(), pte_dirty(), inlined: once per merge
+            if not entry & _PRESENT_OR_PROTNONE or \
+                    (entry & PTE_PFN_MASK) >> PTE_PFN_SHIFT != page.pfn:
                 return None
             anon_exclusive = page.flags & PG_anon_exclusive
-            if pte_write(entry) or pte_dirty(entry) or anon_exclusive:
+            if entry & (_PAGE_RW | _PAGE_DIRTY) or anon_exclusive:
                 entry = ptep_clear_flush(mm, address, site)
                 # folio_mapcount + 1 + swapcache != folio_ref_count: a per-CPU
                 # lru_add batch's reference (kernel/swap.py) counts here too
@@ -74,7 +78,7 @@ class MergeMixin:
                                          "mapcount": page.mapcount})
                     return None
                 page.flags &= ~PG_anon_exclusive      # folio_try_share_anon_rmap_pte()
-                entry = pte_wrprotect(pte_mkclean(entry))
+                entry &= ~(_PAGE_RW | _PAGE_DIRTY)    # pte_wrprotect(pte_mkclean(entry))
                 set_pte_at_notify(mm, address, entry, site)
             return entry
 
@@ -111,6 +115,10 @@ class MergeMixin:
             return True
         if not page.flags & PG_anon:
             return False
+        fp = self.fp
+        if kpage is not None and fp.enabled and not fp.check and not kpage.flags & PG_zero \
+                and not vma.mm.notifiers.list and not self.machine.events.enabled:
+            return fp.merge_one_page(vma.mm, page, kpage, address)     # shortcut 6
         orig_pte = self.write_protect_page(vma, page, address)
         if orig_pte is None:
             return False

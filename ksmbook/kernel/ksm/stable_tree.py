@@ -14,6 +14,7 @@ has); this module keeps the kernel's walks and tells ``self.fp`` what changed.
 from __future__ import annotations
 
 from ..memory import PG_ksm
+from .fastpath import NO_TWIN
 from .rbtree import rb_erase, rb_insert_color, rb_link_node, rb_replace_node
 from .structs import (STABLE_FLAG, STABLE_NODE_CHAIN, STABLE_NODE_DUP_HEAD,
                       KsmStableNode, stable_node_folio)
@@ -186,12 +187,16 @@ class StableTreeMixin:
             return page                  # ksm page forked (no migrate_nodes in ksmbook)
         nid = 0 if self.merge_across_nodes else self.memory.pfn_to_nid(page.pfn)  # get_kpfn_nid
         fp = self.fp
-        if checksum is not None and fp.enabled and fp.stable_no_twin(page, nid, checksum):
-            return None                  # fastpath.py, shortcut 4
+        # fastpath.py, shortcut 4: no twin at all, or the top node the walk would end at
+        start = fp.stable_search_start(page, nid, checksum) \
+            if checksum is not None and fp.enabled else None
+        if start is NO_TWIN:
+            return None
         root = self.root_stable_tree[nid]
         data = page.data
         while True:                      # again:
-            new = root.rb_node
+            new = root.rb_node if start is None else start
+            start = None
             restart = False
             while new is not None:
                 if new.rmap_hlist_len == STABLE_NODE_CHAIN:      # __stable_node_chain()
@@ -261,8 +266,8 @@ class StableTreeMixin:
         kfolio.mapping = dup             # folio_set_stable_node()
         fp.stable_tree_changed()
         if keys_held:
-            if need_chain:
-                fp.stable_index_carry(chain)
+            if need_chain:                       # ``chain`` took ``node``'s place, or is it
+                fp.stable_index_carry(chain, fp.stable_key(kfolio, nid), node)
             else:
                 fp.stable_index_carry(dup, fp.stable_key(kfolio, nid))
         return dup
@@ -275,7 +280,7 @@ class StableTreeMixin:
         item.head = node
         item.flags |= STABLE_FLAG
         node.hlist.insert(0, item)
-        fp.node_changed(node)
+        fp.mapping_appended(node)
         if keys_held:
             fp.stable_index_carry(node.chain if node.head == STABLE_NODE_DUP_HEAD else node)
         if len(node.hlist) > 1:

@@ -53,17 +53,14 @@ class KsmRmapItem:
                  "rb_parent", "rb_left", "rb_right", "rb_red")
 
     def __init__(self, mm, address: int):
-        self.rmap_list = None       # next item in the mm_slot's address-sorted list
         self.mm = mm
         self.address = address
-        self.flags = 0
-        self.oldchecksum = 0        # zeroed by kmem_cache_zalloc: first visit never matches
-        self.age = 0
-        self.remaining_skips = 0
-        self.nid = 0
-        self.anon_vma = None
-        self.head = None            # the stable node while STABLE_FLAG is set
-        self.rb_parent = self.rb_left = self.rb_right = None
+        # kmem_cache_zalloc(): all zero, so the first visit's checksum never matches
+        self.flags = self.oldchecksum = self.age = self.remaining_skips = self.nid = 0
+        # rmap_list: the next item in the mm_slot's address-sorted list; head: the
+        # stable node while STABLE_FLAG is set; rb_*: the unstable tree's links
+        self.rmap_list = self.anon_vma = self.head = self.rb_parent = self.rb_left = \
+            self.rb_right = None
         self.rb_red = False
 
     @property
