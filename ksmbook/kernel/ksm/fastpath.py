@@ -316,27 +316,11 @@ class FastPath:
         if valid:
             self.unstable_valid_seq = self.mapping_seq
 
-    @staticmethod
-    def _descend(root, data, remembered):
-        parent, left, new = None, False, root.rb_node
-        while new is not None:
-            tdata = remembered[new]
-            if tdata is data:                # a forked page: don't substitute
-                return False, None, None
-            parent = new
-            if data < tdata:
-                new, left = new.rb_left, True
-            elif data > tdata:
-                new, left = new.rb_right, False
-            else:
-                return None, None, new
-        return parent, left, None
-
     def unstable_descend_remembered(self, root, data):
         """Shortcut 1: the kernel's descent over the remembered bytes: no node can
         have vanished, and the same page has the same bytes object.  Returns what
         UnstableTreeMixin._unstable_descend() returns."""
-        return self._descend(root, data, self.remembered)
+        return self.ksm._unstable_descend(None, None, root, data, self.remembered)
 
     def check_unstable_tree_pages(self) -> None:
         """check: every node's remembered bytes belong to the page

@@ -94,24 +94,32 @@ class UnstableTreeMixin:
                     "unstable_insert", item.mm.owner_pid, item.address, page.pfn,
                     "inserted", item.oldchecksum))
 
-    def _unstable_descend(self, item, page, root, data):
+    def _unstable_descend(self, item, page, root, data, remembered=None):
         """The kernel's descent: get_mergeable_page() at every level.
 
         Returns (parent, left, None) for an insertion point, (None, None, node) for a
-        node with equal content, or (False, None, None) to give up.
+        node with equal content, or (False, None, None) to give up.  ``remembered``
+        (fastpath.py, shortcut 1): each node's bytes as remembered at insertion,
+        used instead of get_mergeable_page(); no node can have vanished then, and
+        the same page has the same bytes object.
         """
         parent, left, new = None, False, root.rb_node
         while new is not None:
-            tree_page = self.get_mergeable_page(new)
-            if tree_page is None:
-                self._emit("unstable_tree_search_insert", "unstable_abort", item.mm.owner_pid,
-                           item.address, page.pfn, "tree_page_gone",
-                           other_pid=new.mm.owner_pid, other_address=new.address)
-                return False, None, None
-            if tree_page is page:
-                # don't substitute a ksm page for a forked page
-                return False, None, None
-            tdata = tree_page.data
+            if remembered is not None:
+                tdata = remembered[new]
+                if tdata is data:            # a forked page: don't substitute
+                    return False, None, None
+            else:
+                tree_page = self.get_mergeable_page(new)
+                if tree_page is None:
+                    self._emit("unstable_tree_search_insert", "unstable_abort",
+                               item.mm.owner_pid, item.address, page.pfn, "tree_page_gone",
+                               other_pid=new.mm.owner_pid, other_address=new.address)
+                    return False, None, None
+                if tree_page is page:
+                    # don't substitute a ksm page for a forked page
+                    return False, None, None
+                tdata = tree_page.data
             parent = new
             if data < tdata:
                 new, left = new.rb_left, True
