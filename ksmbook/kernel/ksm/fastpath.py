@@ -19,8 +19,9 @@ page tables, counters, rmap_items, the exact rbtree shapes and the events.
 
 The shortcuts, what each skips, why it is equal, what invalidates it:
 
-1. **Remembered unstable pages** (``remembered``: rmap_item -> the bytes object of
-   its page at insertion).  Skips get_mergeable_page() at every level of an
+1. **Remembered unstable pages** (``item.tree_data``: the bytes object of the
+   item's page when it entered the tree; a slot of the rmap_item, as the rb links
+   are, written and read only here and by the unstable descent asked from here).  Skips get_mergeable_page() at every level of an
    unstable descent.  Equal because the bytes object *is* the page's (a write
    changes both), and get_mergeable_page() would find the same page while no PTE
    was written, no page freed, no VMA lost VM_MERGEABLE and no mm exited:
@@ -28,7 +29,7 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    ``pte_changed``, ``page_freed``, ``vma_unmergeable`` and ``mm_exited``, which
    bump ``mapping_seq``.  ksmd's own merges remap only the item being scanned and
    the tree item it merges with (which then leaves the tree), so ksm_do_scan()
-   carries the validity across them (``carry_unstable_validity``).
+   carries the validity across them.
 
 2. **The settled-later unstable tree** (``unstable_lazy``, ``unstable_index``,
    ``unstable_log``).  While, in addition, no node's page has been written since
@@ -117,12 +118,12 @@ class FastPath:
         self.stable_seq = 0
         self.dup_memo: dict = {}        # shortcut 3: chain -> (folio, dup)
         # shortcut 1 and 2 (the unstable tree)
-        self.remembered: dict = {}      # rmap_item -> bytes object of its page at insertion
-        self.unstable_valid_seq = -1    # mapping_seq when ``remembered`` was last known right
+        self.unstable_valid_seq = -1    # mapping_seq when every tree_data was last known right
         self.unstable_lazy = False      # shortcut 2 on: the index answers, the rbtrees lag
         # pending insertions (an item) and erasures (None, then the item: no tuple to
         # allocate, so no extra work for the cyclic garbage collector)
         self.unstable_log: list = []
+        self.unstable_erased: list = []      # the items of those erasures
         self.unstable_index: dict = {}       # tree_key(checksum, nid) -> item
         self.unstable_index_more: dict = {}  # the same key, more items (checksum clashes)
         self.unstable_tree_seqnr = -1   # seqnr & SEQNR_MASK of the scan the tree is for
@@ -209,7 +210,7 @@ class FastPath:
         if self.unstable_lazy:
             if page.mapcount:
                 self.unstable_stop_lazy()
-            elif self.check and any(d is page.data for d in self.remembered.values()):
+            elif self.check and any(i.tree_data is page.data for i in self.ksm.rmap_items()):
                 raise AssertionError(f"an unmapped page {page!r} a node remembers is written")
 
     # ------------------------------------------------------------------------------
@@ -217,7 +218,9 @@ class FastPath:
     # ------------------------------------------------------------------------------
     def unstable_reset(self, seqnr: int) -> None:
         """The start of a full scan: the (empty) trees are right; shortcut 2 restarts."""
-        self.remembered = {}
+        for item in self.unstable_erased:    # erased, never settled: drop the bytes
+            item.tree_data = None
+        self.unstable_erased = []
         self.unstable_log = []
         self.unstable_index = {}
         self.unstable_index_more = {}
@@ -239,18 +242,17 @@ class FastPath:
         log = self.unstable_log
         if not log:
             return
-        self.unstable_log = []
+        self.unstable_log, self.unstable_erased = [], []
         roots = self.ksm._unstable_roots
-        remembered = self.remembered
         entries = iter(log)
         for entry in entries:
             if entry is None:                # an erasure: the item follows
                 item = next(entries)
                 rb_erase(item, roots[item.nid])
-                remembered.pop(item, None)
+                item.tree_data = None
                 continue
             root = roots[entry.nid]
-            parent, left, new = self.unstable_descend_remembered(root, remembered[entry])
+            parent, left, new = self.unstable_descend_remembered(root, entry.tree_data)
             if new is not None or parent is False:
                 raise AssertionError(f"unstable tree replay met an equal node for {entry!r}")
             rb_link_node(entry, parent, left, root)
@@ -264,10 +266,10 @@ class FastPath:
     def unstable_lookup(self, key: int, data):
         """Shortcut 2: the node whose bytes equal ``data`` (checksum in ``key``), or None."""
         node = self.unstable_index.get(key)
-        if node is None or self.remembered[node] == data:
+        if node is None or node.tree_data == data:
             return node
         for node in self.unstable_index_more.get(key, ()):
-            if self.remembered[node] == data:
+            if node.tree_data == data:
                 return node
         return None
 
@@ -300,6 +302,7 @@ class FastPath:
             if not others:
                 del more[key]
         self.unstable_log += (None, item)
+        self.unstable_erased.append(item)
 
     def unstable_forget(self, item, tree_seqnr: int) -> None:
         """``item`` (UNSTABLE_FLAG stamped ``tree_seqnr``) leaves the tree by the
@@ -308,19 +311,13 @@ class FastPath:
         then drop its bytes."""
         if self.unstable_log and tree_seqnr == self.unstable_tree_seqnr:
             self.unstable_settle()
-        self.remembered.pop(item, None)
-
-    def carry_unstable_validity(self, valid: bool) -> None:
-        """After one cmp_and_merge_page() that started with shortcut 1 holding: it
-        still holds (see shortcut 1 above)."""
-        if valid:
-            self.unstable_valid_seq = self.mapping_seq
+        item.tree_data = None
 
     def unstable_descend_remembered(self, root, data):
         """Shortcut 1: the kernel's descent over the remembered bytes: no node can
         have vanished, and the same page has the same bytes object.  Returns what
         UnstableTreeMixin._unstable_descend() returns."""
-        return self.ksm._unstable_descend(None, None, root, data, self.remembered)
+        return self.ksm._unstable_descend(None, None, root, data, True)
 
     def check_unstable_tree_pages(self) -> None:
         """check: every node's remembered bytes belong to the page
@@ -329,7 +326,7 @@ class FastPath:
         for root in ksm.root_unstable_tree:
             for node in root:
                 found = ksm.get_mergeable_page(node)
-                if found is None or found.data is not self.remembered.get(node):
+                if found is None or found.data is not node.tree_data:
                     raise AssertionError(f"unstable node {node!r} remembers other bytes "
                                          f"than those of the page it maps, {found!r}")
 
@@ -348,7 +345,7 @@ class FastPath:
             raise AssertionError(f"remembered descent {replay} != the kernel's {kernel}")
         parent, _left, new = kernel
         if parent is False:      # gave up on the same page: the index finds that page
-            if lazy is None or self.remembered[lazy] is not data:
+            if lazy is None or lazy.tree_data is not data:
                 raise AssertionError(f"index found {lazy!r}, the descent met the page itself")
             return None, None
         if new is not lazy:
@@ -527,7 +524,7 @@ class FastPath:
         * a KSM page whose stable node is the item's: return at once;
         * remove_rmap_item_from_tree() of an item that is in no tree, or was in the
           last full scan's unstable tree (age 1: that tree was reset when this scan
-          began, so no log and no remembered bytes can name it);
+          began, so no log can name it);
         * the checksum test, inlined as _checksum_unchanged() has it (no event);
         * a candidate (checksum held still) that the stable keys (shortcut 4) say
           no KSM page has, whose checksum no unstable node has (shortcut 2's index
@@ -544,7 +541,7 @@ class FastPath:
         # or mapping_seq moved (the walk itself may free items) or a page went to
         # cmp_and_merge_page(); keys None means "call out".
         seen_stable = seen_mapping = -1
-        keys = index = remembered = log = zero = nid_of = None
+        keys = index = log = zero = nid_of = None
         seqnr = bits = 0
         try:
             for item, page in ksm.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
@@ -555,7 +552,7 @@ class FastPath:
                         machine.clock_ns // 1_000_000 < self.stable_prune_from + \
                         ksm.stable_node_chains_prune_millisecs and self.unstable_lazy and \
                         self.unstable_valid_seq == self.mapping_seq else None  # keys hold
-                    index, remembered = self.unstable_index, self.remembered
+                    index = self.unstable_index
                     log = self.unstable_log
                     zero = ksm.zero_checksum if ksm.use_zero_pages else None
                     seqnr = scan.seqnr
@@ -573,7 +570,9 @@ class FastPath:
                     else:
                         # remove_rmap_item_from_tree() of an age-1 item: ksm_pages_unshared
                         # falls by one, unless the item goes back into the tree below
-                        item.flags = 0
+                        if flags:
+                            item.flags = 0
+                            item.tree_data = None
                         data = page.data
                         checksum = xxh64(data) & 0xFFFFFFFF
                         call = False
@@ -589,7 +588,7 @@ class FastPath:
                                 # _unstable_insert(item, page, nid, None, False, None)
                                 item.flags = bits
                                 item.nid = nid
-                                remembered[item] = data
+                                item.tree_data = data
                                 index[key] = item
                                 log.append(item)
                                 if not flags:

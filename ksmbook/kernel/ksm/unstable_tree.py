@@ -54,7 +54,7 @@ class UnstableTreeMixin:
                 if new is None:
                     self._unstable_insert(item, page, nid, None, False, None)
                     return None, None
-                if fp.remembered[new] is data:   # a forked page: don't substitute
+                if new.tree_data is data:        # a forked page: don't substitute
                     return None, None
             else:
                 root = self._unstable_roots[nid]
@@ -81,7 +81,7 @@ class UnstableTreeMixin:
         item.flags |= UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
         item.nid = nid
         fp = self.fp
-        fp.remembered[item] = page.data
+        item.tree_data = page.data           # fastpath.py, shortcut 1
         if root is None:
             fp.unstable_log_insert(item, tree_key(item.oldchecksum, nid))
         else:
@@ -94,19 +94,19 @@ class UnstableTreeMixin:
                     "unstable_insert", item.mm.owner_pid, item.address, page.pfn,
                     "inserted", item.oldchecksum))
 
-    def _unstable_descend(self, item, page, root, data, remembered=None):
+    def _unstable_descend(self, item, page, root, data, remembered: bool = False):
         """The kernel's descent: get_mergeable_page() at every level.
 
         Returns (parent, left, None) for an insertion point, (None, None, node) for a
         node with equal content, or (False, None, None) to give up.  ``remembered``
-        (fastpath.py, shortcut 1): each node's bytes as remembered at insertion,
-        used instead of get_mergeable_page(); no node can have vanished then, and
-        the same page has the same bytes object.
+        (fastpath.py, shortcut 1): each node's bytes as remembered at insertion
+        (``tree_data``) instead of get_mergeable_page(); no node can have vanished
+        then, and the same page has the same bytes object.
         """
         parent, left, new = None, False, root.rb_node
         while new is not None:
-            if remembered is not None:
-                tdata = remembered[new]
+            if remembered:
+                tdata = new.tree_data
                 if tdata is data:            # a forked page: don't substitute
                     return False, None, None
             else:
