@@ -17,7 +17,10 @@ its methods carry the kernel's function names, one mixin per part of ksm.c:
 scan.py (scan_get_next_rmap_item, cmp_and_merge_page), stable_tree.py,
 unstable_tree.py (including remove_rmap_item_from_tree), merge.py
 (write_protect_page, replace_page, break_ksm), control.py (madvise, prctl, fork,
-exit, run) and advisor.py.  ``Ksmd`` (ksmd.py) drives it in time.  Functions
+exit, run) and advisor.py.  ``Ksmd`` (ksmd.py) drives it in time.  What
+ksmbook remembers to go faster than looking everything up again, and the hooks
+that make it forget, are in fastpath.py (``Machine(fastpath=False)`` turns it
+off; tests/unit/test_fastpath.py holds it equal to the kernel's way).  Functions
 whose kernel names start with ``__`` (``__ksm_enter``, ``__stable_node_chain``
 ...) are callable under those names too: ``m.ksm.__ksm_enter(mm)``.
 """

@@ -7,7 +7,8 @@ down to a leaf, each visit of a full chain walks its dups.  In C that is cheap; 
 Python it is most of ksmd's time.  ksmbook therefore remembers answers, and forgets
 them the moment the state they were computed from changes.  All of that memory
 lives here, in one ``FastPath`` object per machine (``machine.fp``, ``ksm.fp``),
-and only the named hooks below forget it.  The kernel code in scan.py,
+but for one slot on each rmap_item (shortcut 1), and only the named hooks below
+forget it.  The kernel code in scan.py,
 stable_tree.py and unstable_tree.py asks this object; it never keeps a shortcut of
 its own.
 
@@ -20,11 +21,12 @@ page tables, counters, rmap_items, the exact rbtree shapes and the events.
 The shortcuts, what each skips, why it is equal, what invalidates it:
 
 1. **Remembered unstable pages** (``item.tree_data``: the bytes object of the
-   item's page when it entered the tree; a slot of the rmap_item, as the rb links
-   are, written and read only here and by the unstable descent asked from here).  Skips get_mergeable_page() at every level of an
-   unstable descent.  Equal because the bytes object *is* the page's (a write
-   changes both), and get_mergeable_page() would find the same page while no PTE
-   was written, no page freed, no VMA lost VM_MERGEABLE and no mm exited:
+   item's page when it entered the tree; a slot of the rmap_item, like the rb
+   links, set only by the insertions and read only by the descents this object
+   asks for).  Skips get_mergeable_page() at every level of an unstable descent.
+   Equal because the bytes object *is* the page's (a write changes both), and
+   get_mergeable_page() would find the same page while no PTE was written, no
+   page freed, no VMA lost VM_MERGEABLE and no mm exited:
    ``unstable_valid_seq == mapping_seq``.  Invalidated by the hooks
    ``pte_changed``, ``page_freed``, ``vma_unmergeable`` and ``mm_exited``, which
    bump ``mapping_seq``.  ksmd's own merges remap only the item being scanned and
@@ -40,8 +42,8 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    and insertions and erasures go to a log.  Equal because replaying the log in
    order with the kernel's descent (``unstable_settle``) puts every node exactly
    where the kernel put it; that happens whenever someone reads
-   ``root_unstable_tree``.  Invalidated by ``before_page_write`` (settle, then
-   the rest of the scan descends) and by shortcut 1 stopping; restarted by
+   ``root_unstable_tree``.  Invalidated by ``before_page_write`` of a mapped page
+   (settle, then the rest of the scan descends) and by shortcut 1 stopping; restarted by
    ``unstable_reset`` at the next full scan.
 
 3. **The chain's dup memo** (``dup_memo``: chain -> (folio, dup)).  Skips
@@ -49,28 +51,25 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    because that walk is a pure function of the dups (their order, pages and
    rmap_hlist_len) and max_page_sharing, and once it has run it changes nothing
    when run again.  Invalidated by ``chain_changed`` / ``node_changed`` (a dup
-   list or a dup's rmap_hlist_len changed), ``ksm_page_gone`` (a KSM page
+   list or a dup's rmap_hlist_len changed; ``mapping_appended`` keeps it when the
+   chosen dup gains a mapping and stays a candidate), ``ksm_page_gone`` (a KSM page
    freed or reused behind mm/ksm's back: a dup may be stale) and
    ``max_page_sharing_changed``.
 
-4. **The stable walk skip** (``stable_keys``: the checksums of every top node's
-   page).  Skips stable_tree_search() for a page whose content no KSM page has:
-   the kernel walks to a leaf and returns NULL.  On its way it can change the
-   tree only by pruning a stale node, collapsing or freeing a chain, moving a
-   chain's best dup first, or pruning a chain whose time has come; while none of
-   these can happen anywhere (every top node checked by ``stable_index_build``,
-   kept up to date by ``stable_index_carry`` after stable_tree_append() and
-   stable_tree_insert()), a checksum not in the set means the walk would have
-   returned NULL and changed nothing.  Invalidated by every ``stable_tree_changed``
-   it is not told about (``stable_seq``), by ``ksm_page_gone``, and by the first
-   chain whose prune time comes.
-
-6. **A merge nobody watches** (``merge_one_page``).  try_to_merge_one_page() of a
-   page into an existing KSM page, when no secondary MMU is registered on the mm
-   and events are off: the notifier brackets are empty, set_pte_at_notify() is
-   set_pte_at(), and nothing runs between write_protect_page() and replace_page(),
-   so the merge comes down to its PTE writes, TLB flush counts and page counts,
-   made here in the kernel's order.  Skips some twenty helper calls per merge.
+4. **The stable walk skip** (``stable_keys``: the checksum of every top node's
+   page -> that node).  Skips stable_tree_search()'s walk for a page whose
+   content no KSM page has (the kernel walks to a leaf and returns NULL), and
+   starts it at the matching top node for one whose content a KSM page has (the
+   kernel walks down to that node).  On its way the walk can change the tree only
+   by pruning a stale node, collapsing or freeing a chain, moving a chain's best
+   dup first, or pruning a chain whose time has come; while none of these can
+   happen anywhere (every top node checked by ``stable_index_build``, kept up to
+   date by ``stable_index_carry`` after stable_tree_append() and
+   stable_tree_insert()), the walk is a pure binary search over distinct contents:
+   a checksum not in the keys means it would return NULL having changed nothing,
+   and a top node with the same bytes is where it would arrive.  Invalidated by
+   every ``stable_tree_changed`` it is not told about (``stable_seq``), by
+   ``ksm_page_gone``, and by the first chain whose prune time comes.
 
 5. **The fused batch** (``do_scan``).  With events off and the 6.11+ order,
    ksm_do_scan()'s loop walks the page tables and runs the common outcomes of
@@ -80,6 +79,13 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    hit, a stale node, a zero page, smart scan - calls the kernel functions.  Equal
    because each inline branch is the kernel function's own code for exactly the
    case it tests for, in the same order, with the same counters.
+
+6. **A merge nobody watches** (``merge_one_page``).  try_to_merge_one_page() of a
+   page into an existing KSM page, when no secondary MMU is registered on the mm
+   and events are off: the notifier brackets are empty, set_pte_at_notify() is
+   set_pte_at(), and nothing runs between write_protect_page() and replace_page(),
+   so the merge comes down to its PTE writes, TLB flush counts and page counts,
+   made here in the kernel's order.  Skips some twenty helper calls per merge.
 
 Page bytes change only through ``PhysicalMemory.write_page()``, which calls
 ``before_page_write``; PTEs only through ``PageTables.set_pte()``, which calls
