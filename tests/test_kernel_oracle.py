@@ -15,7 +15,7 @@ import pytest
 from ksmbook.oracle import live
 from ksmbook.oracle.scenario import SCENARIOS, Scenario, diff_traces, run_in_simulator
 from ksmbook.oracle.workloads import (COW_PAIRS, FUNCTIONAL_PAGES, random_scenario_with_knobs,
-                               selftest_pages_count)
+                               random_thp_scenario, selftest_pages_count)
 
 TRACES = Path(__file__).parent / "data" / "kernel_traces"
 LIVE_OK, LIVE_WHY = live.available()
@@ -61,6 +61,17 @@ def test_simulator_matches_live_kernel(name):
 @pytest.mark.parametrize("seed", range(100))
 def test_simulator_matches_live_kernel_on_random_scenarios(seed):
     scenario = random_scenario_with_knobs(seed, steps=60, max_pages=24)
+    diffs = diff_traces(live.run_live(scenario), run_in_simulator(scenario))
+    assert not diffs, report(diffs, scenario)
+
+
+@pytest.mark.kernel_oracle
+@needs_live
+@pytest.mark.parametrize("seed", range(40))
+def test_simulator_matches_live_kernel_on_random_thp_scenarios(seed):
+    """THP-backed regions (workloads.random_thp_scenario): faults, huge zero pages,
+    PMD and folio splits, KSM's splits, AnonHugePages and the thp_* vmstat deltas."""
+    scenario = random_thp_scenario(seed)
     diffs = diff_traces(live.run_live(scenario), run_in_simulator(scenario))
     assert not diffs, report(diffs, scenario)
 

@@ -156,11 +156,15 @@ def test_recorded_facts_of_linux_6_18():
     assert (c["pages_shared"], c["pages_sharing"], c["ksm_zero_pages"]) == (0, 0, 10)
 
 
-def test_hugepage_steps_refuse_regions_that_could_hold_a_thp():
-    from ksmbook.oracle.scenario import Scenario, ScenarioError, hugepage, mmap, spawn
-    Scenario("thp_small", "", [spawn("a"), mmap("a", "r", 511), hugepage("a", "r", 0, 511)]).check()
-    with pytest.raises(ScenarioError, match="THP"):
-        Scenario("thp_big", "", [spawn("a"), mmap("a", "r", 512), hugepage("a", "r", 0, 512)]).check()
+def test_hugepage_steps_accept_regions_that_hold_a_thp_and_thp_stat_observes_it():
+    from ksmbook.oracle.scenario import Scenario, fill, hugepage, mmap, spawn, thp_stat
+    sc = Scenario("thp_big", "", [spawn("a"), mmap("a", "r", 512), hugepage("a", "r", 0, 512),
+                                  fill("a", "r", 0, 512, 1), thp_stat()])
+    from ksmbook.oracle.scenario import run_in_simulator
+    last = run_in_simulator(sc)[-1]
+    assert last["thp"]["AnonHugePages"] == {"a": 2048}
+    assert last["thp"]["vmstat"]["thp_fault_alloc"] == 1
+    assert "thp" not in run_in_simulator(sc)[-2]     # only thp_stat steps observe THPs
 
 
 def test_madv_hugepage_sets_the_vma_flag_and_splits_the_vma():

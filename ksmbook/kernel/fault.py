@@ -8,6 +8,7 @@ KSM pages are never reused (wp_can_reuse_anon_folio() refuses them), except in
 """
 from __future__ import annotations
 
+from . import huge_memory
 from .events import Fault
 from .memory import PG_anon, PG_anon_exclusive, PG_ksm, PG_lru_batch
 from .mmu_notifier import (pte_notify_bracket, ptep_clear_flush, set_pte_at,
@@ -33,11 +34,34 @@ def _emit_fault(mm, address, access, handler, outcome=None):
 
 
 def handle_mm_fault(mm, vma, address: int, flags: int):
-    """handle_mm_fault() for one page; returns the Page mapped at ``address`` after it."""
+    """handle_mm_fault() for one page; returns the Page mapped at ``address`` after it.
+
+    __handle_mm_fault() first: a none PMD in a VMA that allows THPs takes the huge
+    path (do_huge_pmd_anonymous_page), a huge PMD is handled at PMD level
+    (do_huge_pmd_wp_page, huge_pmd_set_accessed); VM_FAULT_FALLBACK (no THP, or the
+    PMD was split) continues with handle_pte_fault() below (kernel/huge_memory.py).
+    """
     address &= ~(mm.page_size - 1)
     write = bool(flags & FAULT_FLAG_WRITE)
     unshare = bool(flags & FAULT_FLAG_UNSHARE)
-    pte = mm.pagetables.get_pte(address)
+    pt = mm.pagetables
+    if pt.huge:
+        pmd = pt.huge_pmd(address)
+        if pmd:
+            if (write or unshare) and not pte_write(pmd):
+                page = huge_memory.do_huge_pmd_wp_page(mm, vma, address, pmd,
+                                                       unshare=unshare and not write)
+                if page is not None:
+                    return page
+            else:
+                huge_memory.huge_pmd_set_accessed(mm, address, pmd, write)
+                return mm.machine.memory.pfn_to_page(pte_pfn(pt.get_pte(address)))
+    if vma.shmem is None and mm.machine.thp != "never" and pt.pmd_none(address) and \
+            huge_memory.thp_vma_allowable(vma):
+        page = huge_memory.do_huge_pmd_anonymous_page(mm, vma, address, write)
+        if page is not None:
+            return page
+    pte = pt.get_pte(address)
     mem = mm.machine.memory
     if not pte_present(pte):
         if vma.shmem is not None:
@@ -57,6 +81,9 @@ def fault_allocates(mm, vma, address: int, write: bool) -> bool:
     """Would handle_mm_fault() allocate a data frame here?  The same decisions as the
     handlers below, without acting: a multi-page access checks memory before it starts."""
     pte = mm.pagetables.get_pte(address)
+    if mm.pagetables.huge_pmd(address):       # a huge PMD: reuse or split, then as 4 KiB
+        if not write or pte_write(pte):
+            return False
     if not pte_present(pte):
         if vma.shmem is not None:
             pgoff = vma.pgoff + ((address - vma.start) >> mm.page_shift)
@@ -68,7 +95,7 @@ def fault_allocates(mm, vma, address: int, write: bool) -> bool:
         return True
     page = mm.machine.memory.pfn_to_page(pte_pfn(pte))
     return not (page.flags & PG_anon and (page.flags & PG_anon_exclusive or
-                                          wp_can_reuse_anon_folio(page, mm.machine.profile)))
+                                          wp_can_reuse_anon_folio(page, mm.machine.profile, mm=mm)))
 
 
 def do_anonymous_page(mm, vma, address: int, write: bool):
@@ -112,15 +139,19 @@ def new_anon_page(mm, vma):
     return page
 
 
-def wp_can_reuse_anon_folio(page, prof, machine=None) -> bool:
+def wp_can_reuse_anon_folio(page, prof, machine=None, mm=None) -> bool:
     """wp_can_reuse_anon_folio() (6.x): only an anonymous, non-KSM page nobody else holds.
 
+    A subpage of a PTE-mapped THP goes to __wp_can_reuse_large_anon_folio() (6.15+;
+    never reused before), which needs ``mm``.
     A folio not yet on the LRU (still in a per-CPU lru_add batch) with at most three
     references makes it call lru_add_drain() first: "We cannot easily detect+handle
     references from remote LRU caches" -- which empties this CPU's batch.
     """
     if page.flags & PG_ksm:
         return bool(prof.reuse_ksm_page and page.mapcount == 1 and page.refcount == 1)
+    if page.folio is not None:                  # a subpage of a PTE-mapped THP
+        return mm is not None and huge_memory.wp_can_reuse_large_anon_folio(mm, page)
     refs = folio_ref_count(page)
     if page.flags & PG_lru_batch and refs <= 3:
         if machine is None:         # only asking (no fault yet): as after the drain
@@ -141,7 +172,7 @@ def do_wp_page(mm, vma, address: int, pte: int, unshare: bool = False):
         set_pte_at(mm, address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, "wp_page_shared")
         return page
     if page is not None and page.flags & PG_anon and (
-            page.flags & PG_anon_exclusive or wp_can_reuse_anon_folio(page, mm.machine.profile, mm.machine)):
+            page.flags & PG_anon_exclusive or wp_can_reuse_anon_folio(page, mm.machine.profile, mm.machine, mm)):
         if page.flags & PG_ksm:       # 5.1-5.8 reuse_ksm_page(): it stops being KSM
             page.flags &= ~PG_ksm
             page.mapping = vma.anon_vma
@@ -194,7 +225,10 @@ def wp_page_copy(mm, vma, address: int, orig_pte: int, old_page, unshare: bool):
         set_pte_at_notify(mm, address, entry, site)
         if old_page is not None:
             old_page.mapcount -= 1
+            folio = old_page.folio
             mem.put_page(old_page)
+            if folio is not None:
+                huge_memory.folio_remove_rmap_ptes(mm.machine, folio, (old_page,))
     return new
 
 

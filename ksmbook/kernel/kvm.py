@@ -47,13 +47,28 @@ MAX_EXITS_PER_ACCESS = 8
 
 @dataclass
 class Spte:
-    """One EPT leaf entry: the bits of the u64 spte the book shows."""
+    """One EPT leaf entry: the bits of the u64 spte the book shows.
+
+    ``level`` 2 is a 2 MiB leaf (PG_LEVEL_2M): it maps the 512 gfns from ``gfn`` (the
+    aligned first one) to the 512 frames from ``pfn``, and the EPT table holds it under
+    each of those gfns.  KVM installs one when the host maps the hva with a huge PMD
+    (a THP) and the memslot is 2 MiB-aligned with the hva (kvm_mmu_hugepage_adjust).
+    """
     gfn: int
     pfn: int
     writable: bool          # PT_WRITABLE_MASK
     host_writable: bool     # SPTE_HOST_WRITEABLE: the host PTE allowed writes at fault time
     accessed: bool = True   # the EPT A bit, set by the hardware walk
     dirty: bool = False     # the EPT D bit
+    level: int = 1          # PG_LEVEL_4K, or PG_LEVEL_2M
+
+    @property
+    def npages(self) -> int:
+        return 512 if self.level == 2 else 1
+
+    def pfn_of(self, gfn: int) -> int:
+        """The frame this entry maps ``gfn`` to."""
+        return self.pfn + (gfn - self.gfn)
 
 
 @dataclass
@@ -216,9 +231,15 @@ class VM:
         return [s for s in self.memslots if s.gfns_in(start, end)]
 
     def spte(self, gpa: int) -> Spte | None:
-        """The EPT entry that maps ``gpa`` (a copy), or None."""
-        e = self.ept.get(gpa >> self.page_shift)
-        return None if e is None else replace(e)
+        """The EPT entry that maps ``gpa`` (a copy), or None.  Under a 2 MiB entry
+        (``level`` 2) the copy's ``gfn`` and ``pfn`` are those of ``gpa``'s page."""
+        gfn = gpa >> self.page_shift
+        e = self.ept.get(gfn)
+        return None if e is None else replace(e, gfn=gfn, pfn=e.pfn_of(gfn))
+
+    def huge_sptes(self) -> int:
+        """How many 2 MiB EPT entries map guest RAM now."""
+        return len({id(e) for e in self.ept.values() if e.level == 2})
 
     def gpa_to_hva(self, gpa: int) -> int:
         slot = self._slot_for_gfn(gpa >> self.page_shift)
@@ -227,27 +248,45 @@ class VM:
         return slot.gfn_to_hva(gpa >> self.page_shift) + gpa % self.page_size
 
     # --- spte changes, each an event ---
-    def _install(self, gfn: int, pfn: int, writable: bool, why: str) -> Spte:
-        """mmu_set_spte(): map gfn -> pfn; replaces (and unlinks) an older entry."""
+    def _install(self, gfn: int, pfn: int, writable: bool, why: str, level: int = 1) -> Spte:
+        """mmu_set_spte(): map gfn -> pfn; replaces (and unlinks) an older entry.  A
+        2 MiB entry (``level`` 2, ``gfn``/``pfn`` its first page) replaces the 4 KiB
+        entries below it (their table is zapped)."""
         if self.mmu_invalidate_in_progress:
             self._violations.append(f"gfn {gfn:#x} mapped while an invalidation was in "
                                     f"progress")
         slot = self._slot_for_gfn(gfn)
-        old = self.ept.pop(gfn, None)
-        if old is not None:
-            slot.rmap[gfn].remove(old)
-        spte = Spte(gfn, pfn, writable, host_writable=writable)
-        self.ept[gfn] = spte
-        slot.rmap.setdefault(gfn, []).append(spte)
+        spte = Spte(gfn, pfn, writable, host_writable=writable, level=level)
+        for g in range(gfn, gfn + spte.npages):
+            old = self.ept.get(g)
+            if old is not None:
+                self._unlink(old)
+        for g in range(gfn, gfn + spte.npages):
+            self.ept[g] = spte
+            slot.rmap.setdefault(g, []).append(spte)
         self.stats["sptes_installed"] += 1
-        self._emit("mmu_set_spte", "spte_install", gfn, pfn, why, {"writable": writable})
+        self._emit("mmu_set_spte", "spte_install", gfn, pfn, why,
+                   {"writable": writable, "level": level})
         return spte
 
+    def _unlink(self, spte: Spte) -> bool:
+        """Take ``spte`` out of the table and the rmap (False if it already was)."""
+        if self.ept.get(spte.gfn) is not spte:
+            return False
+        slot = self._slot_for_gfn(spte.gfn)
+        for g in range(spte.gfn, spte.gfn + spte.npages):
+            del self.ept[g]
+            slot.rmap[g].remove(spte)
+        return True
+
     def _zap(self, spte: Spte, why: str, info=None) -> None:
-        """drop_spte(): unlink from the EPT table and the rmap (``why``: the caller)."""
-        self.ept.pop(spte.gfn, None)
-        self._slot_for_gfn(spte.gfn).rmap[spte.gfn].remove(spte)
+        """drop_spte(): unlink from the EPT table and the rmap (``why``: the caller),
+        all 512 gfns of a 2 MiB entry at once."""
+        if not self._unlink(spte):
+            return
         self.stats["sptes_zapped"] += 1
+        if spte.level == 2:
+            info = {**(info or {}), "level": 2}
         self._emit("drop_spte", "spte_zap", spte.gfn, spte.pfn, why, info)
 
     def _zap_range(self, start: int, end: int, why: str, info=None) -> int:
@@ -301,7 +340,7 @@ class VM:
         self._reserve(chunks, write=False)
         for gfn, off, chunk in chunks:
             spte, exits, ns = self._access(gfn, write=False)
-            out += self.machine.memory.pfn_to_page(spte.pfn).data[off:off + chunk]
+            out += self.machine.memory.pfn_to_page(spte.pfn_of(gfn)).data[off:off + chunk]
             total_exits += exits
             total_ns += ns
         self._record("read", gpa, n, total_exits, total_ns)
@@ -319,7 +358,7 @@ class VM:
         memory = self.machine.memory
         for gfn, off, chunk in chunks:
             spte, exits, ns = self._access(gfn, write=True)
-            memory.write_page(memory.pfn_to_page(spte.pfn), off, data[pos:pos + chunk])
+            memory.write_page(memory.pfn_to_page(spte.pfn_of(gfn)), off, data[pos:pos + chunk])
             pos += chunk
             total_exits += exits
             total_ns += ns
@@ -370,8 +409,8 @@ class VM:
             reason = "write" if write else "read"
         self.stats["exits"] += 1
         self.stats[f"exits_{reason}"] += 1
-        self._emit("handle_ept_violation", "exit", gfn, -1 if spte is None else spte.pfn,
-                   reason)
+        self._emit("handle_ept_violation", "exit", gfn,
+                   -1 if spte is None else spte.pfn_of(gfn), reason)
         mmu_seq = self.mmu_invalidate_seq
         hva = self._slot_for_gfn(gfn).gfn_to_hva(gfn)
         pfn, map_writable, host_fault, why = self.hva_to_pfn(hva, write)
@@ -380,8 +419,28 @@ class VM:
             self._emit("mmu_invalidate_retry", "retry", gfn, pfn, "invalidated",
                        {"seq_before": mmu_seq, "seq_after": self.mmu_invalidate_seq})
             return host_fault
-        self._install(gfn, pfn, map_writable, why)
+        if self._host_mapping_level(gfn, hva) == 2:
+            base = gfn & ~511
+            self._install(base, pfn - (gfn - base), map_writable, why, level=2)
+        else:
+            self._install(gfn, pfn, map_writable, why)
         return host_fault
+
+    def _host_mapping_level(self, gfn: int, hva: int) -> int:
+        """kvm_mmu_max_mapping_level() -> host_pfn_mapping_level(): 2 (PG_LEVEL_2M) when
+        the host page table maps ``hva`` with a huge PMD (a THP, 2.6.38+:
+        transparent_hugepage_adjust) and the memslot allows it (lpage_info: the 2 MiB
+        gfn range lies in the slot, and gfn and hva are aligned alike); else 1."""
+        pmd = self.mm.pagetables.huge_pmd(hva)
+        if not pmd:
+            return 1
+        slot = self._slot_for_gfn(gfn)
+        base = gfn & ~511
+        if base < slot.base_gfn or base + 512 > slot.base_gfn + slot.npages:
+            return 1
+        if (slot.gfn_to_hva(base) >> self.page_shift) & 511:
+            return 1
+        return 2
 
     def mmu_invalidate_retry(self, mmu_seq: int, hva: int) -> bool:
         """mmu_invalidate_retry[_gfn]() (mmu_notifier_retry before 6.1)."""
@@ -483,7 +542,10 @@ class VM:
                            else "no_spte")
                 continue
             for spte in sptes:
-                if pte_write(pte):
+                if spte.level == 2:
+                    # kvm_tdp_mmu_set_spte_gfn(): only a 4 KiB leaf is changed in place
+                    self._zap(spte, "change_pte_huge")
+                elif pte_write(pte):
                     self._zap(spte, "change_pte_writable")
                 else:
                     old_pfn = spte.pfn
@@ -553,12 +615,14 @@ class VM:
             slot = self._slot_for_gfn(gfn)
             hva = slot.gfn_to_hva(gfn)
             pte = self.mm.pagetables.get_pte(hva) if self.process.alive else 0
-            if not pte_present(pte) or pte_pfn(pte) != spte.pfn:
-                errors.append(f"gfn {gfn:#x}: spte -> pfn {spte.pfn:#x}, host PTE at {hva:#x} "
-                              f"is {pte_flags_text(pte)} pfn {pte_pfn(pte):#x}")
+            if not pte_present(pte) or pte_pfn(pte) != spte.pfn_of(gfn):
+                errors.append(f"gfn {gfn:#x}: spte -> pfn {spte.pfn_of(gfn):#x}, host PTE at "
+                              f"{hva:#x} is {pte_flags_text(pte)} pfn {pte_pfn(pte):#x}")
+            if spte.level == 2 and not (self.process.alive and self.mm.pagetables.huge_pmd(hva)):
+                errors.append(f"gfn {gfn:#x}: a 2 MiB spte where the host has no huge PMD")
             if spte.writable and not pte_write(pte):
                 errors.append(f"gfn {gfn:#x}: writable spte over a read-only host PTE")
-            page = mem.pages.get(spte.pfn)
+            page = mem.pages.get(spte.pfn_of(gfn))
             if spte.writable and page is not None and page.flags & PG_ksm:
                 errors.append(f"gfn {gfn:#x}: writable spte on KSM page {spte.pfn:#x}")
             if spte.writable and not spte.host_writable:

@@ -31,6 +31,12 @@ EVENT_LIMIT = 100_000
 class Machine:
     """One Linux box: ``spawn`` processes, drive ``ksmd``, read ``sysfs``/``procfs``.
 
+    ``thp`` is /sys/kernel/mm/transparent_hugepage/enabled: "always", "madvise" or
+    "never".  None takes "madvise", the boot default of this project's 6.18 host
+    (CONFIG_TRANSPARENT_HUGEPAGE_MADVISE=y; Debian, Ubuntu and Fedora kernels ship
+    the same); mainline's Kconfig default is CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS.
+    Kernels before 2.6.38 have no THP: only "never" (or None) is accepted there.
+
     ``fastpath=False`` makes KSM use the kernel's own lookups everywhere (no
     shortcut); ``check_fastpath=True`` makes every shortcut assert, before it is
     used, that the kernel's way gives the same answer (slow: for tests).  None
@@ -40,7 +46,8 @@ class Machine:
     def __init__(self, kernel: str = "6.18", *, page_size: int = 4096, numa_nodes: int = 1,
                  pages_per_node: int | None = None, events: bool = True,
                  event_limit: int | None = EVENT_LIMIT, event_sink=None,
-                 fastpath: bool | None = None, check_fastpath: bool | None = None):
+                 fastpath: bool | None = None, check_fastpath: bool | None = None,
+                 thp: str | None = None):
         check_int("page_size", page_size)
         if page_size < 64 or page_size & (page_size - 1):
             raise ValueError(f"page_size must be a power of two >= 64, not {page_size!r}")
@@ -64,6 +71,17 @@ class Machine:
             raise TypeError(f"event_sink must be callable or None, not {event_sink!r}")
         self.profile = kernel_profile(kernel)
         self.kernel = self.profile.version
+        from .huge_memory import THP_MODES, THP_VMSTAT
+        if thp is not None and not isinstance(thp, str):
+            raise TypeError(f"thp must be one of {THP_MODES} or None, not {thp!r}")
+        if thp is not None and thp not in THP_MODES:
+            raise ValueError(f"thp must be one of {THP_MODES}, not {thp!r}")
+        if thp not in (None, "never") and not self.profile.thp:
+            raise ValueError(f"kernel {self.kernel} has no transparent huge pages (2.6.38+): "
+                             f"thp must be 'never' or None, not {thp!r}")
+        self.thp = thp or ("madvise" if self.profile.thp else "never")
+        self.thp_use_zero_page = True       # transparent_hugepage/use_zero_page
+        self.huge_zero_folio = None         # mm_get_huge_zero_folio(), on first use
         self.page_size = page_size
         self.page_shift = page_size.bit_length() - 1
         self.numa_nodes = numa_nodes
@@ -75,7 +93,9 @@ class Machine:
         # what changed through its hooks
         self.fp = FastPath(enabled=True if fastpath is None else fastpath,
                            check=False if check_fastpath is None else check_fastpath)
-        self.vmstat = Counter(cow_ksm=0, ksm_swpin_copy=0)
+        # /proc/vmstat events, in the kernel's order (the THP ones only with THP)
+        self.vmstat = Counter({name: 0 for name in (THP_VMSTAT if self.profile.thp else ())})
+        self.vmstat.update(ksm_swpin_copy=0, cow_ksm=0)
         # A ring of the newest event_limit events (collections.deque(maxlen)): a long
         # run with events on keeps constant memory.  event_sink, if given, sees every
         # event as it is emitted (to a file, a counter...); the ring is kept as well
@@ -138,8 +158,21 @@ class Machine:
         self._anon_vma_ids += 1
         return AnonVma(self._anon_vma_ids)
 
-    def get_unmapped_area(self, mm: MM, length: int) -> int:
-        """Top-down search below mmap_base, as x86-64's default layout does."""
+    def get_unmapped_area(self, mm: MM, length: int, *, anon_private: bool = False) -> int:
+        """Top-down search below mmap_base, as x86-64's default layout does.
+
+        An anonymous private mapping whose length is a multiple of 2 MiB is placed on a
+        2 MiB boundary (__get_unmapped_area() -> thp_get_unmapped_area_vmflags(), 6.7+,
+        whatever the THP mode), so that it can hold THPs."""
+        if anon_private:
+            from .huge_memory import thp_get_unmapped_area
+            addr = thp_get_unmapped_area(self, mm, length, self._arch_get_unmapped_area)
+            if addr is not None:
+                return addr
+        return self._arch_get_unmapped_area(mm, length)
+
+    def _arch_get_unmapped_area(self, mm: MM, length: int) -> int:
+        """arch_get_unmapped_area_topdown(): the highest hole below mmap_base."""
         top = self.mmap_base
         for v in sorted(mm.vmas, key=lambda v: v.start, reverse=True):
             if v.start >= top:
@@ -157,7 +190,9 @@ class Machine:
         # dup_mmap() fails with ENOMEM before the child exists if its tables cannot fit
         pt = parent.mm.pagetables
         mapped = [a for v in parent.mm.vmas for a, _ in pt.present(v.start, v.end)]
-        self.memory.reserve({0: 1 + pt.tables_needed(mapped, empty=True)}, "fork")
+        huge = [a for v in parent.mm.vmas for a, _ in pt.present_huge(v.start, v.end)]
+        # a huge PMD's deposited table stands where a PTE table would
+        self.memory.reserve({0: 1 + pt.tables_needed(mapped + huge, empty=True)}, "fork")
         child = self.spawn(name or f"{parent.name}-child", node=parent.mm.nid)
         dup_mmap(parent.mm, child.mm)
         child.mm.flags = 0
@@ -208,7 +243,7 @@ class Machine:
                     pfn = pte_pfn(pte)
                     if pte_present(pte) and pfn:
                         maps[pfn] += 1
-            stack = [mm.pagetables.pgd]
+            stack = [mm.pagetables.pgd, *mm.pagetables.deposited.values()]
             while stack:
                 t = stack.pop()
                 tables[t.page.pfn] += 1
@@ -220,4 +255,38 @@ class Machine:
         out = {}
         for pfn in set(maps) | set(shmem_refs) | set(tables):
             out[pfn] = (maps[pfn] + shmem_refs[pfn] + tables[pfn], maps[pfn])
+        # every subpage of a large folio still referenced is allocated, mapped or not
+        # (a PTE-mapped THP holds one reference per PTE, on that subpage)
+        for folio in self.large_folios():
+            for page in folio.pages:
+                out.setdefault(page.pfn, (0, 0))
         return out
+
+    def large_folios(self) -> list:
+        """Every large folio a page table refers to (PMD or PTE), plus the huge zero folio."""
+        found = {}
+        if self.huge_zero_folio is not None:
+            found[self.huge_zero_folio.pfn] = self.huge_zero_folio
+        for p in self.processes.values():
+            if not p.alive:
+                continue
+            pt = p.mm.pagetables
+            for v in p.mm.vmas:
+                for _addr, pmd in pt.present_huge(v.start, v.end):
+                    folio = self.memory.pages[pte_pfn(pmd)].folio
+                    found[folio.pfn] = folio
+                for _addr, pte in pt.present(v.start, v.end):
+                    page = self.memory.pages.get(pte_pfn(pte))
+                    if page is not None and page.folio is not None:
+                        found[page.folio.pfn] = page.folio
+        return list(found.values())
+
+    def recount_pmd_maps(self) -> dict[int, int]:
+        """Huge PMDs mapping each large folio (head pfn -> count), from the page tables."""
+        out = Counter()
+        for p in self.processes.values():
+            if p.alive:
+                for v in p.mm.vmas:
+                    for _addr, pmd in p.mm.pagetables.present_huge(v.start, v.end):
+                        out[pte_pfn(pmd)] += 1
+        return dict(out)

@@ -24,11 +24,16 @@ FLAG_NAMES = {PG_anon: "anon", PG_ksm: "ksm", PG_zero: "zero", PG_table: "table"
 #: pfns of node n start at n * NODE_PFN_SPAN (pfn_to_nid() is a division)
 NODE_PFN_SPAN = 1 << 20
 ZERO_PFN = 0
+#: subpages of a PMD-order folio (HPAGE_PMD_NR: 2 MiB of 4 KiB pages)
+HPAGE_PMD_NR = 512
+#: where each node's PMD-order (2 MiB) folios are carved from (a multiple of 512)
+HUGE_PFN_OFFSET = NODE_PFN_SPAN // 2
 
 
 class Page:
-    """One page frame: ``struct page`` of an order-0 folio."""
-    __slots__ = ("pfn", "data", "refcount", "mapcount", "flags", "nid", "mapping")
+    """One page frame: ``struct page`` of an order-0 folio, or one subpage of a
+    large folio (``folio`` set: a transparent huge page, see :class:`LargeFolio`)."""
+    __slots__ = ("pfn", "data", "refcount", "mapcount", "flags", "nid", "mapping", "folio")
 
     def __init__(self, pfn: int, nid: int, data):
         self.pfn = pfn
@@ -40,6 +45,7 @@ class Page:
         self.flags = 0
         self.nid = nid
         self.mapping = None         # anon_vma marker, or the KSM stable node (keyhole ref)
+        self.folio = None           # the LargeFolio this frame is a subpage of, or None
 
     # folio_test_*() spellings, so the KSM code reads like mm/ksm.c
     def test(self, flag: int) -> bool:
@@ -65,6 +71,57 @@ class Page:
                 f"map={self.mapcount}, flags={'|'.join(self.flag_names()) or '0'})")
 
 
+class LargeFolio:
+    """A PMD-order anonymous folio (a THP): 512 subpages of 4 KiB, pfn-aligned.
+
+    Linux keeps one refcount and one large mapcount for the whole folio.  ksmbook
+    splits them the way the page tables hold them: each subpage's ``refcount`` and
+    ``mapcount`` count the PTEs that map that subpage (a PTE-mapped THP holds one
+    folio reference per PTE, as after __split_huge_pmd()), and ``pmd_maps`` counts
+    the huge PMDs that map the whole folio (one reference and one mapping each).
+    So ``folio_ref_count()`` = ``pmd_maps`` + the subpages' refcounts, and
+    ``folio_mapcount()`` (the large mapcount) = ``pmd_maps`` + the subpages' mapcounts.
+    A subpage whose count drops to 0 is not freed: the frames go back only when the
+    whole folio has no reference left, or one by one after split_huge_page().
+
+    ``address`` is the user address of the first subpage (folio->index of an anon
+    folio): fork keeps it, so every mapping of the folio is at that address.
+    ``deferred`` is the deferred-split queue: set by deferred_split_folio() once the
+    folio is partially mapped (thp_deferred_split_page); the queue's shrinker only
+    runs under memory pressure, which ksmbook does not model.
+    """
+    __slots__ = ("pages", "pmd_maps", "mapping", "nid", "address", "deferred", "huge_zero")
+
+    def __init__(self, pages, nid: int, address: int, *, huge_zero: bool = False):
+        self.pages = pages
+        self.pmd_maps = 0
+        self.mapping = None
+        self.nid = nid
+        self.address = address
+        self.deferred = False
+        self.huge_zero = huge_zero
+
+    @property
+    def pfn(self) -> int:
+        return self.pages[0].pfn
+
+    @property
+    def nr_pages(self) -> int:
+        return len(self.pages)
+
+    def ref_count(self) -> int:
+        """folio_ref_count()."""
+        return self.pmd_maps + sum(p.refcount for p in self.pages)
+
+    def large_mapcount(self) -> int:
+        """folio_mapcount() of a large folio: every page-table entry that maps it."""
+        return self.pmd_maps + sum(p.mapcount for p in self.pages)
+
+    def __repr__(self):
+        return (f"LargeFolio(pfn={self.pfn:#x}, nr={self.nr_pages}, pmd_maps={self.pmd_maps}, "
+                f"ref={self.ref_count()}, map={self.large_mapcount()})")
+
+
 class PhysicalMemory:
     """All frames of the machine, per NUMA node, with alloc_page()/free_page()."""
 
@@ -77,6 +134,14 @@ class PhysicalMemory:
         self._free: list[list[int]] = [[] for _ in range(numa_nodes)]
         self._next: list[int] = [n * NODE_PFN_SPAN + (1 if n == 0 else 0)
                                  for n in range(numa_nodes)]
+        # PMD-order folios come from the upper half of each node's pfn span, so that
+        # order-0 pfns stay what they were before THP was modelled; freed huge
+        # ranges are reused most-recently-freed first, like order-0 frames
+        self._huge_next: list[int] = [n * NODE_PFN_SPAN + HUGE_PFN_OFFSET
+                                      for n in range(numa_nodes)]
+        self._huge_free: list[list[int]] = [[] for _ in range(numa_nodes)]
+        self._huge_in_use = [0] * numa_nodes        # frames of live large folios
+        self._split_frames = [0] * numa_nodes       # frames of split THPs still in use
         self.zero_page = Page(ZERO_PFN, 0, bytes(page_size))
         self.zero_page.flags = PG_zero
         self.zero_page.refcount = 1             # reserved forever, like the kernel's
@@ -99,7 +164,8 @@ class PhysicalMemory:
         if free:
             pfn = free.pop()
         else:
-            used = self._next[nid] - nid * NODE_PFN_SPAN
+            used = (self._next[nid] - nid * NODE_PFN_SPAN + self._huge_in_use[nid]
+                    + self._split_frames[nid])
             if self.pages_per_node is not None and used >= self.pages_per_node:
                 raise enomem(f"node {nid} out of memory")
             pfn = self._next[nid]
@@ -114,20 +180,87 @@ class PhysicalMemory:
         return page
 
     def put_page(self, page: Page) -> None:
-        """folio_put(): drop one reference, freeing the frame when none remain."""
+        """folio_put(): drop one reference, freeing the frame when none remain.
+
+        A subpage of a large folio frees nothing by itself: the whole folio goes
+        when its last reference does (free_folio_and_swap_cache of a THP)."""
         if page.flags & PG_zero:
             return
         page.refcount -= 1
-        if page.refcount == 0:
-            self._free_page(page)
-        elif page.refcount < 0:
+        if page.refcount < 0:
             raise AssertionError(f"refcount underflow on {page!r}")
+        folio = page.folio
+        if folio is not None:
+            if page.refcount == 0 and folio.ref_count() == 0:
+                self.free_large_folio(folio)
+        elif page.refcount == 0:
+            self._free_page(page)
+
+    # --- PMD-order folios (transparent huge pages) ---
+    def nr_free_huge(self, nid: int) -> bool:
+        """Could a PMD-order folio be allocated on ``nid``?  (Limited memory only.)"""
+        free = self.nr_free(nid)
+        return free is None or free >= HPAGE_PMD_NR
+
+    def alloc_large_folio(self, nid: int, address: int) -> LargeFolio | None:
+        """vma_alloc_anon_folio_pmd(): 512 zeroed, pfn-aligned frames, or None when
+        the node has not that many free (the fault then falls back to 4 KiB pages)."""
+        if not self.nr_free_huge(nid):
+            return None
+        free = self._huge_free[nid]
+        if free:
+            base = free.pop()
+        else:
+            base = self._huge_next[nid]
+            self._huge_next[nid] += HPAGE_PMD_NR
+        pages = []
+        for i in range(HPAGE_PMD_NR):
+            page = Page(base + i, nid, bytearray(self.page_size))
+            pages.append(page)
+            self.pages[base + i] = page
+        folio = LargeFolio(pages, nid, address)
+        for page in pages:
+            page.folio = folio
+        self._huge_in_use[nid] += HPAGE_PMD_NR
+        ev = self.machine.events
+        if ev.enabled:
+            ev.put(("PageAlloc", self.machine.clock_ns, base, nid, "thp"))
+        return folio
+
+    def free_large_folio(self, folio: LargeFolio) -> None:
+        """free_folio(): every frame of a large folio no one references any more."""
+        for page in folio.pages:
+            if page.mapcount or page.refcount:
+                raise AssertionError(f"freeing a large folio with a mapped subpage {page!r}")
+            del self.pages[page.pfn]
+            page.flags = 0
+            page.mapping = None
+            page.folio = None
+        nid = folio.nid
+        self._huge_free[nid].append(folio.pfn)
+        self._huge_in_use[nid] -= HPAGE_PMD_NR
+        self.fp.page_freed(folio.pages[0])  # the frames may come back as other pages
+        ev = self.machine.events
+        if ev.enabled:
+            ev.put(("PageFree", self.machine.clock_ns, folio.pfn))
+
+    def dissolve_large_folio(self, folio: LargeFolio) -> None:
+        """__split_folio_to_order(): the subpages become order-0 folios; their frames
+        are from now on freed one by one (into the order-0 free list)."""
+        nid = folio.nid
+        self._huge_in_use[nid] -= HPAGE_PMD_NR
+        self._split_frames[nid] += HPAGE_PMD_NR
+        for page in folio.pages:
+            page.folio = None
 
     def _free_page(self, page: Page) -> None:
         if page.mapcount:
             raise AssertionError(f"freeing a mapped page {page!r}")
         del self.pages[page.pfn]
-        self._free[page.nid].append(page.pfn)
+        if page.pfn - page.nid * NODE_PFN_SPAN >= HUGE_PFN_OFFSET:
+            self._split_frames[page.nid] -= 1       # a frame of a split THP: not reused
+        else:
+            self._free[page.nid].append(page.pfn)
         # A freed KSM page keeps no link to its stable node: the node goes stale and
         # KSM finds out lazily (ksm_get_folio), exactly like the keyhole reference;
         # what the shortcuts remembered about this frame is void
@@ -159,7 +292,8 @@ class PhysicalMemory:
         if self.pages_per_node is None:
             return None
         used = self._next[nid] - nid * NODE_PFN_SPAN
-        return len(self._free[nid]) + self.pages_per_node - used
+        return (len(self._free[nid]) + self.pages_per_node - used
+                - self._huge_in_use[nid] - self._split_frames[nid])
 
     def reserve(self, need: dict, what: str) -> None:
         """ENOMEM now, before anything changes, unless node n has ``need[n]`` free frames.

@@ -14,6 +14,7 @@ import bisect
 import errno
 from collections import Counter
 
+from . import huge_memory
 from .errors import SegmentationFault, check_int, einval, kernel_error  # noqa: F401 (check_int: kvm)
 from .fault import (FAULT_FLAG_WRITE, fault_allocates, handle_mm_fault, pte_mkprotnone,
                     pte_mkprotread, zap_pte)
@@ -239,7 +240,9 @@ class MM:
         bisect.insort(self.vmas, vma, key=lambda v: v.start)
 
     def split_vma(self, vma: VMA, address: int) -> VMA:
-        """__split_vma(): cut ``vma`` at ``address``; returns the upper half."""
+        """__split_vma(): cut ``vma`` at ``address``; returns the upper half.  A huge
+        PMD across the cut is split first (vma_adjust_trans_huge())."""
+        huge_memory.split_huge_pmd_if_needed(self, vma, address)
         upper = vma.copy()
         upper.start = address
         if vma.shmem is not None:
@@ -248,33 +251,93 @@ class MM:
         self.insert_vma(upper)
         return upper
 
-    def isolate(self, start: int, end: int) -> list[VMA]:
-        """Split VMAs so that [start, end) is covered by whole VMAs; return those."""
+    def isolate(self, start: int, end: int, changes=None) -> list[VMA]:
+        """Split VMAs so that [start, end) is covered by whole VMAs; return those.
+
+        ``changes(vma)``, if given, says whether the caller will change that VMA: one it
+        leaves alone is not split (madvise_update_vma() and mprotect_fixup() return
+        early when the flags stay the same), which matters for the THPs it maps."""
         for v in self.vmas_in(start, end):
-            if v.start < start:
+            if v.start < start and (changes is None or changes(v)):
                 self.split_vma(v, start)
         for v in self.vmas_in(start, end):
-            if v.end > end:
+            if v.end > end and (changes is None or changes(v)):
                 self.split_vma(v, end)
         return self.vmas_in(start, end)
+
+    def vma_merge(self, start: int, end: int) -> None:
+        """vma_merge_existing_range(): after madvise or mprotect changed [start, end),
+        neighbours that now have the same flags, the same anon_vma (or none yet) and
+        no shmem become one VMA again -- so a 2 MiB block can fit a THP again."""
+        vmas = self.vmas
+        i = max(0, bisect.bisect_right(vmas.starts, start) - 2)
+        while i + 1 < len(vmas):
+            a, b = vmas[i], vmas[i + 1]
+            if a.start > end:
+                break
+            if a.end == b.start and a.flags == b.flags and a.shmem is None and \
+                    b.shmem is None and a.nid == b.nid and \
+                    (a.anon_vma is None or b.anon_vma is None or a.anon_vma is b.anon_vma):
+                a.end = b.end
+                a.anon_vma = a.anon_vma or b.anon_vma
+                del vmas[i + 1]
+                continue
+            i += 1
 
     def node_for(self, vma: VMA) -> int:
         return self.nid if vma.nid is None else vma.nid
 
     # --- zapping and unmapping ---
-    def zap_range(self, start: int, end: int, site: str) -> None:
+    def zap_range(self, start: int, end: int, site: str, reclaim_pt: bool = False) -> None:
         """zap_page_range_single() / unmap_vmas(): drop every PTE in the range.
 
         The notifier bracket is unconditional, as in the kernel: a secondary MMU hears
         about the range whether or not the primary had anything mapped there.
+        zap_pmd_range(): a huge PMD wholly inside goes at once (zap_huge_pmd), one
+        the range covers in part is split first (__split_huge_pmd).  PTEs of one large
+        folio are dropped in batches (folio_pte_batch()), and a batch that leaves the
+        folio partially mapped queues it for a deferred split.  ``reclaim_pt``
+        (MADV_DONTNEED, CONFIG_PT_RECLAIM, 6.14+) frees a PTE table the range covers
+        whole once it is empty.
         """
-        mapped = list(self.pagetables.present(start, end))
+        pt = self.pagetables
+        huge = list(pt.present_huge(start, end))
+        mapped = list(pt.present(start, end))
         self.notifiers.invalidate_range_start(start, end, site, "unmap",
                                               "zap: invalidate_range_start/end (all eras)")
+        size = self.page_size * 512
+        split = False
+        for haddr, pmd in huge:
+            if start <= haddr and haddr + size <= end:
+                huge_memory.zap_huge_pmd(self, haddr, pmd)
+            else:
+                huge_memory.split_huge_pmd(self, None, haddr, "zap_pmd_range")
+                split = True
+        if split:
+            mapped = list(pt.present(start, end))
+        machine = self.machine
+        batch, batch_folio, last = [], None, None
         for addr, pte in mapped:
+            page = None if pte_special(pte) else machine.memory.pages.get(pte_pfn(pte))
+            folio = page.folio if page is not None else None
+            if batch and (folio is not batch_folio or last is None or
+                          addr != last[0] + self.page_size or
+                          pte_pfn(pte) != pte_pfn(last[1]) + 1 or
+                          (pte ^ last[1]) & _PAGE_RW):
+                huge_memory.folio_remove_rmap_ptes(machine, batch_folio, batch)
+                batch = []
             zap_pte(self, addr, pte)
-        if mapped:
-            self.machine.tlb_flushes += 1
+            if folio is not None:
+                batch.append(page)
+                batch_folio = folio
+            last = (addr, pte)
+        if batch:
+            huge_memory.folio_remove_rmap_ptes(machine, batch_folio, batch)
+        if mapped or huge:
+            machine.tlb_flushes += 1
+        if reclaim_pt and machine.profile.pt_reclaim and end - start >= size:
+            for base in range((start + size - 1) & ~(size - 1), end - size + 1, size):
+                pt.free_empty_leaf(base)
         self.notifiers.invalidate_range_end(start, end, site, "unmap",
                                             "zap: invalidate_range_start/end (all eras)")
 
@@ -369,7 +432,7 @@ class Process:
         prot &= PROT_READ | PROT_WRITE | PROT_EXEC
         if node is not None and not 0 <= node < self.machine.numa_nodes:
             raise einval(f"mmap: no NUMA node {node}")
-        start = self.machine.get_unmapped_area(self.mm, length)
+        start = self.machine.get_unmapped_area(self.mm, length, anon_private=not shared)
         flags = prot_to_vm_flags(prot)
         shmem = None
         if shared:
@@ -402,12 +465,23 @@ class Process:
         requested_end, end = end, runs[0][1]   # the VMAs before a hole do change
         newbits = prot_to_vm_flags(prot) & (VMA.VM_READ | VMA.VM_WRITE | VMA.VM_EXEC)
         mm = self.mm
-        changed = [(a, pte) for a, pte in mm.pagetables.present(start, end)]
-        if changed:
+        # mprotect_fixup(): the VMAs are split first (a huge PMD across a cut is split:
+        # vma_adjust_trans_huge), then change_protection() runs in its bracket
+        # mprotect_fixup() leaves a VMA whose flags stay the same alone: not split, and
+        # change_protection() does not run over it
+        bits = VMA.VM_READ | VMA.VM_WRITE | VMA.VM_EXEC
+        vmas = [v for v in mm.isolate(start, end, lambda v: v.flags & bits != newbits)
+                if v.flags & bits != newbits]
+        changed = [(a, pte) for v in vmas for a, pte in mm.pagetables.present(v.start, v.end)]
+        huge = [(h, pmd) for v in vmas for h, pmd in mm.pagetables.present_huge(v.start, v.end)]
+        if changed or huge:
             mm.notifiers.invalidate_range_start(start, end, "change_protection", "protection_vma",
                                                 "mprotect: invalidate_range_start/end")
-        for v in mm.isolate(start, end):
-            v.flags = (v.flags & ~(VMA.VM_READ | VMA.VM_WRITE | VMA.VM_EXEC)) | newbits
+        for v in vmas:
+            v.flags = (v.flags & ~bits) | newbits
+        for h, pmd in huge:                 # change_huge_pmd(): a whole huge PMD stays huge
+            huge_memory.change_huge_pmd(mm, h, pmd, pte_mkprotnone(pmd) if prot == PROT_NONE
+                                        else pte_mkprotread(pmd))
         for a, pte in changed:
             if pte_special(pte) or not (self._vma_shared(a)):
                 # private pages lose write permission; a later write faults and reuses
@@ -418,10 +492,11 @@ class Process:
                     pte_mkprotread(pte) | (_PAGE_RW if prot & PROT_WRITE else 0))
             if new != pte:
                 set_pte_at(mm, a, new, "change_pte_range")
-        if changed:
+        if changed or huge:
             self.machine.tlb_flushes += 1
             mm.notifiers.invalidate_range_end(start, end, "change_protection", "protection_vma",
                                               "mprotect: invalidate_range_start/end")
+        mm.vma_merge(start, end)
         if end < requested_end:
             raise kernel_error(errno.ENOMEM, "mprotect: range not fully mapped")
 
@@ -433,9 +508,10 @@ class Process:
         """madvise(): MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_[NO]HUGEPAGE.
 
         MADV_HUGEPAGE/MADV_NOHUGEPAGE are hugepage_madvise() (mm/khugepaged.c, 6.18):
-        the VMA flags only (VM_HUGEPAGE / VM_NOHUGEPAGE, the VMA split at the range).
-        Huge (PMD) faults are not modelled: a range holding a 2 MiB-aligned 2 MiB
-        block would get a THP on Linux in "always" or "madvise" mode.
+        VM_HUGEPAGE / VM_NOHUGEPAGE on the VMA, split at the range.  In ``madvise``
+        mode VM_HUGEPAGE lets the next fault in an aligned 2 MiB block inside the VMA
+        map a THP (kernel/huge_memory.py).  khugepaged_enter_vma() is not modelled:
+        nothing collapses 4 KiB pages into a THP afterwards.
         """
         self._check_alive()
         check_int("advice", advice, "madvise")
@@ -451,14 +527,16 @@ class Process:
         for s, e in runs:          # holes are skipped, not fatal: -ENOMEM comes after
             if advice == MADV_DONTNEED:
                 self.machine.cpu_fbatches.lru_add_drain()    # zap_page_range_single()
-                self.mm.zap_range(s, e, "madvise_dontneed")
+                self.mm.zap_range(s, e, "madvise_dontneed", reclaim_pt=True)
             elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
                 on, off = ((VMA.VM_HUGEPAGE, VMA.VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE
                            else (VMA.VM_NOHUGEPAGE, VMA.VM_HUGEPAGE))
-                for v in self.mm.isolate(s, e):
+                for v in self.mm.isolate(s, e, lambda v: (v.flags & ~off) | on != v.flags):
                     v.flags = (v.flags & ~off) | on
+                self.mm.vma_merge(s, e)
             else:
                 self.machine.ksm.ksm_madvise(self.mm, s, e, advice)
+                self.mm.vma_merge(s, e)
         if sum(e - s for s, e in runs) != end - start:
             raise kernel_error(errno.ENOMEM, "madvise: range not fully mapped")
 
@@ -596,6 +674,7 @@ def dup_mmap(parent: MM, child: MM) -> None:
         cv = v.copy(child)
         child.vmas.append(cv)
         ptes = list(parent.pagetables.present(v.start, v.end))
+        huge = list(parent.pagetables.present_huge(v.start, v.end))
         cow = not (v.flags & VMA.VM_SHARED)
         # copy_page_range(): a COW mapping with an anon_vma is bracketed even when no
         # PTE is present any more (the kernel does not look first)
@@ -606,6 +685,8 @@ def dup_mmap(parent: MM, child: MM) -> None:
             parent.notifiers.invalidate_range_start(
                 v.start, v.end, "copy_page_range", "protection_page",
                 "fork: copy_page_range write-protects the parent (all eras)")
+        for haddr, pmd in huge:             # copy_huge_pmd()
+            huge_memory.copy_huge_pmd(parent, child, haddr, pmd)
         for addr, pte in ptes:
             if not pte_special(pte):
                 page = memory.pfn_to_page(pte_pfn(pte))
@@ -617,7 +698,7 @@ def dup_mmap(parent: MM, child: MM) -> None:
                 set_pte_at(parent, addr, pte, "copy_present_pte")
             child.pagetables.set_pte(addr, pte & ~_PAGE_ACCESSED if cow else pte)
         if bracket:
-            if ptes:
+            if ptes or huge:
                 parent.machine.tlb_flushes += 1
             parent.notifiers.invalidate_range_end(
                 v.start, v.end, "copy_page_range", "protection_page",

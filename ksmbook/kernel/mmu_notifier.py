@@ -54,11 +54,12 @@ RULE_CLEAR_YOUNG = "clear_young"                    # 4.3+, idle page tracking
 RULE_TEST_YOUNG = "test_young"                      # 2.6.38+, khugepaged
 RULE_INVALIDATE_RANGE = "invalidate_range"          # 3.19-6.5
 RULE_ARCH_INVALIDATE_SECONDARY_TLBS = "arch_invalidate_secondary_tlbs"   # 6.6+
+RULE_THP = "thp"                                    # 2.6.38+, a huge PMD changes (2 MiB)
 #: every rule code
 RULES = (RULE_SEED_CHANGE_PTE, RULE_SEED_FALLBACK, RULE_BRACKETED_CHANGE_PTE, RULE_BRACKET,
          RULE_BRACKET_NO_CHANGE_PTE, RULE_ZAP, RULE_RELEASE, RULE_UNREGISTER,
          RULE_CLEAR_FLUSH_YOUNG, RULE_CLEAR_YOUNG, RULE_TEST_YOUNG, RULE_INVALIDATE_RANGE,
-         RULE_ARCH_INVALIDATE_SECONDARY_TLBS)
+         RULE_ARCH_INVALIDATE_SECONDARY_TLBS, RULE_THP)
 
 
 class MmuNotifier:

@@ -4,6 +4,14 @@ PTEs are ints in the hardware layout (pfn in bits 12..51, flag bits below), so a
 value printed by the book reads like one from a kernel dump.  Tables are allocated on
 demand from physical memory and freed when munmap or exit leaves them empty.
 
+A huge PMD (a transparent huge page, kernel/huge_memory.py) is a PMD entry with
+``_PAGE_PSE`` set that maps 2 MiB directly: it has no PTE table under it.  The
+page table that a later split will need is deposited beside it
+(pgtable_trans_huge_deposit()), as x86 does, and ``huge`` indexes the huge PMDs
+by the same key as ``leaves``.  :meth:`PageTables.get_pte` answers for an address
+under a huge PMD with the PTE that maps its subpage (what follow_page() and a
+TLB hit see); code that changes mappings asks :meth:`PageTables.huge_pmd` first.
+
 ``leaves`` indexes the last-level tables by ``address >> (page_shift + 9)``: it is the
 same data as the tree, kept so that the hot KSM loop finds a PTE with one dict lookup
 instead of four (the kernel has the hardware walker for that).
@@ -20,6 +28,7 @@ _PAGE_RW = 1 << 1
 _PAGE_USER = 1 << 2
 _PAGE_ACCESSED = 1 << 5
 _PAGE_DIRTY = 1 << 6
+_PAGE_PSE = 1 << 7          # a huge (2 MiB) PMD: pmd_trans_huge()
 _PAGE_PROTNONE = 1 << 8     # _PAGE_GLOBAL reused: present to Linux, not to the MMU
 _PAGE_SPECIAL = 1 << 9        # _PAGE_SOFTW1: pte_special(), set for the zero page
 PTE_PFN_SHIFT = 12
@@ -29,7 +38,8 @@ _PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
 PTRS_PER_TABLE = 512
 LEVEL_NAMES = {4: "PGD", 3: "PUD", 2: "PMD", 1: "PTE"}
 PTE_BIT_NAMES = ((_PAGE_PRESENT, "P"), (_PAGE_RW, "RW"), (_PAGE_USER, "U"),
-                 (_PAGE_ACCESSED, "A"), (_PAGE_DIRTY, "D"), (_PAGE_PROTNONE, "PROTNONE"),
+                 (_PAGE_ACCESSED, "A"), (_PAGE_DIRTY, "D"), (_PAGE_PSE, "PSE"),
+                 (_PAGE_PROTNONE, "PROTNONE"),
                  (_PAGE_SPECIAL, "S"))
 
 
@@ -46,6 +56,15 @@ def mk_pte(pfn: int, writable: bool, *, dirty: bool = False, special: bool = Fal
     if accessed:
         pte |= _PAGE_ACCESSED
     return pte
+
+
+def pmd_trans_huge(pmd: int) -> bool:
+    return bool(pmd & _PAGE_PSE)
+
+
+def pmd_subpage_pte(pmd: int, index: int) -> int:
+    """The PTE a split of ``pmd`` would write for subpage ``index`` (the same bits)."""
+    return (pmd & ~(PTE_PFN_MASK | _PAGE_PSE)) | ((pte_pfn(pmd) + index) << PTE_PFN_SHIFT)
 
 
 def pte_pfn(pte: int) -> int:
@@ -117,6 +136,8 @@ class PageTables:
         self.page_shift = page_shift
         self.pgd = self._alloc_table(4)
         self.leaves: dict[int, Table] = {}
+        self.huge: dict[int, int] = {}          # key -> huge PMD entry
+        self.deposited: dict[int, Table] = {}   # key -> the page table kept for a split
 
     # --- allocation ---
     def _alloc_table(self, level: int) -> Table:
@@ -140,8 +161,92 @@ class PageTables:
     def get_pte(self, address: int) -> int:
         t = self.leaves.get(address >> (self.page_shift + 9))
         if t is None:
+            if self.huge:
+                pmd = self.huge.get(address >> (self.page_shift + 9))
+                if pmd:
+                    return pmd_subpage_pte(pmd, (address >> self.page_shift) & 511)
             return 0
         return t.entries[(address >> self.page_shift) & 511]
+
+    # --- huge PMDs ---
+    def huge_pmd(self, address: int) -> int:
+        """The huge PMD entry that maps ``address``, or 0 (none, or a PTE table)."""
+        return self.huge.get(address >> (self.page_shift + 9), 0) if self.huge else 0
+
+    def pmd_none(self, address: int) -> bool:
+        """pmd_none(): no PTE table and no huge PMD covers ``address``."""
+        key = address >> (self.page_shift + 9)
+        return key not in self.leaves and key not in self.huge
+
+    def _pmd_table(self, address: int) -> Table:
+        """The PMD-level table for ``address``, creating the upper levels."""
+        table = self.pgd
+        for level in (4, 3):
+            i = self.index(address, level)
+            child = table.children[i]
+            if child is None:
+                child = self._alloc_table(level - 1)
+                table.children[i] = child
+                table.entries[i] = (child.page.pfn << PTE_PFN_SHIFT) | _PAGE_TABLE
+                table.used += 1
+            table = child
+        return table
+
+    def alloc_deposit_table(self) -> Table:
+        """pte_alloc_one(): the page table a huge PMD deposits."""
+        return self._alloc_table(1)
+
+    def set_pmd(self, address: int, pmd: int, deposit: Table | None = None) -> int:
+        """set_pmd_at() of a huge PMD (``pmd`` 0 clears it).  A new huge PMD needs the
+        table it deposits; clearing keeps the deposit (withdraw it, or zap frees it)."""
+        key = address >> (self.page_shift + 9)
+        pmdt = self._pmd_table(address)
+        i = self.index(address, 2)
+        old = self.huge.get(key, 0)
+        if pmdt.children[i] is not None:
+            raise AssertionError(f"set_pmd over a PTE table at {address:#x}")
+        pmdt.entries[i] = pmd
+        pmdt.used += (1 if pmd else 0) - (1 if old else 0)
+        if pmd:
+            self.huge[key] = pmd
+            if deposit is not None:
+                self.deposited[key] = deposit
+            elif key not in self.deposited:
+                raise AssertionError(f"huge PMD at {address:#x} without a deposited table")
+        else:
+            self.huge.pop(key, None)
+        self.fp.pte_changed()
+        return old
+
+    def withdraw_as_leaf(self, address: int) -> Table:
+        """pgtable_trans_huge_withdraw() + pmd_populate(): the deposited table becomes
+        the PTE table of the range (its entries are still all none)."""
+        key = address >> (self.page_shift + 9)
+        if key in self.huge:
+            raise AssertionError("withdraw under a huge PMD: clear it first")
+        table = self.deposited.pop(key)
+        pmdt = self._pmd_table(address)
+        i = self.index(address, 2)
+        pmdt.children[i] = table
+        pmdt.entries[i] = (table.page.pfn << PTE_PFN_SHIFT) | _PAGE_TABLE
+        pmdt.used += 1
+        self.leaves[key] = table
+        return table
+
+    def free_deposit(self, address: int) -> None:
+        """zap_deposited_table(): the huge PMD is gone, so is its spare table."""
+        table = self.deposited.pop(address >> (self.page_shift + 9))
+        self._free_table(table)
+
+    def present_huge(self, start: int, end: int):
+        """Yield (address of the 2 MiB block, huge PMD) for huge PMDs meeting [start, end)."""
+        if not self.huge:
+            return
+        shift = self.page_shift + 9
+        for key in sorted(self.huge):
+            base = key << shift
+            if base < end and base + (1 << shift) > start:
+                yield base, self.huge[key]
 
     def walk(self, address: int) -> list[WalkStep]:
         """The hardware walk: every level's index and entry, stopping at a hole."""
@@ -150,7 +255,7 @@ class PageTables:
             i = self.index(address, level)
             entry = table.entries[i]
             steps.append(WalkStep(LEVEL_NAMES[level], i, entry, table.page.pfn))
-            if level == 1 or not entry:
+            if level == 1 or not entry or entry & _PAGE_PSE:
                 break
             table = table.children[i]
         return steps
@@ -161,6 +266,8 @@ class PageTables:
         key = address >> (self.page_shift + 9)
         t = self.leaves.get(key)
         if t is None:
+            if key in self.huge:
+                raise AssertionError(f"set_pte at {address:#x} under a huge PMD: split it first")
             if not pte:
                 return 0
             t = self._populate(address)
@@ -173,18 +280,16 @@ class PageTables:
 
     def _populate(self, address: int) -> Table:
         """__pte_alloc(): create the missing upper tables and the leaf."""
-        table = self.pgd
-        for level in (4, 3, 2):
-            i = self.index(address, level)
-            child = table.children[i]
-            if child is None:
-                child = self._alloc_table(level - 1)
-                table.children[i] = child
-                table.entries[i] = (child.page.pfn << PTE_PFN_SHIFT) | _PAGE_TABLE
-                table.used += 1
-            table = child
-        self.leaves[address >> (self.page_shift + 9)] = table
-        return table
+        table = self._pmd_table(address)
+        i = self.index(address, 2)
+        leaf = table.children[i]
+        if leaf is None:
+            leaf = self._alloc_table(1)
+            table.children[i] = leaf
+            table.entries[i] = (leaf.page.pfn << PTE_PFN_SHIFT) | _PAGE_TABLE
+            table.used += 1
+        self.leaves[address >> (self.page_shift + 9)] = leaf
+        return leaf
 
     def present(self, start: int, end: int):
         """Yield (address, pte) for every non-none PTE in [start, end), in order."""
@@ -232,6 +337,22 @@ class PageTables:
             if t.used == 0 and not keep(start, start + (1 << shift)):
                 self._unlink_leaf(start)
 
+    def free_empty_leaf(self, address: int) -> None:
+        """try_get_and_clear_pmd() + free_pte() (mm/pt_reclaim.c): drop the PTE table
+        at ``address`` if it maps nothing; the upper levels stay."""
+        key = address >> (self.page_shift + 9)
+        t = self.leaves.get(key)
+        if t is None or t.used:
+            return
+        del self.leaves[key]
+        pmdt = self._pmd_table(address)
+        i = self.index(address, 2)
+        pmdt.children[i] = None
+        pmdt.entries[i] = 0
+        pmdt.used -= 1
+        self._free_table(t)
+        self.fp.pte_changed()
+
     def _unlink_leaf(self, address: int) -> None:
         path = [self.pgd]
         for level in (4, 3, 2):
@@ -256,10 +377,14 @@ class PageTables:
                         rec(c)
             self._free_table(t)
         rec(self.pgd)
+        for t in self.deposited.values():
+            self._free_table(t)
+        self.deposited.clear()
+        self.huge.clear()
         self.leaves.clear()
         self.pgd = None
 
     def nr_tables(self) -> int:
         def rec(t):
             return 1 + sum(rec(c) for c in (t.children or ()) if c is not None)
-        return rec(self.pgd) if self.pgd else 0
+        return (rec(self.pgd) + len(self.deposited)) if self.pgd else 0

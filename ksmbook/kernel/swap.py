@@ -7,8 +7,8 @@ parks the folio in this CPU's ``cpu_fbatches.lru_add`` folio_batch.  The batch i
 moved to the LRU, and the references dropped, when
 
 * it is full: folio_batch_add() returned no space left, i.e. at the
-  FOLIO_BATCH_SIZE-th (31st) folio (a large folio, or lru_cache_disabled(), moves
-  it at once: not modelled, no large folios here yet);
+  FOLIO_BATCH_SIZE-th (31st) folio, or when a large folio (a THP) is added: it
+  moves at once, with everything in the batch (lru_cache_disabled() is not modelled);
 * lru_add_drain() runs on that CPU: unmap_region()/exit_mmap() before zapping,
   zap_page_range_single() (MADV_DONTNEED), wp_can_reuse_anon_folio() when the
   folio is not on the LRU yet, mlock, migration, swap;
@@ -60,6 +60,12 @@ class CpuFbatches:
         batch.append(page)
         if len(batch) >= FOLIO_BATCH_SIZE:      # folio_batch_add() returned 0
             self.folio_batch_move_lru(cpu)
+
+    def folio_add_lru_large(self, folio, cpu: int = 0) -> None:
+        """folio_add_lru() of a large folio (a THP): folio_batch_add() then, because
+        folio_test_large(), folio_batch_move_lru() at once -- the whole batch goes to
+        the LRU with it, dropping every transient reference parked there."""
+        self.folio_batch_move_lru(cpu)
 
     def folio_batch_move_lru(self, cpu: int) -> None:
         """Put every folio of the batch on its LRU and drop the batch's references."""

@@ -233,14 +233,41 @@ def ksm_attributes(machine) -> list[Attr]:
     ]
 
 
+THP_SYSFS = "/sys/kernel/mm/transparent_hugepage"
+
+
+def thp_attributes(machine) -> list[Attr]:
+    """The files of /sys/kernel/mm/transparent_hugepage ksmbook models (mm/huge_memory.c):
+    ``enabled`` (enabled_show/enabled_store: sysfs_streq of always/madvise/never,
+    else -EINVAL), ``use_zero_page`` and ``hpage_pmd_size`` (read-only here)."""
+    from .huge_memory import THP_MODES
+
+    def show_enabled():
+        return " ".join(f"[{m}]" if m == machine.thp else m for m in THP_MODES) + "\n"
+
+    def store_enabled(text):
+        for mode in THP_MODES:
+            if sysfs_streq(text, mode):
+                machine.thp = mode
+                return
+        raise einval(f"transparent_hugepage/enabled: {text!r}")
+
+    return [Attr("enabled", show_enabled, store_enabled),
+            Attr("use_zero_page", lambda: f"{int(machine.thp_use_zero_page)}\n"),
+            Attr("hpage_pmd_size", lambda: f"{machine.page_size * 512}\n")]
+
+
 class SysFs:
-    """sysfs by path: ``read(path) -> str`` and ``write(path, text)``."""
+    """sysfs by path: ``read(path) -> str`` and ``write(path, text)``: /sys/kernel/mm/ksm,
+    and (2.6.38+) the THP files of /sys/kernel/mm/transparent_hugepage."""
 
     def __init__(self, machine):
         self.machine = machine
         prof = machine.profile
         self.files = {f"{KSM_SYSFS}/{a.name}": a for a in ksm_attributes(machine)
                       if a.feature is None or getattr(prof, a.feature)}
+        self.thp_files = ({f"{THP_SYSFS}/{a.name}": a for a in thp_attributes(machine)}
+                          if prof.thp else {})
 
     def listdir(self, path: str = KSM_SYSFS) -> list[str]:
         if path.rstrip("/") != KSM_SYSFS:
@@ -253,11 +280,11 @@ class SysFs:
         if not isinstance(path, str):
             raise TypeError(f"sysfs: path must be a string, not {type(path).__name__}")
         clean = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
-        attr = self.files.get(clean)
+        attr = self.files.get(clean) or self.thp_files.get(clean)
         if attr is not None and path.endswith("/"):
             raise kernel_error(errno.ENOTDIR, path)
         if attr is None and path.startswith("/") and any(
-                f.startswith(clean.rstrip("/") + "/") for f in self.files):
+                f.startswith(clean.rstrip("/") + "/") for f in (*self.files, *self.thp_files)):
             raise kernel_error(errno.EISDIR, path)
         if attr is None or not path.startswith("/"):
             raise kernel_error(errno.ENOENT, f"{path} (not in kernel {self.machine.profile.version})")
@@ -299,7 +326,7 @@ class ProcFs:
         if not path.startswith("/"):
             raise kernel_error(errno.ENOENT, path)
         if parts == ["proc", "vmstat"]:
-            return "".join(f"{k} {v}\n" for k, v in self.machine.vmstat.items())
+            return self._vmstat()
         if len(parts) != 3 or parts[0] != "proc":
             raise kernel_error(errno.ENOENT, path)
         pid_text, name = parts[1], parts[2]
@@ -309,10 +336,40 @@ class ProcFs:
         reader = getattr(self, f"_{name}", None)
         prof = self.machine.profile
         present = {"ksm_stat": prof.ksm_stat_file, "ksm_merging_pages": prof.ksm_merging_pages_file,
-                   "maps": True}
+                   "maps": True, "smaps_rollup": True}
         if reader is None or not present.get(name):
             raise kernel_error(errno.ENOENT, path)
         return reader(proc)
+
+    def _vmstat(self) -> str:
+        """The modelled /proc/vmstat events, in vmstat_text order (THP ones with THP)."""
+        from .huge_memory import THP_VMSTAT
+        vm = self.machine.vmstat
+        names = (THP_VMSTAT if self.machine.profile.thp else ()) + ("ksm_swpin_copy", "cow_ksm")
+        return "".join(f"{k} {vm[k]}\n" for k in names)
+
+    def _smaps_rollup(self, proc) -> str:
+        """show_smaps_rollup(): the fields ksmbook models -- Rss (resident pages, a KSM
+        page counted in every mapping, the zero page in none), Anonymous (the same
+        outside MAP_SHARED mappings) and AnonHugePages (PMD-mapped THPs, not the huge
+        zero page), each as "%-Ns%8lu kB"."""
+        from .huge_memory import anon_huge_kb
+        from .pagetable import pte_present, pte_special
+        mm = proc.mm
+        kb = mm.page_size // 1024
+        huge = anon_huge_kb(mm)
+        rss = anon = huge
+        for v in mm.vmas:
+            n = sum(kb for _a, pte in mm.pagetables.present(v.start, v.end)
+                    if pte_present(pte) and not pte_special(pte))
+            rss += n
+            anon += 0 if v.shmem is not None else n
+        head = (f"{min(v.start for v in mm.vmas):08x}-{max(v.end for v in mm.vmas):08x}"
+                if mm.vmas else "00000000-00000000") + " ---p 00000000 00:00 0"
+        lines = [f"{head:<73}[rollup]"]
+        for name, value in (("Rss", rss), ("Anonymous", anon), ("AnonHugePages", huge)):
+            lines.append(f"{name}:{value:>{23 - len(name)}} kB")
+        return "\n".join(lines) + "\n"
 
     def _ksm_merging_pages(self, proc) -> str:
         return f"{proc.mm.ksm_merging_pages}\n"

@@ -77,11 +77,36 @@ FEATURE_LIFETIMES: dict[str, tuple[str, str | None]] = {
     "ksm_max_kernel_pages": ("2.6.32", "2.6.33"),
     # KSM pages reused by do_wp_page when mapped once (reuse_ksm_page): 5.1..5.9
     "reuse_ksm_page": ("5.1", "5.9"),
+    # --- transparent huge pages (mm/huge_memory.c; kernel/huge_memory.py) ---
+    # Andrea Arcangeli's anonymous THP series, 2.6.38
+    "thp": ("2.6.38", None),
+    # Kirill Shutemov's "thp: implement huge zero page" series (3.8): a read fault maps
+    # the huge zero folio; before it a read fault allocated a THP
+    "huge_zero_page": ("3.8", None),
+    # 3917c80280c9 "thp: change CoW semantics for anon-THP" (5.8): a write to a shared
+    # THP splits the PMD and copies 4 KiB; before it the whole 2 MiB was copied
+    "thp_cow_splits_pmd": ("5.8", None),
+    # Dev Jain's "mm: Allocate THP on hugezeropage wp-fault" (6.14): a write to the huge
+    # zero PMD allocates a THP (do_huge_zero_wp_pmd); 5.8-6.13 split the zero PMD
+    "thp_wp_huge_zero_allocates": ("6.14", None),
+    # b1f202060afe "mm: remap unused subpages to shared zeropage when splitting isolated
+    # thp" (6.12): split_huge_page() maps all-zero subpages to the zero page, frees them
+    "thp_split_remaps_zero_subpages": ("6.12", None),
+    # efa7df3e3bb5 "mm: align larger anonymous mappings on THP boundaries" (6.7)
+    "thp_anon_mmap_align": ("6.7", None),
+    # d4148aeab412 "mm, mmap: limit THP alignment of anonymous mappings to PMD-aligned
+    # sizes" (6.12): only lengths that are multiples of 2 MiB
+    "thp_anon_mmap_align_pmd_multiple": ("6.12", None),
+    # David Hildenbrand's "mm: COW reuse support for PTE-mapped THP" (MM_ID series, 6.15)
+    "cow_reuse_pte_mapped_thp": ("6.15", None),
+    # Qi Zheng's "mm: pgtable: reclaim empty PTE page in madvise(MADV_DONTNEED)" (6.14,
+    # CONFIG_PT_RECLAIM=y on x86 as on this host)
+    "pt_reclaim": ("6.14", None),
 }
 
-KNOWN_ERAS = ("2.6.32", "2.6.37", "2.6.38", "3.6", "3.7", "3.9", "4.11", "4.13", "4.15",
-              "5.0", "5.4", "5.19", "6.1", "6.4", "6.6", "6.7", "6.8", "6.10", "6.11", "6.12",
-              "6.18")
+KNOWN_ERAS = ("2.6.32", "2.6.37", "2.6.38", "3.6", "3.7", "3.8", "3.9", "4.11", "4.13",
+              "4.15", "5.0", "5.4", "5.8", "5.19", "6.1", "6.4", "6.6", "6.7", "6.8", "6.10",
+              "6.11", "6.12", "6.14", "6.15", "6.18")
 OLDEST, NEWEST = "2.6.32", "6.18"
 
 
@@ -161,6 +186,15 @@ class KernelProfile:
     ksm_scanner_keeps_merge_any: bool
     ksm_max_kernel_pages: bool
     reuse_ksm_page: bool
+    thp: bool
+    huge_zero_page: bool
+    thp_cow_splits_pmd: bool
+    thp_wp_huge_zero_allocates: bool
+    thp_split_remaps_zero_subpages: bool
+    thp_anon_mmap_align: bool
+    thp_anon_mmap_align_pmd_multiple: bool
+    cow_reuse_pte_mapped_thp: bool
+    pt_reclaim: bool
 
     @property
     def version_tuple(self) -> tuple[int, ...]:

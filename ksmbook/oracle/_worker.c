@@ -10,8 +10,9 @@
  * Rules that keep it that way:
  *   - no malloc and no stdio after start (they could create new private
  *     VMAs that prctl mode would make mergeable); all buffers are static;
- *   - every region gets MADV_NOHUGEPAGE right after mmap (KSM scans 4 KiB
- *     pages; a THP would be split and counted differently);
+ *   - every region gets MADV_NOHUGEPAGE right after mmap, so that a region
+ *     holds transparent huge pages only after a scenario's hugepage step (the
+ *     simulator's runner does the same);
  *   - after PR_SET_MEMORY_MERGE the worker clears VM_MERGEABLE (with
  *     MADV_UNMERGEABLE) on every VMA that is not a scenario region.
  *

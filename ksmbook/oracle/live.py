@@ -7,7 +7,8 @@ Processes
     Each scenario process is a tiny C worker (``_worker.c``, compiled on first
     use into ``~/.cache/ksmbook/``) driven over a SOCK_SEQPACKET socket.  Its
     only KSM-relevant memory is the scenario's regions: no malloc, no stdio,
-    MADV_NOHUGEPAGE on every region, and after ``PR_SET_MEMORY_MERGE`` it
+    MADV_NOHUGEPAGE on every region (THPs only after a ``hugepage`` step), and after
+    ``PR_SET_MEMORY_MERGE`` it
     takes VM_MERGEABLE off every VMA that is not a region.  A fork gets its own
     channel: the controller passes the child's socket with SCM_RIGHTS.
 
@@ -45,6 +46,15 @@ snapshot can observe: counters are read only at full-scan boundaries, and
 since no batch crosses a boundary, the batch size and the sleep between
 batches change *when* a full scan ends, not what it does.
 
+khugepaged (not modelled)
+    A scenario with a ``hugepage`` step registers its processes with khugepaged, which
+    would collapse 4 KiB pages back into THPs every ``scan_sleep_millisecs`` (10 s).
+    For such a scenario the runner sets ``transparent_hugepage/khugepaged/
+    scan_sleep_millisecs`` to an hour and restores it afterwards, after registering
+    an anchor process with khugepaged so that no scenario process wakes it
+    (:func:`pause_khugepaged`).  A ``thp_stat`` snapshot's ``thp_collapse_alloc``
+    shows it if one ran anyway.
+
 Global state
     KSM counters are global, so the runner takes a machine-wide lock, refuses
     to start while another process has KSM-mergeable memory, saves every
@@ -71,8 +81,8 @@ from pathlib import Path
 from ..kernel.errors import SegmentationFault
 from ..uapi import (KSM_SYSFS, MADV_BY_NAME, MADV_HUGEPAGE, MADV_NOHUGEPAGE, PROT_BY_NAME,
                     TUNABLE_DEFAULTS)
-from .scenario import (DELTA_COUNTERS, WRITABLE_KNOBS, Scenario, Snapshot, Step,
-                       error_name, handlers, make_snapshot, parse_ksm_stat)
+from .scenario import (DELTA_COUNTERS, THP_TRACE_VMSTAT, WRITABLE_KNOBS, Scenario, Snapshot,
+                       Step, error_name, handlers, make_snapshot, parse_ksm_stat, parse_vmstat)
 
 __all__ = ["available", "run_live", "LiveRun", "LiveUnavailable", "KsmBusy",
            "ProtocolError", "worker_binary", "DEFAULT_TUNABLES"]
@@ -90,6 +100,9 @@ SCAN_BATCH = 1 << 30
 SLEEP_VALUES = ("600000", "600001")
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "ksmbook-live.lock"
+#: khugepaged's sleep between scans, paused (an hour) during scenarios with THPs
+KHUGEPAGED_SLEEP = Path("/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs")
+KHUGEPAGED_PAUSE = "3600000"
 MADV = MADV_BY_NAME
 PROT = PROT_BY_NAME
 
@@ -353,6 +366,32 @@ def full_scans() -> int:
     return int(read_knob("full_scans"))
 
 
+def pause_khugepaged(binary: Path, timeout: float) -> "Worker":
+    """Keep khugepaged asleep for a scenario (see the module docstring); returns the
+    anchor process, to be killed after ``scan_sleep_millisecs`` is restored.
+
+    khugepaged runs at nice 19: woken when the first mm registers (its list was
+    empty), it may be scheduled only seconds later on a busy host, and then collapse
+    what the scenario faulted meanwhile.  So an anchor worker registers first -- a
+    huge fault in a 4 MiB region (on 6.18 MADV_HUGEPAGE alone does not register an
+    mm, do_huge_pmd_anonymous_page() does) -- the sleep is set to an hour, and the
+    runner waits for the scan that the write starts (khugepaged/full_scans moves).
+    After that no registration wakes khugepaged: its list is not empty.  Called
+    before the scenario's vmstat baseline is read; the anchor is not a KSM user."""
+    anchor = Worker.spawn("khugepaged-anchor", binary)
+    length = 4 << 20
+    addr = anchor.command(f"mmap {length} 0")
+    anchor.command(f"madvise {addr} {length} {MADV_HUGEPAGE}")
+    anchor.command(f"poke {addr} 1")
+    done = KHUGEPAGED_SLEEP.parent / "full_scans"
+    before = int(done.read_text())
+    KHUGEPAGED_SLEEP.write_text(KHUGEPAGED_PAUSE)
+    deadline = time.monotonic() + timeout
+    while int(done.read_text()) == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return anchor
+
+
 # --------------------------------------------------------------------------
 # Workers: the scenario's processes
 # --------------------------------------------------------------------------
@@ -536,11 +575,23 @@ class LiveRun:
                               + ", ".join(others))
             self.saved = {k: read_knob(k) for k in ("run", *WRITABLE_KNOBS)
                           if (KSM_DIR / k).exists()}
+            khugepaged = anchor = None
+            if any(s.op == "hugepage" and s.on for s in self.sc.steps) and \
+                    KHUGEPAGED_SLEEP.exists():
+                khugepaged = KHUGEPAGED_SLEEP.read_text().strip()
             try:
+                if khugepaged is not None:
+                    anchor = pause_khugepaged(self.binary, self.timeout)
                 self.reset()
                 snaps = [self.do_step(i, s) for i, s in enumerate(self.sc.steps)]
             finally:
-                self.cleanup()
+                try:
+                    self.cleanup()
+                finally:
+                    if khugepaged is not None:
+                        KHUGEPAGED_SLEEP.write_text(khugepaged)
+                    if anchor is not None:
+                        anchor.kill()
             others = ksm_users()
             if others:
                 raise KsmBusy("another process started using KSM during the run; "
@@ -558,6 +609,8 @@ class LiveRun:
         self.ksmd.take_over()
         self.scenario_knobs = {"pages_to_scan": "100", "sleep_millisecs": "20"}
         self.baseline = {n: int(read_knob(n)) for n in DELTA_COUNTERS}
+        vm = parse_vmstat(_read_vmstat())
+        self.baseline.update({n: vm.get(n, 0) for n in THP_TRACE_VMSTAT})
 
     def cleanup(self) -> None:
         """Kill workers, unmerge, restore every knob; run ends as it began (0 here)."""
@@ -593,7 +646,8 @@ class LiveRun:
         except (OSError, SegmentationFault) as exc:
             error = error_name(exc)
         procs = [(w.name, w.pid) for w in self.workers.values()]
-        return make_snapshot(index, step, error, read_knob, _read_proc, procs, self.baseline)
+        return make_snapshot(index, step, error, read_knob, _read_proc, procs, self.baseline,
+                             _read_vmstat)
 
     def addr(self, s, page: int | None = None) -> int:
         return self.workers[s.proc].regions[s.region] + (s.page if page is None else page) * self.sc.page_size
@@ -681,6 +735,9 @@ class LiveRun:
     def do_sleep(self, s):
         time.sleep(s.ms / 1000)
 
+    def do_thp_stat(self, s):
+        pass                        # an observation: make_snapshot reads it
+
     def do_batch(self, s):
         self.ksmd.ensure_scan_knobs(self.max_pages)
         self.ksmd.one_batch(s.pages)
@@ -692,6 +749,10 @@ LiveRun.DO = handlers(LiveRun, "do_")
 
 def _read_proc(pid: int, file: str) -> str:
     return Path(f"/proc/{pid}/{file}").read_text()
+
+
+def _read_vmstat() -> str:
+    return Path("/proc/vmstat").read_text()
 
 
 def run_live(scenario: Scenario, timeout: float = 60.0) -> list[Snapshot]:

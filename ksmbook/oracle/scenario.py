@@ -34,7 +34,17 @@ Step names and arguments are a contract shared with the tests and notebooks:
 ``knob(name, value)``                              write /sys/kernel/mm/ksm/<name>
 ``scans(n)``                                       exactly n more full scans, then ksmd stopped
 ``run(value)``                                     write ``run`` (0, or 2 = unmerge all, full_scans=0)
+``hugepage(proc, region, page, count, on=True)``   MADV_HUGEPAGE (``on=False``: MADV_NOHUGEPAGE)
+``dontneed(proc, region, page, count)``            MADV_DONTNEED
+``batch(pages)``                                   one ksmd batch, possibly mid-scan
+``sleep(ms)``                                      time passes, ksmd stopped
+``thp_stat()``                                     observe THPs: every process's smaps_rollup
+                                                   AnonHugePages and the thp_* vmstat deltas
 =================================================  ==============================================
+
+Every region is mapped with MADV_NOHUGEPAGE right after mmap, on both kernels (the
+live worker does it so that no THP appears unasked): a region holds THPs only after
+a ``hugepage`` step, in the host's ``madvise`` mode.
 
 Adding a step: declare its frozen dataclass here with ``@step`` and its
 lower-case contract name, then give it ``_Checker.on_<op>`` (what it needs and
@@ -76,10 +86,13 @@ DELTA_COUNTERS = NEVER_RESET_COUNTERS
 WRITABLE_KNOBS = KSM_TUNABLES
 
 ADVICES = tuple(MADV_BY_NAME)   # THP advice: the hugepage step
-#: A region this large may hold an aligned 2 MiB block: Linux could fault a THP there,
-#: which the simulator does not model, so hugepage steps refuse such regions.
-THP_PAGES = 512
 PROTS = tuple(PROT_BY_NAME)
+#: The /proc/vmstat THP events a ``thp_stat`` snapshot holds, as deltas since the
+#: scenario started (kernel/huge_memory.THP_VMSTAT without thp_zero_page_alloc, which
+#: counts once per boot and so depends on what ran before on the host).
+THP_TRACE_VMSTAT = ("thp_fault_alloc", "thp_fault_fallback", "thp_collapse_alloc",
+                    "thp_split_page", "thp_split_page_failed", "thp_deferred_split_page",
+                    "thp_split_pmd")
 
 
 class ScenarioError(ValueError):
@@ -376,8 +389,9 @@ class Batch(Step):
 @dataclass(frozen=True)
 class Hugepage(Step):
     """madvise(MADV_HUGEPAGE), or MADV_NOHUGEPAGE with ``on=False``, as QEMU does
-    on guest RAM: VM_HUGEPAGE on the VMA.  Regions of 512 pages or more are refused
-    (a huge-page fault there is not modelled yet)."""
+    on guest RAM: VM_HUGEPAGE on the VMA.  In ``madvise`` mode the next fault in an
+    aligned 2 MiB block of the region maps a THP (a region of 512 pages is aligned:
+    the kernel places anonymous mappings of a 2 MiB multiple on a 2 MiB boundary)."""
     op: ClassVar[str] = "hugepage"
     proc: str
     region: str
@@ -401,6 +415,17 @@ class Dontneed(Step):
 
     def __post_init__(self) -> None:
         self._check_range()
+
+
+@step
+@dataclass(frozen=True)
+class ThpStat(Step):
+    """Observe THPs: the snapshot gets ``thp`` = {"AnonHugePages": {proc: kB} from
+    /proc/<pid>/smaps_rollup, "vmstat": {event: delta since the start}} for the
+    events of :data:`THP_TRACE_VMSTAT`.  vmstat is global: the live runner checks
+    that nothing else on the host faulted or split a THP meanwhile only by the
+    trace matching."""
+    op: ClassVar[str] = "thp_stat"
 
 
 @step
@@ -434,6 +459,7 @@ batch = Batch
 hugepage = Hugepage
 dontneed = Dontneed
 sleep = Sleep
+thp_stat = ThpStat
 run = Run
 
 def step_from_dict(d: dict) -> Step:
@@ -568,11 +594,10 @@ class _Checker:
         pass
 
     def on_hugepage(self, i, s):
-        r = self.region(i, s)
-        self.need_prot(i, s, r, PROTS, "")
-        if r.pages >= THP_PAGES:
-            self.fail(i, s, f"region of {r.pages} pages may hold a 2 MiB THP, which the "
-                            f"simulator does not model (keep regions under {THP_PAGES} pages)")
+        self.need_prot(i, s, self.region(i, s), PROTS, "")
+
+    def on_thp_stat(self, i, s):
+        pass
 
     def on_dontneed(self, i, s):
         self.need_prot(i, s, self.region(i, s), PROTS, "")
@@ -679,6 +704,7 @@ class Snapshot(TypedDict):
 
     ``error`` is None, an errno name such as ``"EBUSY"`` when the step's
     syscall or sysfs write failed as the kernel fails it, or ``"SIGSEGV"``.
+    A ``thp_stat`` step's snapshot also has ``thp`` (see :class:`ThpStat`).
     """
     step: int
     op: str
@@ -700,7 +726,8 @@ def make_snapshot(index: int, step: Step, error: str | None,
                   read_sysfs: Callable[[str], str],
                   read_proc: Callable[[int, str], str],
                   procs: Iterable[tuple[str, int]],
-                  baseline: dict[str, int]) -> Snapshot:
+                  baseline: dict[str, int],
+                  read_vmstat: Callable[[], str] | None = None) -> Snapshot:
     """Build a :data:`Snapshot` from readers shared by both runners.
 
     ``read_sysfs(name)`` returns the text of /sys/kernel/mm/ksm/<name>,
@@ -716,8 +743,33 @@ def make_snapshot(index: int, step: Step, error: str | None,
         st = parse_ksm_stat(read_proc(pid, "ksm_stat"))
         st["merging_pages_file"] = int(read_proc(pid, "ksm_merging_pages").strip())
         stats[name] = st
-    return Snapshot(step=index, op=step.describe(), error=error,
+    snap = Snapshot(step=index, op=step.describe(), error=error,
                     counters=counters, ksm_stat=stats)
+    if isinstance(step, ThpStat):
+        vm = parse_vmstat(read_vmstat())
+        snap["thp"] = {
+            "AnonHugePages": {name: anon_huge_pages_kb(read_proc(pid, "smaps_rollup"))
+                              for name, pid in procs},
+            "vmstat": {n: vm.get(n, 0) - baseline.get(n, 0) for n in THP_TRACE_VMSTAT}}
+    return snap
+
+
+def parse_vmstat(text: str) -> dict[str, int]:
+    """/proc/vmstat: ``name value`` lines."""
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[name] = int(value)
+    return out
+
+
+def anon_huge_pages_kb(smaps_rollup: str) -> int:
+    """The ``AnonHugePages:`` field of /proc/<pid>/smaps_rollup, in kB."""
+    for line in smaps_rollup.splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    raise ValueError("no AnonHugePages line in smaps_rollup")
 
 
 class FieldDiff(NamedTuple):
@@ -773,10 +825,22 @@ class _SimRunner:
         self.sc = scenario
         self.progress = progress
         self.index = 0
-        self.m = ksmbook.Machine(kernel=kernel, page_size=scenario.page_size)
+        # the live host's THP mode (madvise), whatever Machine's default becomes
+        self.m = ksmbook.Machine(kernel=kernel, page_size=scenario.page_size,
+                                 thp="madvise" if self.m_has_thp(kernel) else None)
         self.procs: dict[str, Any] = {}                     # name -> process
         self.regions: dict[tuple[str, str], int] = {}       # (proc, region) -> address
         self.baseline = {n: int(self.read_sysfs(n)) for n in DELTA_COUNTERS}
+        vm = parse_vmstat(self.read_vmstat())
+        self.baseline.update({n: vm.get(n, 0) for n in THP_TRACE_VMSTAT})
+
+    @staticmethod
+    def m_has_thp(kernel: str) -> bool:
+        from ..kernel.versions import profile
+        return profile(kernel).thp
+
+    def read_vmstat(self) -> str:
+        return self.m.procfs.read("/proc/vmstat")
 
     # readers for make_snapshot
     def read_sysfs(self, name: str) -> str:
@@ -800,7 +864,9 @@ class _SimRunner:
 
     def do_mmap(self, s):
         p = self.procs[s.proc]
-        self.regions[(s.proc, s.region)] = p.mmap(s.pages * self.sc.page_size, shared=s.shared)
+        addr = p.mmap(s.pages * self.sc.page_size, shared=s.shared)
+        p.madvise(addr, s.pages * self.sc.page_size, self.k.MADV_NOHUGEPAGE)   # as the worker
+        self.regions[(s.proc, s.region)] = addr
 
     def write_pages(self, s, page_bytes) -> None:
         """Write whole pages in address order, one page at a time, as the worker's
@@ -877,6 +943,9 @@ class _SimRunner:
     def do_sleep(self, s):
         self.m.advance(s.ms)
 
+    def do_thp_stat(self, s):
+        pass                        # an observation: make_snapshot reads it
+
     def do_batch(self, s):
         ksm = self.m.ksm
         saved = ksm.pages_to_scan
@@ -902,7 +971,7 @@ class _SimRunner:
                 error = error_name(exc)
             live = [(name, p.pid) for name, p in self.procs.items()]
             snaps.append(make_snapshot(i, step, error, self.read_sysfs, self.read_proc,
-                                       live, self.baseline))
+                                       live, self.baseline, self.read_vmstat))
         return snaps
 
 

@@ -7,7 +7,7 @@ did with it.
 from __future__ import annotations
 
 from .scenario import (SCENARIOS, Scenario, batch, dontneed, exit, fill, fork, hugepage, knob,
-                       madvise, mmap, munmap, sleep,
+                       madvise, mmap, munmap, sleep, thp_stat,
                        mprotect, poke, prctl_merge, register, run, scans, spawn,
                        touch_read, unique)
 
@@ -29,7 +29,8 @@ __all__ = ["SCENARIOS", "two_identical_pages", "ten_identical_pages",
            "ksm_functional_prctl", "ksm_functional_prctl_fork",
            "ksm_functional_prctl_unmerge", "ksm_functional_fork_merging_page_count",
            "ksm_functional_fork_global_zero_pages_count", "random_scenario",
-           "random_scenario_with_knobs", "RANDOM_KNOB_PRESETS"]
+           "random_scenario_with_knobs", "RANDOM_KNOB_PRESETS", "THP_SCENARIOS",
+           "random_thp_scenario"]
 
 M = "MADV_MERGEABLE"
 
@@ -680,3 +681,185 @@ hugepage_dontneed_munmap_mprotect_sleep = register(Scenario(
      batch(1), fill("a", "r", 1, 1, 0x3C), batch(16), mprotect("a", "r", 2, 1, "r"),
      munmap("a", "r", 3, 1), sleep(50), hugepage("a", "r", 4, 2, False), scans(1),
      scans(1)]))
+
+
+# --- transparent huge pages (kernel/huge_memory.py), recorded on 6.18 in madvise mode --
+
+def _thp_scans(n: int) -> list:
+    """``n`` single full scans, each followed by a THP observation."""
+    out = []
+    for _ in range(n):
+        out += [scans(1), thp_stat()]
+    return out
+
+
+thp_identical_subpages = register(Scenario(
+    "thp_identical_subpages",
+    "QEMU-style guest RAM: a 2 MiB region with MADV_HUGEPAGE, written all 0x2a, "
+    "is one THP (AnonHugePages 2048 kB, thp_fault_alloc).  KSM scans its 512 "
+    "subpages one by one.  In the second full scan subpage 1 matches subpage 0 in "
+    "the unstable tree: both belong to the same THP, so split_huge_page() sees "
+    "KSM's two references and fails (thp_split_page_failed), and cmp_and_merge_page() "
+    "splits it on the retry (thp_split_page, thp_split_pmd).  The 512 small pages "
+    "then merge, 256 to a KSM page (max_page_sharing): two KSM pages in a chain.",
+    [spawn("a"), mmap("a", "r", 512), hugepage("a", "r", 0, 512),
+     fill("a", "r", 0, 512, 0x2A), thp_stat(), madvise("a", "r", 0, 512, M),
+     *_thp_scans(3)]))
+
+thp_zero_subpages = register(Scenario(
+    "thp_zero_subpages",
+    "A THP with one written byte: 511 of its subpages are all zeros.  When KSM "
+    "splits it, remap_page() maps every all-zero subpage to the shared zero page "
+    "and frees it (6.12+): memory comes back without any merge, pages_shared stays "
+    "0 and ksm_zero_pages too (those are not KSM's zero pages).",
+    [spawn("a"), mmap("a", "r", 512), hugepage("a", "r", 0, 512),
+     poke("a", "r", 0, 0, 1), thp_stat(), madvise("a", "r", 0, 512, M), *_thp_scans(3)]))
+
+thp_two_guests = register(Scenario(
+    "thp_two_guests",
+    "Two processes, one THP each, with the same distinct content per subpage "
+    "(guests booted from one image).  Subpage i of b meets subpage i of a in the "
+    "unstable tree: different THPs, so each merge splits both (one reference each), "
+    "and all 512 pairs merge.",
+    [spawn("a"), spawn("b"), mmap("a", "r", 512), mmap("b", "r", 512),
+     hugepage("a", "r", 0, 512), hugepage("b", "r", 0, 512),
+     unique("a", "r", 0, 512, 7), unique("b", "r", 0, 512, 7), thp_stat(),
+     madvise("a", "r", 0, 512, M), madvise("b", "r", 0, 512, M), *_thp_scans(3)]))
+
+thp_huge_zero_page = register(Scenario(
+    "thp_huge_zero_page",
+    "Reads of a MADV_HUGEPAGE region map the huge zero page (not counted in "
+    "AnonHugePages, no thp_fault_alloc); the first write replaces it with a new THP "
+    "(do_huge_zero_wp_pmd, 6.14+).  With use_zero_pages=1 KSM splits that THP: its "
+    "511 zero subpages go to the zero page in the split, not by KSM (ksm_zero_pages 0).",
+    [knob("use_zero_pages", 1), spawn("a"), mmap("a", "r", 1024), hugepage("a", "r", 0, 1024),
+     touch_read("a", "r", 0, 1024), thp_stat(), poke("a", "r", 512, 8, 5), thp_stat(),
+     madvise("a", "r", 0, 1024, M), *_thp_scans(3)]))
+
+thp_fork_cow = register(Scenario(
+    "thp_fork_cow",
+    "fork() shares a THP read-only (one huge PMD in each process).  A write in the "
+    "child splits the child's PMD and copies 4 KiB (thp_split_pmd, AnonHugePages "
+    "0 in the child); a write in the parent splits the parent's.  When the child "
+    "exits, the THP is partly unmapped (thp_deferred_split_page).  KSM then splits "
+    "the folio and merges its 0x11 subpages.",
+    [spawn("a"), mmap("a", "r", 512), hugepage("a", "r", 0, 512), fill("a", "r", 0, 512, 0x11),
+     fork("a", "c"), thp_stat(), poke("c", "r", 0, 0, 0x11), thp_stat(),
+     poke("a", "r", 1, 0, 0x22), thp_stat(), exit("c"), thp_stat(),
+     madvise("a", "r", 0, 512, M), *_thp_scans(2)]))
+
+thp_dontneed_munmap_mprotect = register(Scenario(
+    "thp_dontneed_munmap_mprotect",
+    "Parts of two THPs unmapped and protected.  MADV_DONTNEED of a quarter of the "
+    "first splits its PMD and leaves a "
+    "partly mapped folio (deferred split); mprotect of one page of the second splits "
+    "its PMD at the new VMA boundaries, and munmap of two more pages leaves it partly "
+    "mapped.  DONTNEED of the whole first block and a write fault it back as a THP "
+    "(CONFIG_PT_RECLAIM freed the empty page table).  KSM splits both folios.",
+    [spawn("a"), mmap("a", "r", 1024), hugepage("a", "r", 0, 1024),
+     fill("a", "r", 0, 1024, 0x22), thp_stat(), dontneed("a", "r", 0, 128), thp_stat(),
+     mprotect("a", "r", 600, 1, "r"), thp_stat(), munmap("a", "r", 700, 2), thp_stat(),
+     dontneed("a", "r", 0, 512), poke("a", "r", 3, 0, 0x22), thp_stat(),
+     madvise("a", "r", 0, 600, M), madvise("a", "r", 601, 99, M),
+     madvise("a", "r", 702, 322, M), *_thp_scans(2)]))
+
+thp_fault_drains_lru_batch = register(Scenario(
+    "thp_fault_drains_lru_batch",
+    "A merged page is written with the same content inside a full scan (COW: the new "
+    "folio waits in the per-CPU LRU batch, with a reference that keeps it from "
+    "merging).  A THP fault in another region adds a large folio to the LRU, which "
+    "moves the whole batch at once: the copy merges again in the same full scan.",
+    [spawn("a"), mmap("a", "r", 4), fill("a", "r", 0, 4, 0x44), madvise("a", "r", 0, 4, M),
+     scans(2), batch(1), poke("a", "r", 3, 0, 0x44), mmap("a", "t", 512),
+     hugepage("a", "t", 0, 512), poke("a", "t", 0, 0, 1), thp_stat(), batch(16), scans(1),
+     thp_stat()]))
+
+#: The THP scenarios, in the order the book and the tests use them.
+THP_SCENARIOS = (thp_identical_subpages, thp_zero_subpages, thp_two_guests,
+                 thp_huge_zero_page, thp_fork_cow, thp_dontneed_munmap_mprotect,
+                 thp_fault_drains_lru_batch)
+
+
+def random_thp_scenario(seed: int, steps: int = 20) -> Scenario:
+    """A valid random scenario on THP-backed regions, the same for the same ``seed``.
+
+    Regions of 512 or 1024 pages, most of them MADV_HUGEPAGE before their first touch;
+    whole-block and random-range writes from a tiny alphabet (zeros, one byte, two
+    unique tags), read faults (the huge zero page), partial MADV_DONTNEED, mprotect
+    and munmap (PMD splits, deferred splits), fork and exit (shared THPs, COW), and
+    ``thp_stat`` after every scan.  Not registered: tests compare it live.
+    """
+    import random
+
+    from .scenario import (Dontneed, Exit, Fill, Fork, Hugepage, Knob, Madvise, Mmap, Mprotect,
+                           Munmap, Poke, Scans, ScenarioError, Spawn, ThpStat, TouchRead, Unique)
+
+    rng = random.Random(seed)
+    out: list = [Spawn("p0")]
+    procs = ["p0"]
+    regions: dict[str, dict[str, int]] = {"p0": {}}
+    counter = iter(range(1, 10**6))
+
+    def block_range(pages):
+        if rng.random() < 0.5:                       # whole 2 MiB blocks
+            first = rng.randrange(pages // 512) * 512
+            return first, 512 * rng.randint(1, (pages - first) // 512)
+        page = rng.randrange(pages)
+        return page, rng.randint(1, min(pages - page, 64))
+
+    def propose():
+        kind = rng.choices(
+            ["spawn", "mmap", "fill", "unique", "poke", "touch", "mergeable", "dontneed",
+             "mprotect", "munmap", "fork", "exit", "knob", "scans"],
+            [1, 3, 6, 2, 3, 2, 6, 2, 1, 1, 1, 1, 1, 4])[0]
+        if kind == "spawn" and len(procs) < 3:
+            return [Spawn(f"p{next(counter)}")]
+        proc = rng.choice(procs)
+        if kind == "fork" and len(procs) < 3:
+            return [Fork(proc, f"p{next(counter)}")]
+        if kind == "exit" and len(procs) > 1:
+            return [Exit(proc)]
+        if kind == "knob":
+            return [Knob("use_zero_pages", rng.choice([0, 1]))]
+        if kind == "scans":
+            return [Scans(rng.choice([1, 1, 2])), ThpStat()]
+        if kind == "mmap" or not regions[proc]:
+            pages = rng.choice([512, 512, 1024])
+            name = f"r{next(counter)}"
+            steps = [Mmap(proc, name, pages)]
+            if rng.random() < 0.8:
+                steps.append(Hugepage(proc, name, 0, pages))
+            return steps
+        region = rng.choice(sorted(regions[proc]))
+        page, count = block_range(regions[proc][region])
+        return [{
+            "fill": lambda: Fill(proc, region, page, count, rng.choice([0, 1, 1, 2])),
+            "unique": lambda: Unique(proc, region, page, count, rng.choice([1, 2])),
+            "poke": lambda: Poke(proc, region, page, rng.choice([0, 8, 4095]), rng.choice([0, 1, 2])),
+            "touch": lambda: TouchRead(proc, region, page, count),
+            "mergeable": lambda: Madvise(proc, region, page, count, "MADV_MERGEABLE"),
+            "dontneed": lambda: Dontneed(proc, region, page, count),
+            "mprotect": lambda: Mprotect(proc, region, page, count, rng.choice(["r", "rw"])),
+            "munmap": lambda: Munmap(proc, region, page, count),
+        }.get(kind, lambda: Fill(proc, region, page, count, 1))()]
+
+    while len(out) < steps:
+        new = propose()
+        try:
+            Scenario("random_thp", "", out + new)
+        except ScenarioError:
+            continue
+        out.extend(new)
+        for step in new:
+            if isinstance(step, Spawn):
+                procs.append(step.proc)
+                regions[step.proc] = {}
+            elif isinstance(step, Fork):
+                procs.append(step.child)
+                regions[step.child] = dict(regions[step.proc])
+            elif isinstance(step, Exit):
+                procs.remove(step.proc)
+            elif isinstance(step, Mmap):
+                regions[step.proc][step.region] = step.pages
+    out += [Scans(2), ThpStat()]
+    return Scenario(f"random_thp_{seed}", f"random_thp_scenario({seed}, {steps})", out)

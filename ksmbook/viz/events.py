@@ -24,8 +24,8 @@ from ..kernel.mmu_notifier import (RULE_ARCH_INVALIDATE_SECONDARY_TLBS, RULE_BRA
                                    RULE_BRACKET_NO_CHANGE_PTE, RULE_BRACKETED_CHANGE_PTE,
                                    RULE_CLEAR_FLUSH_YOUNG, RULE_CLEAR_YOUNG,
                                    RULE_INVALIDATE_RANGE, RULE_RELEASE, RULE_SEED_CHANGE_PTE,
-                                   RULE_SEED_FALLBACK, RULE_TEST_YOUNG, RULE_UNREGISTER,
-                                   RULE_ZAP)
+                                   RULE_SEED_FALLBACK, RULE_TEST_YOUNG, RULE_THP,
+                                   RULE_UNREGISTER, RULE_ZAP)
 from ..kernel.pagetable import pte_flags_text, pte_pfn
 
 
@@ -96,6 +96,10 @@ KSM_TEXT = {
                                      f"check failed), {e.items} rmap_items turn volatile"),
     "zero_merge": lambda e, name: ("use_zero_pages: PTE now maps the zero page (counted "
                                    "in ksm_zero_pages)"),
+    "thp_split": lambda e, name: (
+        "the THP is 512 small pages now; its all-zero subpages map the zero page"
+        if e.outcome == "split" else
+        f"split failed (-EAGAIN): {e.refs} references, {e.maps} mappings (KSM holds two)"),
     "skip": lambda e, name: (f"smart scan: age {e.age}, {e.remaining_skips} more skips"),
     "merge_failed": _merge_failed_text,
     "break_ksm": lambda e, name: ("unshare" if e.outcome == "unshare"
@@ -131,6 +135,7 @@ ZAP_TEXT = {
                            "spte; the guest refaults",
     "invalidate_page": "invalidate_page: the host unmapped this page",
     "release": "release: the VMM's mm is exiting, tear down every spte",
+    "change_pte_huge": "change_pte: a 2 MiB spte is zapped, never remapped in place",
 }
 #: why KVM flushed its TLB (KvmEvent.reason of tlb_flush)
 FLUSH_TEXT = {
@@ -189,8 +194,12 @@ def _miss_text(e, ps, gfn_of) -> str:
 #: KvmEvent.action -> its words, from the event's fields
 KVM_TEXT = {
     "spte_install": lambda e, ps, gfn_of: (f"{'writable' if e.writable else 'read-only'} "
-                                           f"spte: {HVA_TO_PFN_TEXT[e.reason]}"),
-    "spte_zap": _zap_text,
+                                           f"{'2 MiB ' if e.info.get('level') == 2 else ''}"
+                                           f"spte: {HVA_TO_PFN_TEXT[e.reason]}"
+                                           + ("; the host maps a THP here (huge PMD)"
+                                              if e.info.get('level') == 2 else "")),
+    "spte_zap": lambda e, ps, gfn_of: _zap_text(e, ps, gfn_of) + (
+        " (a 2 MiB spte: all 512 pages go)" if (e.info or {}).get("level") == 2 else ""),
     "tlb_flush": lambda e, ps, gfn_of: FLUSH_TEXT[e.reason],
     "exit": lambda e, ps, gfn_of: f"EPT violation: {EXIT_TEXT[e.reason]}",
     "retry": _retry_text,
@@ -237,6 +246,8 @@ NOTIFIER_RULES = {
     RULE_INVALIDATE_RANGE: "3.19-6.5: ptep_clear_flush_notify -> invalidate_range",
     RULE_ARCH_INVALIDATE_SECONDARY_TLBS: "6.6+: CPU TLB flush -> "
                                          "arch_invalidate_secondary_tlbs",
+    RULE_THP: "2.6.38+: a huge PMD is split or replaced: invalidate_range_start/end over "
+              "its 2 MiB",
 }
 
 
@@ -247,7 +258,8 @@ def rule_text(rule: str) -> str:
 
 def fault_handler_text(e: Fault) -> str:
     """The handler a Fault names, with what it mapped when that is the point."""
-    return f"{e.handler} (zero page)" if e.outcome == "zero_page" else e.handler
+    words = {"zero_page": "zero page", "huge_zero_page": "huge zero page", "reuse": "reuse"}
+    return f"{e.handler} ({words[e.outcome]})" if e.outcome in words else e.handler
 
 
 # --- the book's lines ----------------------------------------------------------------

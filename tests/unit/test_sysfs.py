@@ -365,4 +365,8 @@ def test_proc_maps_lists_the_vmas():
     lines = m.procfs.read(f"/proc/{p.pid}/maps").splitlines()
     assert lines == [f"{a:08x}-{a + 8192:08x} rw-p 00000000 00:00 0"]
     assert p.maps() == lines[0] + "\n"
-    assert m.procfs.read("/proc/vmstat").splitlines() == ["cow_ksm 0", "ksm_swpin_copy 0"]
+    # vmstat_text order: the THP events, then ksm_swpin_copy, cow_ksm
+    assert m.procfs.read("/proc/vmstat").splitlines()[-2:] == ["ksm_swpin_copy 0", "cow_ksm 0"]
+    assert m.procfs.read("/proc/vmstat").splitlines()[0] == "thp_fault_alloc 0"
+    assert Machine(kernel="2.6.37").procfs.read("/proc/vmstat").splitlines() == [
+        "ksm_swpin_copy 0", "cow_ksm 0"]

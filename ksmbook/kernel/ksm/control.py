@@ -104,14 +104,15 @@ class ControlMixin:
                 return
             if not mm.flags & self.MMF_VM_MERGEABLE:
                 self.__ksm_enter(mm)
-            for v in mm.isolate(start, end):
+            for v in mm.isolate(start, end, lambda v: not v.flags & v.VM_MERGEABLE and
+                                self.vma_ksm_compatible(v)):
                 if not v.flags & v.VM_MERGEABLE and self.vma_ksm_compatible(v):
                     v.flags |= v.VM_MERGEABLE
             return
         if not any(v.flags & v.VM_MERGEABLE for v in vmas):
             return
         try:
-            for v in mm.isolate(start, end):
+            for v in mm.isolate(start, end, lambda v: bool(v.flags & v.VM_MERGEABLE)):
                 if v.flags & v.VM_MERGEABLE:
                     # ksm_madvise(): on an unmerge error (ENOMEM) this VMA keeps
                     # VM_MERGEABLE, the VMAs before it stay done, pages broken so far

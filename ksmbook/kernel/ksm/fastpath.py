@@ -605,8 +605,9 @@ class FastPath:
                                 call = checked = True
                 if call:                         # everything else: the kernel's function
                     valid = self.unstable_valid_seq == self.mapping_seq
+                    splits = ksm.thp_splits
                     cmp_and_merge_page(page, item, checked)
-                    if valid:
+                    if valid and ksm.thp_splits == splits:   # a THP split remaps 512 pages
                         self.unstable_valid_seq = self.mapping_seq
                     seen_stable = -1
                 if done == scan_npages:

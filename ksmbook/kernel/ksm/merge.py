@@ -109,11 +109,34 @@ class MergeMixin:
             self.memory.put_page(page)
         return True
 
-    def try_to_merge_one_page(self, vma, page, kpage, address) -> bool:
-        """try_to_merge_one_page(): ``kpage`` None means 'make ``page`` itself KSM'."""
+    def split_thp(self, page, pins: int) -> bool:
+        """split_huge_page() on the large folio of ``page``, with the ``pins``
+        references KSM holds on it (kernel/huge_memory.py); True when it split."""
+        from ..huge_memory import split_huge_page
+        folio = page.folio
+        self.thp_splits += 1                 # ksm_do_scan(): the fast path's premise ends
+        ret = split_huge_page(self.machine, page, pins)
+        if self.machine.events.enabled:
+            pid, address = self._visit()
+            self._emit("split_huge_page", "thp_split", pid, address, folio.pfn,
+                       "split" if ret == 0 else "busy",
+                       info={"refs": folio.ref_count() + pins, "maps": folio.large_mapcount(),
+                             "thp_address": folio.address})
+        return ret == 0
+
+    def try_to_merge_one_page(self, vma, page, kpage, address, pins: int = 1) -> bool:
+        """try_to_merge_one_page(): ``kpage`` None means 'make ``page`` itself KSM'.
+
+        A subpage of a THP is split out first (6.18: ``if (folio_test_large(folio))
+        split_huge_page(page)``); when the split fails (more references than its
+        mappings and KSM's ``pins``) the merge fails, and after a split that mapped
+        ``page`` to the zero page (it was all zeros) write_protect_page() finds it
+        gone."""
         if page is kpage:                          # ksm page forked
             return True
         if not page.flags & PG_anon:
+            return False
+        if page.folio is not None and not self.split_thp(page, pins):
             return False
         fp = self.fp
         if kpage is not None and fp.enabled and not fp.check and not kpage.flags & PG_zero \
@@ -130,20 +153,24 @@ class MergeMixin:
             return self.replace_page(vma, page, kpage, address, orig_pte)
         return False
 
-    def try_to_merge_with_ksm_page(self, item, page, kpage) -> bool:
+    def try_to_merge_with_ksm_page(self, item, page, kpage, pins: int = 1) -> bool:
         """try_to_merge_with_ksm_page(): merge the item's page into ``kpage``."""
         vma = self.find_mergeable_vma(item.mm, item.address)
         if vma is None:
             return False
-        if not self.try_to_merge_one_page(vma, page, kpage, item.address):
+        if not self.try_to_merge_one_page(vma, page, kpage, item.address, pins):
             return False
         self.remove_rmap_item_from_tree(item)
         item.anon_vma = vma.anon_vma
         return True
 
     def try_to_merge_two_pages(self, item, page, tree_item, tree_page):
-        """try_to_merge_two_pages(): the scanned page becomes the KSM page."""
-        if not self.try_to_merge_with_ksm_page(item, page, None):
+        """try_to_merge_two_pages(): the scanned page becomes the KSM page.
+
+        KSM holds a reference on both pages; when they are subpages of one THP, its
+        split sees both (two pins) and fails."""
+        same = page.folio is not None and tree_page.folio is page.folio
+        if not self.try_to_merge_with_ksm_page(item, page, None, 2 if same else 1):
             return None
         if not self.try_to_merge_with_ksm_page(tree_item, tree_page, page):
             self.break_cow(item)

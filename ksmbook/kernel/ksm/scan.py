@@ -1,14 +1,17 @@
 """The scanner: scan_get_next_rmap_item(), cmp_and_merge_page(), ksm_do_scan().
 
 One cursor walks every registered mm, every VM_MERGEABLE VMA with an anon_vma,
-every present anonymous page, in address order.  The unstable tree is emptied at
+every present anonymous page, in address order -- a THP's 512 subpages one by one,
+as folio_walk_start() returns the subpage under a huge PMD (each gets its own
+rmap_item and checksum; the first merge attempt splits the THP, ksm/merge.py).  The unstable tree is emptied at
 the start of each full scan and ``full_scans`` (seqnr) counts up at its end; a batch
 never crosses that boundary.
 """
 from __future__ import annotations
 
 from ..memory import PG_anon, PG_ksm
-from ..pagetable import _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, PTE_PFN_SHIFT
+from ..pagetable import (_PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, PTE_PFN_SHIFT,
+                         pmd_subpage_pte)
 from .checksum import jhash2, xxh64, xxhash_u32
 from .structs import STABLE_FLAG, UNSTABLE_FLAG, KsmRmapItem
 
@@ -146,6 +149,7 @@ class ScanMixin:
                 scan.rmap_list = slot
             else:
                 leaves = mm.pagetables.leaves
+                huge = mm.pagetables.huge
                 for vma in mm.vmas:
                     if vma.end <= scan.address or not vma.flags & vma.VM_MERGEABLE:
                         continue
@@ -161,10 +165,16 @@ class ScanMixin:
                         base = table_key << table_shift
                         stop = min(end, base + table_span)
                         table = leaves.get(table_key)
-                        if table is None:       # none here: nothing mapped up to its end
-                            address = stop
-                            continue
-                        entries = table.entries
+                        if table is not None:
+                            entries = table.entries
+                        else:
+                            # a huge PMD: folio_walk_start() gives the subpage
+                            pmd = huge.get(table_key, 0) if huge else 0
+                            if not pmd or pmd & _PAGE_SPECIAL:
+                                # none (or the huge zero page): nothing up to its end
+                                address = stop
+                                continue
+                            entries = [pmd_subpage_pte(pmd, i) for i in range(512)]
                         for i in range((address - base) >> page_shift, (stop - base) >> page_shift):
                             pte = entries[i]
                             if pte & _PRESENT_OR_PROTNONE and not pte & _PAGE_SPECIAL:
@@ -260,6 +270,12 @@ class ScanMixin:
             return
         kpage = self.try_to_merge_two_pages(item, page, tree_item, tree_page)
         if kpage is None:
+            # "If both pages we tried to merge belong to the same compound page, then
+            # we actually ended up increasing the reference count of the same compound
+            # page twice, and split_huge_page failed": with the tree page put, split
+            # it now, but merge nothing this time
+            if page.folio is not None and page.folio is tree_page.folio:
+                self.split_thp(page, 1)
             return
         node = self.stable_tree_insert(kpage)
         self.stable_tree_append(tree_item, node, False)
@@ -307,8 +323,11 @@ class ScanMixin:
             # or keeps its page when the merge fails), so the unstable tree's
             # remembered pages stay right across it (see unstable_tree.py)
             valid = fp.unstable_valid_seq == fp.mapping_seq
+            splits = self.thp_splits
             cmp_and_merge_page(page, item)
-            if valid:
+            # a THP split remaps all 512 subpages (some to the zero page): the tree's
+            # remembered pages may be gone, so the validity is not carried over it
+            if valid and self.thp_splits == splits:
                 fp.unstable_valid_seq = fp.mapping_seq
             done += 1
             if count_scanned:

@@ -18,6 +18,7 @@ class UnstableTreeMixin:
 
     def init_unstable_tree(self) -> None:
         self._unstable_roots = [RbRoot()]
+        self.thp_splits = 0             # split_huge_page() calls by KSM (see ksm_do_scan)
 
     # --- the roots, settled before anyone sees them ---
     @property
