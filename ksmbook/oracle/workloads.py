@@ -510,6 +510,21 @@ ksm_functional_fork_global_zero_pages_count = register(Scenario(
 # Random scenarios: differential testing of the simulator against the kernel
 # ---------------------------------------------------------------------------
 
+def _track(step, procs: list, regions: dict) -> None:
+    """What a random generator knows after ``step``: live processes, their regions."""
+    from .scenario import Exit, Fork, Mmap, Spawn
+    if isinstance(step, Spawn):
+        procs.append(step.proc)
+        regions[step.proc] = {}
+    elif isinstance(step, Fork):
+        procs.append(step.child)
+        regions[step.child] = dict(regions[step.proc])
+    elif isinstance(step, Exit):
+        procs.remove(step.proc)
+    elif isinstance(step, Mmap):
+        regions[step.proc][step.region] = step.pages
+
+
 def random_scenario(seed: int, steps: int = 25, max_pages: int = 8) -> Scenario:
     """A valid random scenario, the same for the same ``seed``.
 
@@ -579,16 +594,7 @@ def random_scenario(seed: int, steps: int = 25, max_pages: int = 8) -> Scenario:
         except ScenarioError:
             continue
         out.append(step)
-        if isinstance(step, Spawn):
-            procs.append(step.proc)
-            regions[step.proc] = {}
-        elif isinstance(step, Fork):
-            procs.append(step.child)
-            regions[step.child] = dict(regions[step.proc])
-        elif isinstance(step, Exit):
-            procs.remove(step.proc)
-        elif isinstance(step, Mmap):
-            regions[step.proc][step.region] = step.pages
+        _track(step, procs, regions)
     if not any(isinstance(s, Scans) for s in out[-3:]):
         out.append(Scans(2))
     return Scenario(f"random_{seed}", f"random_scenario({seed}, {steps}, {max_pages})", out)
@@ -851,15 +857,6 @@ def random_thp_scenario(seed: int, steps: int = 20) -> Scenario:
             continue
         out.extend(new)
         for step in new:
-            if isinstance(step, Spawn):
-                procs.append(step.proc)
-                regions[step.proc] = {}
-            elif isinstance(step, Fork):
-                procs.append(step.child)
-                regions[step.child] = dict(regions[step.proc])
-            elif isinstance(step, Exit):
-                procs.remove(step.proc)
-            elif isinstance(step, Mmap):
-                regions[step.proc][step.region] = step.pages
+            _track(step, procs, regions)
     out += [Scans(2), ThpStat()]
     return Scenario(f"random_thp_{seed}", f"random_thp_scenario({seed}, {steps})", out)
