@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import ksmbook
+
 from ksmbook import MADV_MERGEABLE, MADV_UNMERGEABLE, Machine
 from ksmbook.kernel.events import (RECORDS, Event, Fault, KsmEvent, KvmEvent, NotifierCall,
                                    PageAlloc, PageFree, PteChange)
@@ -177,6 +179,20 @@ def scenario_events() -> list:
             vm.guest_write(0, b"B")
             p.exit()
         out += ev
+    # THP: a huge fault, KSM's failed then successful split_huge_page(), a 2 MiB spte
+    # zapped by the split
+    m = Machine(page_size=4096)
+    thp = 512 * 4096
+    with m.events.capture() as ev:
+        p = m.spawn("qemu-thp")
+        a = p.mmap(thp)
+        p.madvise(a, thp, ksmbook.MADV_HUGEPAGE)
+        vm = m.kvm.create_vm(p, a, thp)
+        vm.guest_write(0, b"\x2a" * thp)
+        p.madvise(a, thp, MADV_MERGEABLE)
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(2)
+    out += ev
     return out
 
 

@@ -367,3 +367,21 @@ def test_no_2mib_spte_without_a_host_thp_or_with_a_misaligned_memslot():
     assert vm2.huge_sptes() == 0
     vm.check_invariants()
     vm2.check_invariants()
+
+
+def test_thp_events_are_worded():
+    from ksmbook.viz.events import describe_events, explain
+    m = Machine()
+    with m.events.capture() as ev:
+        p, a = thp_process(m)
+        p.madvise(a, M, MADV_MERGEABLE)
+        scan(m, 2)
+    lines = "\n".join(describe_events(ev))
+    assert "do_huge_pmd_anonymous_page" in lines
+    assert "split failed (-EAGAIN)" in lines and "512 small pages now" in lines
+    m2, (g, _h) = _thp_guests("6.18")
+    with m2.events.capture() as ev2:
+        scan(m2, 2)
+        g.guest_read(0, PS)
+    text = "\n".join(explain(ev2))
+    assert "2 MiB spte: all 512 pages go" in text and "huge PMD is split" in text
