@@ -6,10 +6,9 @@ pfn and the mapcount (page tables show their level instead).
 """
 from __future__ import annotations
 
-import plotly.graph_objects as go
-
 from .snapshot import ROLE_NAMES, ROLES, MachineSnapshot
-from .style import LABEL_SIZE, ROLE_MARKERS, ROLE_SYMBOLS, base_layout, blank_axis
+from .style import (LABEL_SIZE, ROLE_MARKERS, ROLE_SYMBOLS, base_layout, blank_axis,
+                    plain_builder, scatter)
 
 CELL = 64          # pixels per cell, at the narrowest view
 #: columns of the grid: 10 cells of CELL px fill an output 680 px wide (an 800 px
@@ -40,8 +39,9 @@ def hover_text(f) -> str:
     return "<br>".join(lines)
 
 
+@plain_builder
 def frame_map_figure(snap: MachineSnapshot, *, columns: int = COLUMNS, title: str | None = None,
-                     hide: tuple = ()) -> go.Figure:
+                     hide: tuple = ()) -> dict:
     """Frames as a grid of cells, pfn order, left to right and top to bottom."""
     frames = [f for f in snap.frames if f.role not in hide]
     cols = max(1, min(columns, len(frames)))
@@ -50,7 +50,7 @@ def frame_map_figure(snap: MachineSnapshot, *, columns: int = COLUMNS, title: st
     traces = []
     for role in ROLES:
         mine = [f for f in frames if f.role == role]
-        traces.append(go.Scatter(
+        traces.append(scatter(
             x=[pos[f.pfn][0] for f in mine], y=[pos[f.pfn][1] for f in mine],
             mode="markers+text", name=f"{ROLE_NAMES[role]} ({len(mine)})",
             text=[cell_text(f) for f in mine], hovertext=[hover_text(f) for f in mine],
@@ -70,7 +70,7 @@ def frame_map_figure(snap: MachineSnapshot, *, columns: int = COLUMNS, title: st
     layout["xaxis"] = blank_axis(-0.5, max(cols, columns) - 0.5)
     layout["yaxis"] = blank_axis(0.5 - plot_h / CELL, 0.5)
     layout["legend"].update(y=1.02, x=0.0, xanchor="left")
-    return go.Figure(data=traces, layout=layout)
+    return {"data": traces, "layout": layout}
 
 
 def frame_map_text(snap: MachineSnapshot, hide: tuple = ()) -> str:

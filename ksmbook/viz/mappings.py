@@ -12,10 +12,9 @@ frames per role.
 """
 from __future__ import annotations
 
-import plotly.graph_objects as go
-
 from .snapshot import ROLE_NAMES, ROLES, MachineSnapshot
-from .style import LABEL_SIZE, OKABE_ITO, ROLE_COLOURS, base_layout, blank_axis
+from .style import (LABEL_SIZE, OKABE_ITO, ROLE_COLOURS, base_layout, blank_axis, plain_builder,
+                    scatter)
 
 ROW = 26           # pixels per row
 
@@ -55,16 +54,17 @@ def _rows(snap: MachineSnapshot):
     return maps, frames, vy, fy, span, side
 
 
-def _line_trace(segments, name, dash, colour) -> go.Scatter:
+def _line_trace(segments, name, dash, colour) -> dict:
     xs, ys = [], []
     for x0, y0, x1, y1 in segments:
         xs += [x0, x1, None]
         ys += [y0, y1, None]
-    return go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip",
+    return scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip",
                       line=dict(color=colour, width=2, dash=dash))
 
 
-def mappings_figure(snap: MachineSnapshot, *, title: str | None = None) -> go.Figure:
+@plain_builder
+def mappings_figure(snap: MachineSnapshot, *, title: str | None = None) -> dict:
     maps, frames, vy, fy, span, side = _rows(snap)
     two_sided = "right" in side.values()
     # one-sided, the frames sit left of the middle: their labels (up to ~32
@@ -80,7 +80,7 @@ def mappings_figure(snap: MachineSnapshot, *, title: str | None = None) -> go.Fi
     traces = [
         _line_trace(rw, "writable PTE", "solid", OKABE_ITO["blue"]),
         _line_trace(ro, "read-only PTE (write faults)", "dash", OKABE_ITO["vermillion"]),
-        go.Scatter(
+        scatter(
             x=[vx[m.pid] for m in maps], y=[vy[(m.pid, m.address)] for m in maps],
             mode="markers+text", name="virtual page", text=[m.label for m in maps],
             textposition=["middle left" if side[m.pid] == "left" else "middle right"
@@ -99,7 +99,7 @@ def mappings_figure(snap: MachineSnapshot, *, title: str | None = None) -> go.Fi
             f = info[pfn]
             count = f"{f.ptes} PTEs" if f.role == "zero" else f"mapcount {f.mapcount}"
             return f"pfn {pfn:#x} {f.tag} · {count}"
-        traces.append(go.Scatter(
+        traces.append(scatter(
             x=[fx] * len(mine), y=[fy[pfn] for pfn in mine], mode="markers+text",
             name=ROLE_NAMES[role], text=[text(p) for p in mine],
             # between two columns of pages the label goes above the frame
@@ -118,9 +118,7 @@ def mappings_figure(snap: MachineSnapshot, *, title: str | None = None) -> go.Fi
     if not maps:
         layout["annotations"] = [dict(text="no page is mapped yet", x=0.6, y=-span / 2,
                                       showarrow=False, font=dict(size=16, color="#666666"))]
-    else:
-        layout["annotations"] = []
-    return go.Figure(data=traces, layout=layout)
+    return {"data": traces, "layout": layout}
 
 
 def mappings_text(snap: MachineSnapshot) -> str:

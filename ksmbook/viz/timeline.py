@@ -9,9 +9,7 @@ half-way to the next scan, labelled "now".
 """
 from __future__ import annotations
 
-import plotly.graph_objects as go
-
-from .style import OKABE_ITO, base_layout
+from .style import OKABE_ITO, base_layout, plain_builder, scatter
 
 DEFAULT = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
 STYLE = {
@@ -40,8 +38,9 @@ def now_mid_scan(history) -> dict | None:
     return history[-1] if history and history[-1].get("mid_scan") else None
 
 
+@plain_builder
 def counters_figure(history, counters=DEFAULT, *, title: str | None = None,
-                    width: int = 900, height: int = 420) -> go.Figure:
+                    width: int = 900, height: int = 420) -> dict:
     rows = per_full_scan(history)
     now = now_mid_scan(history)
     xs = [r["full_scans"] for r in rows]
@@ -55,7 +54,7 @@ def counters_figure(history, counters=DEFAULT, *, title: str | None = None,
         colour, dash, symbol = STYLE.get(name, (OKABE_ITO["black"], "solid", "circle"))
         # earlier lines are drawn wider, so a later line lying on top leaves them visible
         line_width = max(2.5, 6.5 - 1.5 * i)
-        traces.append(go.Scatter(
+        traces.append(scatter(
             x=xs, y=[r[name] for r in rows], mode="lines+markers", name=name,
             line=dict(color=colour, dash=dash, width=line_width),
             marker=dict(symbol=[symbol] * (len(xs) - (now is not None)) +
@@ -71,13 +70,13 @@ def counters_figure(history, counters=DEFAULT, *, title: str | None = None,
                          margin=dict(l=70, r=20, t=60, b=60))
     # a column at the right: room for any number of counters, never over the title
     layout["legend"].update(orientation="v", y=1.0, yanchor="top", x=1.02, xanchor="left")
-    layout["xaxis"] = dict(title="full_scans", dtick=1, range=[min(xs, default=0) - 0.3,
+    layout["xaxis"] = dict(title=dict(text="full_scans"), dtick=1, range=[min(xs, default=0) - 0.3,
                                                                max(xs, default=1) + 0.3],
                            showgrid=True, gridcolor="#EEEEEE", zeroline=False)
-    layout["yaxis"] = dict(title="pages", rangemode="tozero", range=[-0.3, top * 1.1 + 0.3],
+    layout["yaxis"] = dict(title=dict(text="pages"), rangemode="tozero", range=[-0.3, top * 1.1 + 0.3],
                            showgrid=True, gridcolor="#EEEEEE", zeroline=False,
                            dtick=max(1, round(top / 8)))
-    return go.Figure(data=traces, layout=layout)
+    return {"data": traces, "layout": layout}
 
 
 def counters_table(history, counters=DEFAULT) -> str:

@@ -19,11 +19,9 @@ of the pages that left the unstable tree.
 """
 from __future__ import annotations
 
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
-
 from .snapshot import MachineSnapshot, TreeNodeSnap
-from .style import LABEL_SIZE, OKABE_ITO, ROLE_COLOURS, base_layout, blank_axis
+from .style import (LABEL_SIZE, OKABE_ITO, ROLE_COLOURS, base_layout, blank_axis, plain_builder,
+                    scatter)
 
 COL = 118          # pixels per column, one-line labels
 COL_FULL = 196     # pixels per column with full labels ("vm1[0] 1000:0x7f7fffffa000")
@@ -172,16 +170,33 @@ def _edges(nodes, pos, dup: bool, below_rows: dict, top_rows: float):
     return xs, ys
 
 
-def _node_trace(nodes, pos, name, symbol, colour, size, short, row, col_, fig, line_colour,
-                dash=None):
-    fig.add_trace(go.Scatter(
+def _node_trace(nodes, pos, name, symbol, colour, size, short, row, line_colour, dash=None):
+    return scatter(
         x=[pos[n.key][0] for n in nodes], y=[-pos[n.key][1] for n in nodes],
         mode="markers+text", name=name, text=[node_label(n, short) for n in nodes],
-        textposition="bottom center", cliponaxis=False, textfont=dict(size=LABEL_SIZE - (1 if short else 0)),
+        textposition="bottom center", cliponaxis=False,
+        textfont=dict(size=LABEL_SIZE - (1 if short else 0)),
         hovertext=[node_hover(n) for n in nodes], hoverinfo="text",
         marker=dict(symbol=symbol, size=size, color=colour,
-                    line=dict(width=2, color=line_colour, **({"dash": dash} if dash else {})))),
-        row=row, col=col_)
+                    line=dict(width=2, color=line_colour, **({"dash": dash} if dash else {}))),
+        **_AXES[row])
+
+
+#: the axes of the two rows (what plotly's make_subplots(rows=2, cols=1) names them)
+_AXES = {1: dict(xaxis="x", yaxis="y"), 2: dict(xaxis="x2", yaxis="y2")}
+
+
+def _row_domains(heights, spacing) -> list[tuple[float, float]]:
+    """The y domains of stacked rows, top row first (make_subplots' row_heights and
+    vertical_spacing)."""
+    room = 1.0 - spacing * (len(heights) - 1)
+    total = float(sum(heights)) or 1.0
+    out, top = [], 1.0
+    for h in heights:
+        bottom = max(0.0, top - room * h / total)     # never -1e-16 (plotly refuses it)
+        out.append((bottom, top))
+        top = bottom - spacing
+    return out
 
 
 class _TreeGeometry:
@@ -227,8 +242,9 @@ def _short(stable, unstable, width, ghost_cols) -> tuple[bool, int, int]:
     return cols * COL > room, cols, COL
 
 
+@plain_builder
 def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
-                 width: int | None = None, before: MachineSnapshot | None = None) -> go.Figure:
+                 width: int | None = None, before: MachineSnapshot | None = None) -> dict:
     """Both trees; with ``before`` (the snapshot before the last step) also what moved."""
     stable, unstable = snap.stable_tree, snap.unstable_tree
     moves = tree_moves(before, snap)
@@ -247,65 +263,69 @@ def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
                "  — pages unchanged for one scan, emptied when a full scan starts")
     top, bottom, gap = 90, 80, 70
     height = int(top + bottom + gap + sg.px + ug.px)
-    fig = make_subplots(rows=2, cols=1, subplot_titles=(s_title, u_title),
-                        row_heights=[sg.px, ug.px], vertical_spacing=gap / (height - top - bottom))
+    spacing = gap / (height - top - bottom)
+    (yd1, yd2) = _row_domains([sg.px, ug.px], spacing)
+    xd = (0.0, 1.0)
+    data = []
     sx, sy = _edges(stable, sg.pos, False, sg.below, sg.top)
-    fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines", name="rbtree link", hoverinfo="skip",
-                             line=dict(color="#777777", width=2)), row=1, col=1)
+    data.append(scatter(x=sx, y=sy, mode="lines", name="rbtree link", hoverinfo="skip",
+                        line=dict(color="#777777", width=2), **_AXES[1]))
     dx, dy = _edges(stable, sg.pos, True, sg.below, sg.top)
-    fig.add_trace(go.Scatter(x=dx, y=dy, mode="lines", name="chain → dup", hoverinfo="skip",
-                             line=dict(color=OKABE_ITO["vermillion"], width=2, dash="dot")),
-                  row=1, col=1)
+    data.append(scatter(x=dx, y=dy, mode="lines", name="chain → dup", hoverinfo="skip",
+                        line=dict(color=OKABE_ITO["vermillion"], width=2, dash="dot"),
+                        **_AXES[1]))
     ksm = ROLE_COLOURS["ksm"]
-    _node_trace([n for n in stable if n.kind == "node"], sg.pos, "stable node (a KSM page)",
-                "circle", ksm, 22, short, 1, 1, fig, "#333333")
-    _node_trace([n for n in stable if n.kind == "chain"], sg.pos,
-                "chain (content with several KSM copies)",
-                "diamond", OKABE_ITO["vermillion"], 24, short, 1, 1, fig, "#333333")
-    _node_trace([n for n in stable if n.kind == "dup"], sg.pos, "dup (one KSM copy in a chain)",
-                "circle", ksm, 20, short, 1, 1, fig, OKABE_ITO["vermillion"])
+    data.append(_node_trace([n for n in stable if n.kind == "node"], sg.pos,
+                            "stable node (a KSM page)", "circle", ksm, 22, short, 1, "#333333"))
+    data.append(_node_trace([n for n in stable if n.kind == "chain"], sg.pos,
+                            "chain (content with several KSM copies)",
+                            "diamond", OKABE_ITO["vermillion"], 24, short, 1, "#333333"))
+    data.append(_node_trace([n for n in stable if n.kind == "dup"], sg.pos,
+                            "dup (one KSM copy in a chain)", "circle", ksm, 20, short, 1,
+                            OKABE_ITO["vermillion"]))
     gained = sorted({key for *_x, key in moves}, key=lambda k: sg.pos[k])
-    fig.add_trace(go.Scatter(
+    data.append(scatter(
         x=[sg.pos[k][0] for k in gained], y=[-sg.pos[k][1] for k in gained], mode="markers",
         name="gained pages in the last step", hoverinfo="text",
         hovertext=["<br>".join(moves_text([mv for mv in moves if mv[3] == k])) for k in gained],
-        marker=dict(symbol="circle-open", size=32, color=MOVED, line=dict(width=3, color=MOVED))),
-        row=1, col=1)
+        marker=dict(symbol="circle-open", size=32, color=MOVED, line=dict(width=3, color=MOVED)),
+        **_AXES[1]))
     ux, uy = _edges(unstable, ug.pos, False, ug.below, ug.top)
-    fig.add_trace(go.Scatter(x=ux, y=uy, mode="lines", name="rbtree link ", hoverinfo="skip",
-                             showlegend=False, line=dict(color="#777777", width=2)), row=2, col=1)
-    _node_trace(list(unstable), ug.pos, "unstable item (an ordinary page)", "square",
-                ROLE_COLOURS["anon"], 20, short, 2, 1, fig, "#333333")
+    data.append(scatter(x=ux, y=uy, mode="lines", name="rbtree link ", hoverinfo="skip",
+                        showlegend=False, line=dict(color="#777777", width=2), **_AXES[2]))
+    data.append(_node_trace(list(unstable), ug.pos, "unstable item (an ordinary page)", "square",
+                            ROLE_COLOURS["anon"], 20, short, 2, "#333333"))
     # ghosts: the pages that just left the unstable tree, right of it
-    fig.add_trace(go.Scatter(
+    data.append(scatter(
         x=gx, y=[0] * len(gx), mode="markers+text", name="left the unstable tree",
         text=[(lab if short else f"{vpage_name(lab, vp)}<br>left the unstable tree<br>for {key}")
               for lab, vp, _c, key in from_unstable],
         textposition="bottom center", textfont=dict(size=LABEL_SIZE - 1, color=MOVED),
         cliponaxis=False,
         hovertext=moves_text(from_unstable), hoverinfo="text",
-        marker=dict(symbol="square-open", size=20, color=MOVED, line=dict(width=2, color=MOVED))),
-        row=2, col=1)
+        marker=dict(symbol="square-open", size=20, color=MOVED, line=dict(width=2, color=MOVED)),
+        **_AXES[2]))
     layout = base_layout(title or "KSM's trees", width, height,
                          margin=dict(l=20, r=20, t=top, b=bottom))
     # the legend goes under the plots: the subplot titles own the space above them
     layout["legend"].update(y=-40 / height, yanchor="top", x=0.0, xanchor="left")
-    fig.update_layout(layout)
     lo, hi = -0.7, cols - 0.3
-    fig.update_xaxes(blank_axis(lo, hi))
     s_range = (-(sg.rows - 1) - sg.bottom, sg.head)
     u_range = (-(ug.rows - 1) - ug.bottom, ug.head)
-    fig.update_yaxes(blank_axis(*s_range), row=1, col=1)
-    fig.update_yaxes(blank_axis(*u_range), row=2, col=1)
-    for ann in fig.layout.annotations:
-        ann.font = dict(size=15)
-        ann.x, ann.xanchor = 0.0, "left"
+    layout["xaxis"] = blank_axis(lo, hi, domain=list(xd), anchor="y")
+    layout["xaxis2"] = blank_axis(lo, hi, domain=list(xd), anchor="y2")
+    layout["yaxis"] = blank_axis(*s_range, domain=list(yd1), anchor="x")
+    layout["yaxis2"] = blank_axis(*u_range, domain=list(yd2), anchor="x2")
+    # the two trees' titles, at the top left of their rows
+    annotations = [dict(text=t, x=0.0, xanchor="left", xref="paper", y=dom[1], yanchor="bottom",
+                        yref="paper", showarrow=False, font=dict(size=15))
+                   for t, dom in ((s_title, yd1), (u_title, yd2))]
     for tree, row in ((stable, 1), (unstable, 2)):
         if not tree and not (row == 2 and from_unstable):
-            fig.add_annotation(text="(empty)", x=(cols - 1) / 2, y=0, showarrow=False,
-                               font=dict(size=15, color="#777777"), row=row, col=1)
+            annotations.append(dict(text="(empty)", x=(cols - 1) / 2, y=0, showarrow=False,
+                                    font=dict(size=15, color="#777777"),
+                                    xref=_AXES[row]["xaxis"], yref=_AXES[row]["yaxis"]))
     # one arrow per page that moved from the unstable tree to a stable node
-    xd, yd1, yd2 = fig.layout.xaxis.domain, fig.layout.yaxis.domain, fig.layout.yaxis2.domain
     plot_w, plot_h = width - 40, height - top - bottom
 
     def paper(x, y, dom, rng):
@@ -316,11 +336,12 @@ def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
         # from the top of the ghost to the right of the stable node's marker
         hx, hy = paper(sg.pos[key][0] + 0.18, -sg.pos[key][1], yd1, s_range)
         tx, ty = paper(gxi, ug.top, yd2, u_range)
-        fig.add_annotation(xref="paper", yref="paper", x=hx, y=hy,
-                           ax=(tx - hx) * plot_w, ay=-(ty - hy) * plot_h,
-                           text="", showarrow=True, arrowhead=3, arrowsize=1.2, arrowwidth=2.5,
-                           arrowcolor=MOVED, opacity=0.85)
-    return fig
+        annotations.append(dict(xref="paper", yref="paper", x=hx, y=hy,
+                                ax=(tx - hx) * plot_w, ay=-(ty - hy) * plot_h,
+                                text="", showarrow=True, arrowhead=3, arrowsize=1.2,
+                                arrowwidth=2.5, arrowcolor=MOVED, opacity=0.85))
+    layout["annotations"] = annotations
+    return {"data": data, "layout": layout}
 
 
 def tree_text(nodes) -> list[str]:

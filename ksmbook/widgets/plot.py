@@ -22,16 +22,16 @@ creation (a cell scrolled into view late in a windowed notebook), every view end
 on the last figure.  The figure is sent responsive (``render.responsive``): it
 fills the view's width, an 800 px window included, at its designed height.
 
-``Plot`` keeps the plain ``go.Figure`` it shows (``figure``), so ``data``, ``layout``
-and ``to_dict()`` read like a figure's.
+``show_figure`` takes a ``go.Figure`` or the same figure as plain dicts, which is what
+the steppers send (``viz`` builders' ``.plain``, see ``viz.style.plain_builder``): a
+click then never goes through plotly's validating graph objects.  ``Plot`` keeps what
+it shows; ``figure`` (a ``go.Figure``, built from the dict on first use), ``data``,
+``layout`` and ``to_dict()`` read like a figure's.
 """
 from __future__ import annotations
 
-import json
-
 import ipywidgets as w
 import plotly.graph_objects as go
-import plotly.io as pio
 
 from ..viz import render
 
@@ -39,42 +39,50 @@ PLOTLY_MIME = render.PLOTLY_MIME
 
 
 def figure_json(fig) -> dict:
-    """``fig`` as plain JSON types (numpy arrays become lists), responsive, with the
-    book's plotly config: what every view draws."""
-    d = render.responsive(json.loads(pio.to_json(fig, validate=False, engine="json")))
+    """``fig`` (a go.Figure or its dict) as plain JSON types (numpy arrays become
+    lists), responsive, with the book's plotly config: what every view draws."""
+    d = render.responsive(fig)
     d["config"] = {"displaylogo": False, "responsive": True}
     return d
 
 
-def _title(fig: go.Figure) -> str:
-    t = fig.layout.title.text if fig.layout.title else None
+def _title(d: dict) -> str:
+    t = d.get("layout", {}).get("title")
+    t = t.get("text") if isinstance(t, dict) else t
     return f"<figure: {t}>" if t else "<figure>"
 
 
-def figure_output(fig: go.Figure) -> dict:
+def figure_output(fig) -> dict:
     """The one output of a Plot: a display_data with the plotly MIME bundle."""
     return {"output_type": "display_data", "metadata": {},
-            "data": {PLOTLY_MIME: figure_json(fig), "text/plain": _title(fig)}}
+            "data": {PLOTLY_MIME: (d := figure_json(fig)), "text/plain": _title(d)}}
 
 
 class Plot(w.Output):
     """A live plotly figure: ``show_figure(fig)`` replaces what every view draws."""
 
     def __init__(self, fig=None, classes=(), **kwargs):
-        fig = go.Figure() if fig is None else fig
-        fig = fig if isinstance(fig, go.Figure) else go.Figure(fig)
+        fig = {"data": [], "layout": {}} if fig is None else fig
         # the figure and the CSS classes go with the comm's opening message
         super().__init__(outputs=(figure_output(fig),), _dom_classes=tuple(classes), **kwargs)
-        self.figure = fig
+        self._shown = fig
         self.revision = 0
 
     def show_figure(self, fig) -> None:
-        """Show ``fig`` (a go.Figure) from now on, in every view, old or new."""
-        self.figure = fig if isinstance(fig, go.Figure) else go.Figure(fig)
-        new = figure_output(self.figure)
+        """Show ``fig`` (a go.Figure or its plain dict) from now on, in every view,
+        old or new."""
+        self._shown = fig
+        new = figure_output(fig)
         if self.outputs != (new,):
             self.outputs = (new,)
             self.revision += 1
+
+    @property
+    def figure(self) -> go.Figure:
+        """What the views draw, as a go.Figure (built once from a plain dict)."""
+        if not isinstance(self._shown, go.Figure):
+            self._shown = go.Figure(self._shown)
+        return self._shown
 
     @property
     def drawn(self) -> dict:

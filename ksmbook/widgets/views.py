@@ -22,7 +22,7 @@ ALL_COUNTERS = PAGE_COUNTERS
 
 @dataclass(frozen=True)
 class ViewSpec:
-    build: Callable          # (snapshot, history) -> go.Figure
+    build: Callable          # (snapshot, history) -> a figure (go.Figure or its plain dict)
     text: Callable           # (snapshot, history) -> str
     #: build/text also take the snapshot before the last step (None after a reset), to
     #: mark what it changed
@@ -35,22 +35,27 @@ class ViewSpec:
         return self.text(snap, history, before) if self.with_before else self.text(snap, history)
 
 
+# the live views build plain dicts (``.plain``): no plotly validation on a click
 VIEWS = {
-    "mappings": ViewSpec(lambda s, h: viz.mappings_figure(s), lambda s, h: viz.mappings_text(s)),
+    "mappings": ViewSpec(lambda s, h: viz.mappings_figure.plain(s),
+                         lambda s, h: viz.mappings_text(s)),
     # the trees mark what the last step moved (a page leaving the unstable tree ...)
-    "trees": ViewSpec(lambda s, h, b: viz.trees_figure(s, before=b),
+    "trees": ViewSpec(lambda s, h, b: viz.trees_figure.plain(s, before=b),
                       lambda s, h, b: viz.trees_text(s, before=b), with_before=True),
-    "frames": ViewSpec(lambda s, h: viz.frame_map_figure(s), lambda s, h: viz.frame_map_text(s)),
-    "counters": ViewSpec(lambda s, h: viz.counters_figure(h), lambda s, h: viz.counters_table(h)),
+    "frames": ViewSpec(lambda s, h: viz.frame_map_figure.plain(s),
+                       lambda s, h: viz.frame_map_text(s)),
+    "counters": ViewSpec(lambda s, h: viz.counters_figure.plain(h),
+                         lambda s, h: viz.counters_table(h)),
     # the same with the zero-page and smart-scan counters (chapter 05)
-    "counters_all": ViewSpec(lambda s, h: viz.counters_figure(h, ALL_COUNTERS),
+    "counters_all": ViewSpec(lambda s, h: viz.counters_figure.plain(h, ALL_COUNTERS),
                              lambda s, h: viz.counters_table(h, ALL_COUNTERS)),
 }
 
 
-def figure_widget(fig: go.Figure, classes=()) -> Plot:
-    """A live figure (an anywidget, see plot.py) showing ``fig``; ``classes`` are CSS
-    classes of its views, given at creation so that they arrive with the widget."""
+def figure_widget(fig, classes=()) -> Plot:
+    """A live figure (see plot.py) showing ``fig`` (a go.Figure or its dict);
+    ``classes`` are CSS classes of its views, given at creation so that they arrive
+    with the widget."""
     return Plot(fig, classes=classes)
 
 

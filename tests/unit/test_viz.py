@@ -6,7 +6,7 @@ import pytest
 from ksmbook import viz
 from ksmbook.labs.scenes import Scene, identical_pages
 from ksmbook.viz.frames import CELL
-from ksmbook.viz.snapshot import ROLES, content_tag
+from ksmbook.viz.snapshot import PAGE_COUNTERS, ROLES, content_tag
 from ksmbook.viz.trees import COL, LEVEL
 
 from machine_checks import fingerprint
@@ -370,6 +370,45 @@ def test_sync_figure_updates_in_place():
     assert fig.data[2].text == new.data[2].text and len(fig.data[2].x) == 1
     assert fig.layout.annotations[0].text == new.layout.annotations[0].text
     assert fig.layout.height == new.layout.height
+
+
+def _scenes_for_plain_builders():
+    """Snapshots (before, after) of scenes that exercise every trace of the four live
+    views: empty, mid-scan, merged, a chain, pages moving out of the unstable tree."""
+    out = []
+    for s in (identical_pages(4, unique=2), identical_pages(7, knobs={"max_page_sharing": 3})):
+        history = [s.machine.ksm.stats()]
+        before = None
+        for step in ([1] * 6) + [None, None]:
+            snap = viz.snapshot(s)
+            out.append((before, snap, list(history)))
+            before = snap
+            s.machine.ksmd.scan(step) if step else s.machine.ksmd.run_full_scans(1)
+            history.append({**s.machine.ksm.stats(), "mid_scan": s.machine.ksm.scan_in_progress()})
+        out.append((before, viz.snapshot(s), list(history)))
+    from ksmbook.kernel.machine import Machine
+    out.append((None, viz.snapshot(Machine()), []))          # nothing mapped
+    return out
+
+
+def test_plain_builders_send_what_their_go_figure_holds():
+    """The live views send the builders' plain dicts (viz.style.plain_builder) without
+    plotly's validation: each must be exactly the figure go.Figure makes of it (no magic
+    underscore such as font_size, no string axis title, which plotly.js would not read)."""
+    from ksmbook.viz import render
+    builders = [lambda b, a, h: viz.trees_figure.plain(a, before=b),
+                lambda b, a, h: viz.mappings_figure.plain(a),
+                lambda b, a, h: viz.frame_map_figure.plain(a),
+                lambda b, a, h: viz.counters_figure.plain(h or [a.counters]),
+                lambda b, a, h: viz.counters_figure.plain(h or [a.counters], PAGE_COUNTERS)]
+    checked = 0
+    for before, after, history in _scenes_for_plain_builders():
+        for build in builders:
+            plain = render.responsive(build(before, after, history))
+            assert isinstance(plain["data"], list) and all(isinstance(t, dict) for t in plain["data"])
+            assert plain == render.responsive(go.Figure(plain)), plain["layout"].get("title")
+            checked += 1
+    assert checked >= 80
 
 
 def test_describe_events_names_pages_and_kernel_functions():
