@@ -358,22 +358,85 @@ WINDOWING_MODES = ("full", "defer", "contentVisibility", "none")
 
 _JS_CELL_COUNT = "() => window.jupyterapp.shell.currentWidget.content.widgets.length"
 
-# Scroll cell i into view, then report every plotly figure in it: traces in the
-# figure's data and trace elements actually drawn in its SVG.
+# Every code cell with a figure or a widget in its stored outputs (the notebook model,
+# filled by Run All): its index, its plotly outputs and the widget models it shows.
+_JS_FIGURE_CELLS = """() => {
+  const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
+  const out = [];
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type !== 'code') continue;
+    let plotly = 0; const models = [];
+    for (let j = 0; j < c.outputs.length; j++) {
+      const data = c.outputs.get(j).toJSON().data || {};
+      if (data['application/vnd.plotly.v1+json']) plotly++;
+      const view = data['application/vnd.jupyter.widget-view+json'];
+      if (view) models.push(view.model_id);
+    }
+    if (plotly || models.length) out.push({cell: i, plotly, models});
+  }
+  return out;
+}"""
+
+# Ask the kernel how many plotly figures each widget model holds (an Output widget,
+# such as widgets/plot.Plot, whose outputs carry the plotly MIME type, anywhere in the
+# widget's tree of children): what must be on screen, whatever the front end did.
+_KERNEL_FIGURES = """
+def _ksmbook_figures(ids):
+    import json
+    import ipywidgets
+    from ipywidgets.widgets.widget import _instances
+    def count(x, seen):
+        if id(x) in seen:
+            return 0
+        seen.add(id(x))
+        n = 0
+        if isinstance(x, ipywidgets.Output):
+            n += sum(1 for o in x.outputs if "application/vnd.plotly.v1+json" in o.get("data", {}))
+        for child in getattr(x, "children", ()) or ():
+            n += count(child, seen)
+        return n
+    print("KSMBOOK-FIGURES " + json.dumps({i: (count(_instances[i], set()) if i in _instances
+                                               else None) for i in ids}))
+_ksmbook_figures(%s)
+del _ksmbook_figures
+"""
+
+_JS_KERNEL_EXEC = """async (code) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const k = w.sessionContext.session.kernel;
+  let text = '';
+  const future = k.requestExecute({code, silent: false, store_history: false});
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === 'stream') text += msg.content.text;
+    if (msg.header.msg_type === 'error') text += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
+  };
+  await future.done;
+  return text;
+}"""
+
+# Scroll cell i into view, then report every plotly figure in it (a RenderedPlotly:
+# a stored output or one inside a widget view): traces in the figure's data and trace
+# elements actually drawn in its SVG; `pending` counts renderers still waiting for
+# plotly.js.
 _JS_CELL_FIGURES = """async (i) => {
   const nb = window.jupyterapp.shell.currentWidget.content;
   if (nb.scrollToItem) { await nb.scrollToItem(i, 'center'); }
   const cell = nb.widgets[i];
   cell.node.scrollIntoView({block: 'center'});
-  const figs = [...cell.node.querySelectorAll('.js-plotly-plot')];
+  const figs = [...cell.node.querySelectorAll('.jp-RenderedPlotly')];
+  const drawnAsImage = gd => { const img = gd.querySelector('img.plot-img');
+    return !!img && img.style.display === 'block' && (img.src || '').startsWith('data:image'); };
   return {type: cell.model.type,
           widgets: cell.node.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.widget-view+json"]').length,
+          errors: cell.node.innerText.split('\\n').filter(t => t.includes('Error displaying widget')),
           figures: figs.map(gd => ({
              data: (gd.data || []).length,
              points: (gd.data || []).filter(t => ['x', 'z', 'values', 'cells', 'y']
                        .some(k => t[k] && t[k].length)).length,
              shapes: ((gd.layout || {}).shapes || []).length,
              drawn: gd.querySelectorAll('g.trace, g.hm, .heatmaplayer image, .tablelayer .table').length,
+             image: drawnAsImage(gd),
              title: (gd.querySelector('.gtitle') || {}).textContent || ''}))};
 }"""
 
@@ -390,7 +453,9 @@ _JS_SCROLL_TO = """async (sel) => {
   return -1;
 }"""
 
-# Click a button of the first app that has one; time until its first figure changes.
+# Click a button of the first app that has one; time (ms) until the app's event log
+# changed (the kernel's answer arrived: the text of the step) and until its figures
+# were redrawn with new data (-1: not within 15 s).
 _JS_CLICK_LATENCY = """async (sel) => {
   const btn = [...document.querySelectorAll(sel)][0];
   if (!btn) return null;
@@ -400,24 +465,32 @@ _JS_CLICK_LATENCY = """async (sel) => {
   // node; while one is being redrawn (fewer drawn figures than before) nothing counts
   const drawn = () => [...app.querySelectorAll('.js-plotly-plot')].filter(gd => gd._fullLayout);
   const n0 = drawn().length;
-  const sig = () => drawn().length < n0 ? null :
-      JSON.stringify(drawn().map(gd => (gd.data || []).map(t => [t.x, t.y, t.z, t.text])))
-                    + ((app.querySelector('.ksmbook-events') || {}).textContent || '');
-  const before = sig();
+  const figs = () => drawn().length < n0 ? null :
+      JSON.stringify(drawn().map(gd => (gd.data || []).map(t => [t.x, t.y, t.z, t.text])));
+  const log = () => ((app.querySelector('.ksmbook-events') || {}).textContent || '')
+                    + ((app.querySelector('.ksmbook-predict-verdict') || {}).textContent || '');
+  const f0 = figs(), l0 = log();
+  let tLog = null, tFig = null;
   const t0 = performance.now();
   btn.click();
-  while (performance.now() - t0 < 15000) {
+  while (performance.now() - t0 < 15000 && (tLog === null || tFig === null)) {
     await new Promise(r => requestAnimationFrame(r));
-    const now = sig();
-    if (now !== null && now !== before) return performance.now() - t0;
+    const now = performance.now() - t0;
+    if (tLog === null && log() !== l0) tLog = now;
+    const f = figs();
+    if (tFig === null && f !== null && f !== f0) tFig = now;
   }
-  return -1;
+  return {log: tLog === null ? -1 : Math.round(tLog), figures: tFig === null ? -1 : Math.round(tFig)};
 }"""
 
 
 def _drawn(f: dict) -> bool:
     """A figure is drawn when its state arrived (a title; traces or shapes) and its
-    traces with points put something on the SVG (a tree with no node yet has none)."""
+    traces with points put something on the SVG (a tree with no node yet has none),
+    or when plotly's renderer shows its PNG of the drawn figure instead (it does so
+    when an output is rendered again after it was drawn once)."""
+    if f.get("image"):
+        return True
     if not f["title"]:
         return False                       # the figure's state never reached this view
     if not f["data"]:
@@ -466,13 +539,61 @@ class RunAllReport:
     errors: list
     rss_kb: dict
     click_ms: dict
+    expected: int = 0        # plotly figures the outputs and the kernel's widgets hold
+
+
+def expected_figures(page) -> list[dict]:
+    """[{cell, plotly, models, expected}]: every code cell that shows figures or widgets
+    after Run All, with the number of plotly figures it must show (its stored plotly
+    outputs plus the figures the kernel's widgets hold)."""
+    cells = page.evaluate(_JS_FIGURE_CELLS)
+    ids = sorted({m for c in cells for m in c["models"]})
+    per_model = {}
+    if ids:
+        text = page.evaluate(_JS_KERNEL_EXEC, _KERNEL_FIGURES % json.dumps(ids))
+        line = next((ln for ln in text.splitlines() if ln.startswith("KSMBOOK-FIGURES ")), None)
+        if line is None:
+            raise RuntimeError(f"the kernel did not count the widgets' figures: {text!r}")
+        per_model = json.loads(line.split(" ", 1)[1])
+    for c in cells:
+        c["expected"] = c["plotly"] + sum(per_model.get(m) or 0 for m in c["models"])
+        c["unknown_models"] = [m for m in c["models"] if per_model.get(m) is None]
+    return cells
+
+
+def look_at_figures(page, cells, wait_s: float = 30.0) -> tuple[list, int, list]:
+    """Scroll to each cell of ``cells`` (expected_figures) and wait up to ``wait_s``
+    until it shows as many drawn figures as expected.  Returns (figures, widget
+    outputs, problems): figures as (cell, title, traces, with points, drawn, ok), one
+    per figure on screen, and one (cell, "missing", expected, found, 0, False) per
+    figure that never appeared."""
+    figures, widget_outputs, problems = [], 0, []
+    for c in cells:
+        i = c["cell"]
+        deadline = time.monotonic() + wait_s
+        while True:
+            info = page.evaluate(_JS_CELL_FIGURES, i)
+            found = info["figures"]
+            if len(found) >= c["expected"] and all(_drawn(f) for f in found):
+                break
+            if time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(200)
+        widget_outputs += info["widgets"]
+        figures += [(i, f["title"], f["data"], f["points"], f["drawn"], _drawn(f)) for f in found]
+        if len(found) < c["expected"]:
+            figures.append((i, "missing", c["expected"], len(found), 0, False))
+        if info["errors"] or c["unknown_models"]:
+            problems.append((i, info["errors"], c["unknown_models"]))
+    return figures, widget_outputs, problems
 
 
 def run_all_and_look(lab: LabServer, name: str, *, browser, mode: str, width: int = 1280,
                      timeout_s: float = 600.0, clicks: tuple = ()) -> RunAllReport:
-    """Open `name`, Run All (timed), scroll to every cell and report its figures; then
-    time each click selector in `clicks` (click -> a figure or the event log changed);
-    finally shut the kernel down."""
+    """Open `name`, Run All (timed), scroll to every cell that shows figures or widgets
+    and check that it draws as many figures as its outputs and the kernel's widgets
+    hold; then time each click selector in `clicks` (click -> a figure or the event
+    log changed); finally shut the kernel down."""
     context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=1)
     try:
         page = context.new_page()
@@ -485,20 +606,9 @@ def run_all_and_look(lab: LabServer, name: str, *, browser, mode: str, width: in
         page.wait_for_function(_JS_RUN_DONE, timeout=ms, polling=100)
         run_s = time.monotonic() - t0
         result = page.evaluate("() => window.__ksmbookRunAll")
-        figures, widget_outputs = [], 0
-        for i in range(page.evaluate(_JS_CELL_COUNT)):
-            info = page.evaluate(_JS_CELL_FIGURES, i)
-            if info["type"] != "code":
-                continue
-            widget_outputs += info["widgets"]
-            # plotly draws asynchronously after a view appears: wait until it did
-            for _ in range(40):
-                if all(_drawn(f) for f in info["figures"]):
-                    break
-                page.wait_for_timeout(150)
-                info = page.evaluate(_JS_CELL_FIGURES, i)
-            figures += [(i, f["title"], f["data"], f["points"], f["drawn"], _drawn(f))
-                        for f in info["figures"]]
+        rss = kernel_rss_kb(lab, name)
+        cells = expected_figures(page)
+        figures, widget_outputs, problems = look_at_figures(page, cells)
         click_ms = {}
         for sel in clicks:
             page.evaluate(_JS_SCROLL_TO, sel)
@@ -506,7 +616,6 @@ def run_all_and_look(lab: LabServer, name: str, *, browser, mode: str, width: in
             times = [page.evaluate(_JS_CLICK_LATENCY, sel) for _ in range(3)]
             if times[0] is not None:
                 click_ms[sel] = times
-        rss = kernel_rss_kb(lab, name)
         info = page.evaluate(_JS_REPORT, STDERR_MIME)
         page.evaluate("""async (name) => {
           const sessions = window.jupyterapp.serviceManager.sessions;
@@ -515,6 +624,9 @@ def run_all_and_look(lab: LabServer, name: str, *, browser, mode: str, width: in
             if (m.path.endsWith(name)) await sessions.shutdown(m.id);
         }""", name)
         return RunAllReport(name, mode, result, run_s, figures, widget_outputs,
-                            info["errors"] + info["tracebacks"] + page_errors, rss, click_ms)
+                            info["errors"] + info["tracebacks"] + page_errors
+                            + [f"cell {i}: widget errors {e}, models unknown to the kernel {u}"
+                               for i, e, u in problems], rss, click_ms,
+                            sum(c["expected"] for c in cells))
     finally:
         context.close()

@@ -229,20 +229,32 @@ class Machine:
         self.ksmd.advance(ms, progress=progress)
 
     # --- checks used by tests and the book ---
+    def present_ptes(self):
+        """Yield (process, address, pte) for every present PTE (pte_present(): PROT_NONE
+        included) of every live process, VMA by VMA in address order: the one walk the
+        checks below and the figures' snapshot (viz/snapshot.py) share.  Only reads."""
+        for p in self.processes.values():
+            if not p.alive:
+                continue
+            pt = p.mm.pagetables
+            for v in p.mm.vmas:
+                for addr, pte in pt.present(v.start, v.end):
+                    if pte_present(pte):
+                        yield p, addr, pte
+
     def recount_page_counts(self) -> dict[int, tuple[int, int]]:
         """(refcount, mapcount) of every frame recomputed from the page tables."""
         maps = Counter()
         shmem_refs = Counter()
         tables = Counter()
+        for _p, _addr, pte in self.present_ptes():
+            pfn = pte_pfn(pte)
+            if pfn:
+                maps[pfn] += 1
         for p in self.processes.values():
             if not p.alive:
                 continue
             mm = p.mm
-            for v in mm.vmas:
-                for _addr, pte in mm.pagetables.present(v.start, v.end):
-                    pfn = pte_pfn(pte)
-                    if pte_present(pte) and pfn:
-                        maps[pfn] += 1
             stack = [mm.pagetables.pgd, *mm.pagetables.deposited.values()]
             while stack:
                 t = stack.pop()
@@ -268,17 +280,15 @@ class Machine:
         if self.huge_zero_folio is not None:
             found[self.huge_zero_folio.pfn] = self.huge_zero_folio
         for p in self.processes.values():
-            if not p.alive:
-                continue
-            pt = p.mm.pagetables
-            for v in p.mm.vmas:
-                for _addr, pmd in pt.present_huge(v.start, v.end):
-                    folio = self.memory.pages[pte_pfn(pmd)].folio
-                    found[folio.pfn] = folio
-                for _addr, pte in pt.present(v.start, v.end):
-                    page = self.memory.pages.get(pte_pfn(pte))
-                    if page is not None and page.folio is not None:
-                        found[page.folio.pfn] = page.folio
+            if p.alive:
+                for v in p.mm.vmas:
+                    for _addr, pmd in p.mm.pagetables.present_huge(v.start, v.end):
+                        folio = self.memory.pages[pte_pfn(pmd)].folio
+                        found[folio.pfn] = folio
+        for _p, _addr, pte in self.present_ptes():
+            page = self.memory.pages.get(pte_pfn(pte))
+            if page is not None and page.folio is not None:
+                found[page.folio.pfn] = page.folio
         return list(found.values())
 
     def recount_pmd_maps(self) -> dict[int, int]:

@@ -34,7 +34,8 @@ def content_tag(data) -> str:
     """
     if data is None:
         return ""
-    data = bytes(data)
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)
     if not data:
         return ""
     first = data[0]
@@ -157,9 +158,14 @@ def _resolve(obj):
     fallback = default_labeler(machine)
     scene_label = getattr(obj, "label", None) if obj is not machine else None
 
+    names = {}          # one snapshot names each page once (mappings, items, trees)
+
     def label(pid, address):
-        name = scene_label(pid, address) if scene_label else None
-        return name or fallback(pid, address)
+        name = names.get((pid, address))
+        if name is None:
+            name = (scene_label(pid, address) if scene_label else None) or fallback(pid, address)
+            names[pid, address] = name
+        return name
     return machine, label
 
 
@@ -210,19 +216,9 @@ def _frames(machine, mappings) -> tuple:
 
 
 def _mappings(machine, label) -> tuple:
-    out = []
-    for p in machine.processes.values():
-        if not p.alive:
-            continue
-        pt = p.mm.pagetables
-        for v in p.mm.vmas:
-            for addr, pte in pt.present(v.start, v.end):
-                if not pte_present(pte):
-                    continue
-                out.append(MappingSnap(
-                    p.pid, p.name, label(p.pid, addr), addr, pte, pte_pfn(pte), pte_write(pte),
-                    is_ksm_zero_pte(pte), pte_flags_text(pte)))
-    return tuple(out)
+    return tuple(MappingSnap(p.pid, p.name, label(p.pid, addr), addr, pte, pte_pfn(pte),
+                             pte_write(pte), is_ksm_zero_pte(pte), pte_flags_text(pte))
+                 for p, addr, pte in machine.present_ptes())
 
 
 def _page_at(machine, mm, address):

@@ -76,8 +76,9 @@ class SceneApp:
         return self._box
 
     # --- actions ---
-    def act(self, label: str, fn) -> None:
-        """Run ``fn()`` (a simulator call), record its events, refresh everything."""
+    def act(self, label: str, fn, describe=None) -> None:
+        """Run ``fn()`` (a simulator call), record its events, refresh everything;
+        ``describe()``, if given, words the action once it ran (the log's heading)."""
         self.error = ""
         self.before = self.snap
         with self.machine.events.capture() as events:
@@ -88,6 +89,8 @@ class SceneApp:
         self.last_action = label
         self.last_events = list(events)
         self.history.append(self.counter_record())
+        if describe is not None:
+            self.last_action = describe()
         self.refresh()
 
     def reset(self) -> None:
@@ -103,11 +106,17 @@ class SceneApp:
     def on_reset(self) -> None:
         """Hook for subclasses that hold other machine-bound widgets."""
 
+    def on_snapshot(self, snap) -> None:
+        """Hook: the new snapshot, before anything is shown (a predict panel's verdict)."""
+
     def refresh(self) -> None:
         snap = self.snap = viz.snapshot(self.scene)
+        self.on_snapshot(snap)
+        # the text first: the step's log and counters reach the page before the
+        # figures, whose drawing takes the browser longer
+        self._render_text()
         for v in self.views.values():
             v.update(snap, self.history, self.before)
-        self._render_text()
 
     # --- text ---
     def event_lines(self) -> list[str]:

@@ -61,14 +61,21 @@ class KsmStepper(SceneApp):
         """Run a scan call and say how many pages cmp_and_merge_page() saw: pages that
         are already merged produce no event, pages_scanned still counts them."""
         before = self.machine.ksm.stats()["pages_scanned"]
-        self.act(label, fn)
-        if self.predict is not None:
-            self.predict.after_step(label, self.before, self.snap)
-        if not self.machine.profile.ksm_pages_scanned:
-            return                       # no pages_scanned before 6.6: nothing to count with
-        done = self.machine.ksm.stats()["pages_scanned"] - before
-        self.last_action = f"{label}: {done} page{'s' if done != 1 else ''} processed"
-        self._render_text()
+
+        def describe():
+            if not self.machine.profile.ksm_pages_scanned:
+                return label             # no pages_scanned before 6.6: nothing to count with
+            done = self.machine.ksm.stats()["pages_scanned"] - before
+            return f"{label}: {done} page{'s' if done != 1 else ''} processed"
+        self._checking = label
+        self.act(label, fn, describe)
+
+    def on_snapshot(self, snap) -> None:
+        """After a scan button, the predict panel checks the guess (before the text and
+        the figures are sent, so its verdict arrives with the step's log)."""
+        label, self._checking = getattr(self, "_checking", None), None
+        if label is not None and self.predict is not None:
+            self.predict.after_step(label, self.before, snap)
 
     def step(self, pages: int = 1) -> None:
         self._scan_act(f"scan({pages})", lambda: self.machine.ksmd.scan(pages))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -51,12 +52,10 @@ _servers: dict = {}
 
 @pytest.fixture
 def lab_in_mode(browser_ready):
-    """One JupyterLab at a time, restarted when the windowing mode changes."""
+    """One JupyterLab per windowing mode, started when first needed and kept for the
+    session (the runs go run by run, each over every mode)."""
     def get(mode):
         if mode not in _servers:
-            for cm, _ in _servers.values():
-                cm.__exit__(None, None, None)
-            _servers.clear()
             cm = labshot.jupyter_lab(NOTEBOOKS, windowing_mode=mode)
             _servers[mode] = (cm, cm.__enter__())
         return _servers[mode][1]
@@ -69,21 +68,29 @@ def teardown_module(module):
     _servers.clear()
 
 
-@pytest.mark.parametrize("run", range(RUNS))
+# the run is the slowest-varying parameter: stopped early, the matrix has every
+# chapter and mode of the first runs rather than all the runs of a few
 @pytest.mark.parametrize("chapter", chapters())
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("run", range(RUNS))
 def test_run_all_draws_every_figure(lab_in_mode, chromium, mode, chapter, run):
     lab = lab_in_mode(mode)
     rep = labshot.run_all_and_look(lab, chapter, browser=chromium, mode=mode,
                                    clicks=CLICKS if (run == 0 and mode == "none") else ())
     METRICS.parent.mkdir(exist_ok=True)
+    blank = [f for f in rep.figures if not f[-1]]
     with METRICS.open("a") as f:
         f.write(json.dumps({"chapter": chapter, "mode": mode, "run": run,
                             "run_all_s": round(rep.run_all_s, 1), "rss_kb": rep.rss_kb,
-                            "click_ms": rep.click_ms, "figures": len(rep.figures)}) + "\n")
+                            "click_ms": rep.click_ms, "figures": len(rep.figures),
+                            "expected": rep.expected, "blank": blank,
+                            "errors": rep.errors, "load": os.getloadavg()[0],
+                            "time": time.strftime("%H:%M:%S")}) + "\n")
     print(f"\n{chapter} [{mode} #{run}] run all {rep.run_all_s:.1f}s, "
-          f"kernel {rep.rss_kb}, {len(rep.figures)} figures, clicks {rep.click_ms}")
+          f"kernel {rep.rss_kb}, {len(rep.figures)} figures of {rep.expected}, "
+          f"clicks {rep.click_ms}, load {os.getloadavg()[0]:.1f}")
     assert rep.run_all_result == "ok" and rep.errors == []
-    blank = [f for f in rep.figures if not f[-1]]
     assert rep.figures, "no plotly figure found"
-    assert blank == [], f"figures without traces on screen (cell, title, traces, with points, drawn, ok): {blank}"
+    assert len([f for f in rep.figures if f[1] != "missing"]) >= rep.expected
+    assert blank == [], ("figures without traces on screen, or missing (cell, title, traces, "
+                         f"with points, drawn, ok): {blank}")
