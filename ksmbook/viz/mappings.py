@@ -110,11 +110,13 @@ def mappings_figure(snap: MachineSnapshot, *, title: str | None = None) -> dict:
             showlegend=role not in ("free", "table")))
     rows = span + 1
     height = max(260, int((rows + (0.4 if two_sided else 0)) * ROW) + 130)
+    # the legend goes under the plot: above it, wrapped into three rows in an 800 px
+    # window, it ran over the title
     layout = base_layout(title or "Who maps what: virtual pages → physical frames",
-                         900, height, margin=dict(l=10, r=10, t=100, b=10))
+                         900, height, margin=dict(l=10, r=10, t=50, b=60))
     layout["xaxis"] = blank_axis(-0.6, 2.6) if two_sided else blank_axis(-0.5, 2.1)
     layout["yaxis"] = blank_axis(-span - 0.7, 1.1 if two_sided else 0.7)
-    layout["legend"].update(y=1.01, x=0.0, xanchor="left")
+    layout["legend"].update(y=0.0, yanchor="top", x=0.0, xanchor="left")
     if not maps:
         layout["annotations"] = [dict(text="no page is mapped yet", x=0.6, y=-span / 2,
                                       showarrow=False, font=dict(size=16, color="#666666"))]

@@ -30,7 +30,9 @@ LINE_PX = 17       # one line of a label (13 px text)
 MARKER_PX = 12     # from a marker's centre to the top of its label
 MAX_HANGERS = 8    # virtual pages listed under a stable node (the rest: "+N more", on hover)
 MAX_WIDTH = 1500
+NARROWEST = 600    # the output area of an 800 px browser window
 MOVED = OKABE_ITO["vermillion"]
+_SUBTITLE = "<span style='font-size:12px;color:#555555'>"
 
 
 def tree_layout(nodes) -> dict:
@@ -232,11 +234,15 @@ def _ghost_columns(stable, unstable, from_unstable) -> list[int]:
 
 
 def _short(stable, unstable, width, ghost_cols) -> tuple[bool, int, int]:
-    """(one-line labels?, columns, pixels per column)."""
+    """(one-line labels?, columns, pixels per column).
+
+    Without a ``width`` the figure is drawn responsive (render.responsive): it fills
+    whatever output shows it, down to the ~600 px an 800 px window leaves, so the full
+    labels (196 px a column) are used only where they fit at that width."""
     cols = max(1 + max((x for x, _ in tree_layout(stable).values()), default=-1),
                1 + max((x for x, _ in tree_layout(unstable).values()), default=-1),
-               1 + max(ghost_cols, default=-1), 3)
-    room = (width or MAX_WIDTH) - 60
+               1 + max(ghost_cols, default=-1), 2)
+    room = (width or NARROWEST) - 40
     if cols * COL_FULL <= room:
         return False, cols, COL_FULL
     return cols * COL > room, cols, COL
@@ -256,12 +262,14 @@ def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
     width = width or max(760, min(MAX_WIDTH, int(cols * colw) + 60))
     chains = sum(1 for n in stable if n.kind == "chain")
     kpages = sum(1 for n in stable if n.kind in ("node", "dup"))
+    # two lines each, the second small: one line was cut at the right in an 800 px window
     s_title = (f"Stable tree: {kpages} KSM page{'s' if kpages != 1 else ''}"
                + (f" ({chains} chain{'s' if chains != 1 else ''})" if chains else "")
-               + "  — keyed by content, survives scans")
+               + f"<br>{_SUBTITLE}keyed by content, survives scans</span>")
     u_title = (f"Unstable tree: {len(unstable)} item{'s' if len(unstable) != 1 else ''}"
-               "  — pages unchanged for one scan, emptied when a full scan starts")
-    top, bottom, gap = 90, 80, 70
+               f"<br>{_SUBTITLE}pages unchanged for one scan; emptied when a full scan starts"
+               "</span>")
+    top, bottom, gap = 105, 80, 75
     height = int(top + bottom + gap + sg.px + ug.px)
     spacing = gap / (height - top - bottom)
     (yd1, yd2) = _row_domains([sg.px, ug.px], spacing)
@@ -317,7 +325,8 @@ def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
     layout["yaxis"] = blank_axis(*s_range, domain=list(yd1), anchor="x")
     layout["yaxis2"] = blank_axis(*u_range, domain=list(yd2), anchor="x2")
     # the two trees' titles, at the top left of their rows
-    annotations = [dict(text=t, x=0.0, xanchor="left", xref="paper", y=dom[1], yanchor="bottom",
+    annotations = [dict(text=t, x=0.0, xanchor="left", align="left", xref="paper", y=dom[1],
+                        yanchor="bottom",
                         yref="paper", showarrow=False, font=dict(size=15))
                    for t, dom in ((s_title, yd1), (u_title, yd2))]
     for tree, row in ((stable, 1), (unstable, 2)):
