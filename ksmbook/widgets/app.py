@@ -109,8 +109,13 @@ class SceneApp:
     def on_snapshot(self, snap) -> None:
         """Hook: the new snapshot, before anything is shown (a predict panel's verdict)."""
 
+    def needs_snapshot(self) -> bool:
+        """Whether anything shown reads a snapshot (views of counters alone do not)."""
+        return any(v.spec.uses_snapshot for v in self.views.values())
+
     def refresh(self) -> None:
-        snap = self.snap = viz.snapshot(self.scene)
+        # a snapshot copies every page's state: taken only when a view reads it
+        snap = self.snap = viz.snapshot(self.scene) if self.needs_snapshot() else None
         self.on_snapshot(snap)
         # the text first: the step's log and counters reach the page before the
         # figures, whose drawing takes the browser longer

@@ -42,6 +42,9 @@ class KsmStepper(SceneApp):
     def extra(self):
         return ([self.predict.box] if self.predict else []) + ([self.knobs.box] if self.knobs else [])
 
+    def needs_snapshot(self) -> bool:
+        return super().needs_snapshot() or getattr(self, "predict", None) is not None
+
     def on_reset(self):
         if self.knobs:
             self.knobs.attach(self.machine)

@@ -27,6 +27,9 @@ class ViewSpec:
     #: build/text also take the snapshot before the last step (None after a reset), to
     #: mark what it changed
     with_before: bool = False
+    #: False: drawn from the counter history alone (the app need not copy the machine's
+    #: pages into a snapshot for it: a step of a 4,096-page stepper is then cheap)
+    uses_snapshot: bool = True
 
     def figure(self, snap, history, before=None):
         return self.build(snap, history, before) if self.with_before else self.build(snap, history)
@@ -45,10 +48,11 @@ VIEWS = {
     "frames": ViewSpec(lambda s, h: viz.frame_map_figure.plain(s),
                        lambda s, h: viz.frame_map_text(s)),
     "counters": ViewSpec(lambda s, h: viz.counters_figure.plain(h),
-                         lambda s, h: viz.counters_table(h)),
+                         lambda s, h: viz.counters_table(h), uses_snapshot=False),
     # the same with the zero-page and smart-scan counters (chapter 05)
     "counters_all": ViewSpec(lambda s, h: viz.counters_figure.plain(h, ALL_COUNTERS),
-                             lambda s, h: viz.counters_table(h, ALL_COUNTERS)),
+                             lambda s, h: viz.counters_table(h, ALL_COUNTERS),
+                             uses_snapshot=False),
 }
 
 

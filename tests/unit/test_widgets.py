@@ -211,3 +211,34 @@ def test_walk_explorer_switches_process():
     ui = WalkExplorer(s)
     ui.proc.value = "vm2"
     assert ui.walk().proc == "vm2" and ui.page.max == 1 and ui.updates == 1
+
+
+def test_a_counters_only_stepper_copies_no_page_per_step(monkeypatch):
+    """A view drawn from the counter history alone needs no snapshot of the machine
+    (issue 13: one step of a 4,096-page stepper); with the trees, or a predict panel,
+    every step takes one, and the text comes before the figures."""
+    import ksmbook.widgets.app as app_module
+    taken = []
+    real = app_module.viz.snapshot
+    monkeypatch.setattr(app_module.viz, "snapshot", lambda *a, **k: taken.append(1) or real(*a, **k))
+    ui = stepper(views=("counters",))
+    taken.clear()
+    ui.step(1)
+    ui.full_scan.click()
+    assert taken == [] and ui.snap is None
+    assert list(ui.views["counters"].widget.data[1].y)[-1] == ui.machine.ksm.stats()["pages_sharing"]
+    assert ui.last_action.startswith("run_full_scans(1): ")
+    both = stepper(views=("counters", "trees"))
+    taken.clear()
+    both.step(1)
+    assert len(taken) == 1 and both.snap is not None
+
+
+def test_a_step_sends_its_text_before_its_figures():
+    ui = stepper()
+    sent = []
+    ui.log.observe(lambda ch: sent.append("log"), "value")
+    for name, v in ui.views.items():
+        v.widget.observe(lambda ch, name=name: sent.append(name), "outputs")
+    ui.full_scan.click()
+    assert sent[0] == "log" and set(sent[1:]) <= set(ui.views) and len(sent) >= 2, sent
