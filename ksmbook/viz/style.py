@@ -47,10 +47,36 @@ def line_style(i: int) -> tuple[str, str, str]:
     return LINE_STYLES[i % len(LINE_STYLES)]
 
 
+#: characters of a title line that fit the ~600 px output of an 800 px window
+TITLE_CHARS = 58
+TITLE_LINE_PX = 24
+
+
+def wrap_title(title: str, chars: int = TITLE_CHARS) -> str:
+    """``title`` broken into lines of at most ``chars`` characters at spaces (plotly
+    never wraps a title: a long one was cut at the right in an 800 px window).  A
+    title that already has a ``<br>`` is kept as it is."""
+    if not title or "<br>" in title or len(title) <= chars:
+        return title
+    lines, line = [], ""
+    for word in title.split(" "):
+        if line and len(line) + 1 + len(word) > chars:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "<br>".join(lines)
+
+
 def base_layout(title: str, width: int, height: int, **extra) -> dict:
-    """Layout shared by every builder: white, explicit size, big fonts, no zoom clutter."""
+    """Layout shared by every builder: white, explicit size, big fonts, no zoom clutter.
+    A title too long for an 800 px window is wrapped (``wrap_title``); the figure then
+    grows by the extra lines above its plot, whose size stays as designed."""
+    wrapped = wrap_title(title)
+    more = wrapped.count("<br>") - (title or "").count("<br>")
     layout = dict(
-        title=dict(text=title, x=0.01, xanchor="left", font=dict(size=TITLE_SIZE)),
+        title=dict(text=wrapped, x=0.01, xanchor="left", font=dict(size=TITLE_SIZE)),
         width=width, height=height, font=FONT, plot_bgcolor=BG, paper_bgcolor=BG,
         margin=dict(l=20, r=20, t=60, b=20), hoverlabel=dict(font=dict(size=13)),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0,
@@ -62,6 +88,10 @@ def base_layout(title: str, width: int, height: int, **extra) -> dict:
         template={"data": {"scatter": [{"type": "scatter"}]}},
     )
     layout.update(extra)
+    if more:
+        layout["margin"] = {**layout["margin"], "t": layout["margin"].get("t", 60)
+                            + more * TITLE_LINE_PX}
+        layout["height"] = height + more * TITLE_LINE_PX
     return layout
 
 

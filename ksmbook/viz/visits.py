@@ -23,6 +23,7 @@ from .style import OKABE_ITO, base_layout
 KINDS = ("absent", "scanned", "skipped")
 COLOURS = {"absent": "#F2F2F2", "scanned": OKABE_ITO["sky"], "skipped": "#FFFFFF"}
 CELL_W, CELL_H = 62, 30
+NARROWEST = 600    # the output area of an 800 px browser window
 
 
 def visit_grid(snaps) -> tuple[list[str], list[list[tuple[str, int]]]]:
@@ -50,12 +51,12 @@ def visit_grid(snaps) -> tuple[list[str], list[list[tuple[str, int]]]]:
     return [labels[vp] for vp in pages], rows
 
 
-def cell_text(kind: str, n: int) -> str:
+def cell_text(kind: str, n: int, sep: str = " ") -> str:
     if kind == "absent":
         return "·"
     if kind == "skipped":
-        return f"skip {n}" if n else "skip"
-    return f"scan +{n}" if n else "scan"
+        return f"skip{sep}{n}" if n else "skip"
+    return f"scan{sep}+{n}" if n else "scan"
 
 
 def scans_per_full_scan(rows) -> list[int]:
@@ -72,7 +73,11 @@ def visit_grid_figure(snaps, *, title: str | None = None, width: int | None = No
     scans = [f"{k}" for k in range(1, n_scans + 1)]
     done = scans_per_full_scan(rows)
     z = [[KINDS.index(kind) for kind, _n in r] for r in rows]
-    text = [[cell_text(kind, n) for kind, n in r] for r in rows]
+    # the ~600 px an 800 px window leaves: a word and its number on two lines when the
+    # columns are too narrow for "scan +4" (they ran into each other)
+    narrow = CELL_W * n_scans > NARROWEST - 150
+    cell_h = CELL_H + (14 if narrow else 0)
+    text = [[cell_text(kind, n, "<br>" if narrow else " ") for kind, n in r] for r in rows]
     hover = [[f"{labels[p]}, full scan {k + 1}: " + {
         "absent": "no rmap_item (not met)",
         "scanned": "processed by cmp_and_merge_page()"
@@ -85,7 +90,8 @@ def visit_grid_figure(snaps, *, title: str | None = None, width: int | None = No
              [2 / 3, COLOURS["skipped"]], [1.0, COLOURS["skipped"]]]
     grid = go.Heatmap(
         z=z, x=scans, y=ys, zmin=-0.5, zmax=2.5, colorscale=scale, showscale=False,
-        text=text, texttemplate="%{text}", textfont=dict(size=12), xgap=2, ygap=2,
+        text=text, texttemplate="%{text}", textfont=dict(size=11 if narrow else 12),
+        xgap=2, ygap=2,
         hovertext=hover, hoverinfo="text", name="visits")
     total = go.Scatter(
         x=scans, y=["pages processed"] * n_scans, mode="text", text=[str(d) for d in done],
@@ -94,7 +100,7 @@ def visit_grid_figure(snaps, *, title: str | None = None, width: int | None = No
                    f"{len(rows) - d} skipped or absent" for k, d in enumerate(done)],
         hoverinfo="text", showlegend=False)
     width = width or max(520, 130 + CELL_W * n_scans)
-    height = 150 + CELL_H * (len(rows) + 1)
+    height = 150 + cell_h * (len(rows) + 1)
     fig = go.Figure([grid, total])
     layout = base_layout(title or "Smart scan: what ksmd did with each page in each full scan",
                          width, height, margin=dict(l=130, r=20, t=60, b=60), showlegend=False)

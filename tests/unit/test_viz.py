@@ -292,7 +292,8 @@ def test_visit_grid_reads_scans_and_skips_from_snapshots():
     assert visits.scans_per_full_scan(rows) == [b - a for a, b in zip(scanned, scanned[1:])]
     fig = visits.visit_grid_figure(snaps)
     assert fig.data[0].type == "heatmap" and fig.data[0].text[0][4] == "skip"
-    assert fig.data[0].text[0][5] == "scan +2" and list(fig.data[1].text)[4] == "0"
+    # 14 columns do not fit "scan +2" on one line at 600 px: word and number on two
+    assert fig.data[0].text[0][5] == "scan<br>+2" and list(fig.data[1].text)[4] == "0"
     text = visits.visit_grid_text(snaps)
     assert text.splitlines()[1].split()[:6] == ["vm1[0]", "scan", "scan", "scan", "scan", "+1"]
     # without smart scan every page is processed in every scan
@@ -439,11 +440,11 @@ def test_a_mid_scan_record_is_drawn_as_now_not_as_a_scan_end():
     fig = viz.counters_figure(hist)
     assert list(fig.data[0].x) == [0, 2, 2.5]
     assert list(fig.data[0].marker.symbol)[-1].endswith("-open")
-    assert "now, mid-scan" in fig.layout.title.text
+    assert "now, mid-scan" in fig.layout.title.text.replace("<br>", " ")
     table = viz.counters_table(hist)
     assert "now*" in table and "full scan 3 in progress" in table
     # without a mid-scan record the figure is as before
-    assert "now" not in viz.counters_figure(hist[:2]).layout.title.text
+    assert "now" not in viz.counters_figure(hist[:2]).layout.title.text.replace("<br>", " ")
 
 
 def test_sync_figure_replaces_the_whole_state_every_view_draws_from():
@@ -470,3 +471,14 @@ def test_sync_figure_replaces_the_whole_state_every_view_draws_from():
     assert fig.revision == 1
     # a core widget (no ES module to load, nothing of plotly.js in the kernel's messages)
     assert fig._model_module == "@jupyter-widgets/output"
+
+
+def test_long_titles_wrap_for_an_800px_window_and_the_plot_keeps_its_size():
+    from ksmbook.viz.style import TITLE_CHARS, base_layout, wrap_title
+    long = "smart_scan=1: what ksmd did with each of eight pages that never merge"
+    wrapped = wrap_title(long)
+    assert wrapped.replace("<br>", " ") == long and wrapped.count("<br>") == 1
+    assert all(len(line) <= TITLE_CHARS for line in wrapped.split("<br>"))
+    assert wrap_title("short") == "short" and wrap_title("a<br>" + long) == "a<br>" + long
+    plain, grown = base_layout("short", 900, 400), base_layout(long, 900, 400)
+    assert grown["height"] - plain["height"] == grown["margin"]["t"] - plain["margin"]["t"] > 0

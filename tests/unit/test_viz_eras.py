@@ -89,7 +89,7 @@ def test_sequence_text_numbers_the_marks_like_the_x_axis():
     assert len(lines) == 1 + len(rules) + len(seq.sequence_items(rec))
     first = lines[1 + len(rules)]
     assert first.split()[0] == "1" and "range_start" in first
-    assert "rule: " + rules[0] in seq.sequence_figure(rec).layout.title.text
+    assert "rule: " + rules[0] in seq.sequence_figure(rec).layout.title.text.replace("<br>", " ")
 
 
 def test_story_lines_name_guest_frames_instead_of_addresses():
