@@ -76,7 +76,11 @@ def base_layout(title: str, width: int, height: int, **extra) -> dict:
     wrapped = wrap_title(title)
     more = wrapped.count("<br>") - (title or "").count("<br>")
     layout = dict(
-        title=dict(text=wrapped, x=0.01, xanchor="left", font=dict(size=TITLE_SIZE)),
+        # at the top edge, not in the middle of the top margin: a legend above the plot,
+        # wrapped into rows in a narrow window, grows up into that margin without
+        # running over the title
+        title=dict(text=wrapped, x=0.01, xanchor="left", y=1.0, yref="container",
+                   yanchor="top", pad=dict(t=10), font=dict(size=TITLE_SIZE)),
         width=width, height=height, font=FONT, plot_bgcolor=BG, paper_bgcolor=BG,
         margin=dict(l=20, r=20, t=60, b=20), hoverlabel=dict(font=dict(size=13)),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0,
