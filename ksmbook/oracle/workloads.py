@@ -533,68 +533,116 @@ def random_scenario(seed: int, steps: int = 25, max_pages: int = 8) -> Scenario:
     if the scenario's static check accepts it.  Not registered: use it to
     compare ``run_in_simulator`` with ``live.run_live`` over many seeds.
     """
+    return _random_scenario(seed, steps, max_pages=max_pages, thp=False)
+
+
+#: The step kinds of the random generators and their weights: small regions (plain)
+#: or THP-backed ones (thp)
+_RANDOM_KINDS = {
+    False: (("spawn", "mmap", "fill", "unique", "poke", "touch", "madvise", "mprotect",
+             "munmap", "prctl", "fork", "exit", "knob", "scans", "run"),
+            (2, 3, 8, 2, 4, 1, 8, 1, 1, 1, 1, 1, 1, 5, 1)),
+    True: (("spawn", "mmap", "fill", "unique", "poke", "touch", "mergeable", "dontneed",
+            "mprotect", "munmap", "fork", "exit", "knob", "scans"),
+           (1, 3, 6, 2, 3, 2, 6, 2, 1, 1, 1, 1, 1, 4)),
+}
+
+
+def _random_scenario(seed: int, steps: int, *, max_pages: int = 8, thp: bool) -> Scenario:
+    """The random generator behind :func:`random_scenario` (``thp=False``) and
+    :func:`random_thp_scenario` (``thp=True``): one ``random.Random(seed)`` draws
+    every choice, in an order that each flag keeps fixed (the recorded traces of
+    tests/data/kernel_traces name their seeds)."""
     import random
 
-    from .scenario import (Exit, Fill, Fork, Knob, Madvise, Mmap, Mprotect, Munmap,
-                           Poke, PrctlMerge, Run, Scans, ScenarioError, Spawn,
+    from .scenario import (Dontneed, Exit, Fill, Fork, Hugepage, Knob, Madvise, Mmap, Mprotect,
+                           Munmap, Poke, PrctlMerge, Run, Scans, ScenarioError, Spawn, ThpStat,
                            TouchRead, Unique)
 
     rng = random.Random(seed)
-    out: list = []
-    procs: list[str] = []
-    regions: dict[str, dict[str, int]] = {}
-    counter = iter(range(10**6))
+    # THP: p0 exists from the start, at most 3 processes, never the last one exits
+    out: list = [Spawn("p0")] if thp else []
+    procs: list[str] = ["p0"] if thp else []
+    regions: dict[str, dict[str, int]] = {"p0": {}} if thp else {}
+    counter = iter(range(1 if thp else 0, 10**6))
+    most, least = (3, 1) if thp else (float("inf"), 0)
+    kinds, weights = _RANDOM_KINDS[thp]
 
     def pick_range(pages):
+        if thp and rng.random() < 0.5:               # whole 2 MiB blocks
+            first = rng.randrange(pages // 512) * 512
+            return first, 512 * rng.randint(1, (pages - first) // 512)
         page = rng.randrange(pages)
-        return page, rng.randint(1, pages - page)
+        return page, rng.randint(1, min(pages - page, 64) if thp else pages - page)
 
-    def propose():
-        kind = rng.choices(
-            ["spawn", "mmap", "fill", "unique", "poke", "touch", "madvise", "mprotect",
-             "munmap", "prctl", "fork", "exit", "knob", "scans", "run"],
-            [2, 3, 8, 2, 4, 1, 8, 1, 1, 1, 1, 1, 1, 5, 1])[0]
-        if kind == "spawn" or not procs:
-            return Spawn(f"p{next(counter)}")
+    def knob_step():
+        if thp:
+            return Knob("use_zero_pages", rng.choice([0, 1]))
+        return rng.choice([Knob("use_zero_pages", rng.choice([0, 1])),
+                           Knob("max_page_sharing", rng.choice([2, 3, 256])),
+                           Knob("stable_node_chains_prune_millisecs", rng.choice([0, 2000])),
+                           Knob("smart_scan", rng.choice([0, 1]))])
+
+    def mmap_steps(proc):
+        if not thp:
+            return [Mmap(proc, f"r{next(counter)}", rng.randint(1, max_pages),
+                         shared=rng.random() < 0.1)]
+        pages = rng.choice([512, 512, 1024])
+        name = f"r{next(counter)}"
+        new = [Mmap(proc, name, pages)]
+        if rng.random() < 0.8:
+            new.append(Hugepage(proc, name, 0, pages))
+        return new
+
+    def propose() -> list:
+        kind = rng.choices(kinds, weights)[0]
+        if (kind == "spawn" and len(procs) < most) or not procs:
+            return [Spawn(f"p{next(counter)}")]
         proc = rng.choice(procs)
-        if kind == "fork":
-            return Fork(proc, f"p{next(counter)}")
-        if kind == "exit":
-            return Exit(proc)
+        if kind == "fork" and len(procs) < most:
+            return [Fork(proc, f"p{next(counter)}")]
+        if kind == "exit" and len(procs) > least:
+            return [Exit(proc)]
         if kind == "prctl":
-            return PrctlMerge(proc, rng.choice([1, 1, 0]))
+            return [PrctlMerge(proc, rng.choice([1, 1, 0]))]
         if kind == "scans":
-            return Scans(rng.choice([1, 1, 1, 2, 3]))
+            return [Scans(rng.choice([1, 1, 2])), ThpStat()] if thp else \
+                [Scans(rng.choice([1, 1, 1, 2, 3]))]
         if kind == "run":
-            return Run(rng.choice([2, 0]))
+            return [Run(rng.choice([2, 0]))]
         if kind == "knob":
-            return rng.choice([Knob("use_zero_pages", rng.choice([0, 1])),
-                               Knob("max_page_sharing", rng.choice([2, 3, 256])),
-                               Knob("stable_node_chains_prune_millisecs", rng.choice([0, 2000])),
-                               Knob("smart_scan", rng.choice([0, 1]))])
+            return [knob_step()]
         if kind == "mmap" or not regions[proc]:
-            return Mmap(proc, f"r{next(counter)}", rng.randint(1, max_pages), shared=rng.random() < 0.1)
+            return mmap_steps(proc)
         region = rng.choice(sorted(regions[proc]))
         page, count = pick_range(regions[proc][region])
-        return {
+        return [{
             "fill": lambda: Fill(proc, region, page, count, rng.choice([0, 1, 1, 2])),
             "unique": lambda: Unique(proc, region, page, count, rng.choice([1, 2])),
             "poke": lambda: Poke(proc, region, page, rng.choice([0, 8, 4095]), rng.choice([0, 1, 2])),
             "touch": lambda: TouchRead(proc, region, page, count),
             "madvise": lambda: Madvise(proc, region, page, count, rng.choice(
                 ["MADV_MERGEABLE"] * 4 + ["MADV_UNMERGEABLE", "MADV_DONTNEED"])),
-            "mprotect": lambda: Mprotect(proc, region, page, count, rng.choice(["none", "r", "rw"])),
+            "mergeable": lambda: Madvise(proc, region, page, count, "MADV_MERGEABLE"),
+            "dontneed": lambda: Dontneed(proc, region, page, count),
+            "mprotect": lambda: Mprotect(proc, region, page, count,
+                                         rng.choice(["r", "rw"] if thp else ["none", "r", "rw"])),
             "munmap": lambda: Munmap(proc, region, page, count),
-        }[kind]()
+        # THP: a spawn, fork or exit over its limit writes instead
+        }.get(kind, lambda: Fill(proc, region, page, count, 1))()]
 
     while len(out) < steps:
-        step = propose()
+        new = propose()
         try:
-            Scenario("random", "", out + [step])
+            Scenario("random", "", out + new)
         except ScenarioError:
             continue
-        out.append(step)
-        _track(step, procs, regions)
+        out.extend(new)
+        for step in new:
+            _track(step, procs, regions)
+    if thp:
+        out += [Scans(2), ThpStat()]
+        return Scenario(f"random_thp_{seed}", f"random_thp_scenario({seed}, {steps})", out)
     if not any(isinstance(s, Scans) for s in out[-3:]):
         out.append(Scans(2))
     return Scenario(f"random_{seed}", f"random_scenario({seed}, {steps}, {max_pages})", out)
@@ -795,68 +843,4 @@ def random_thp_scenario(seed: int, steps: int = 20) -> Scenario:
     and munmap (PMD splits, deferred splits), fork and exit (shared THPs, COW), and
     ``thp_stat`` after every scan.  Not registered: tests compare it live.
     """
-    import random
-
-    from .scenario import (Dontneed, Exit, Fill, Fork, Hugepage, Knob, Madvise, Mmap, Mprotect,
-                           Munmap, Poke, Scans, ScenarioError, Spawn, ThpStat, TouchRead, Unique)
-
-    rng = random.Random(seed)
-    out: list = [Spawn("p0")]
-    procs = ["p0"]
-    regions: dict[str, dict[str, int]] = {"p0": {}}
-    counter = iter(range(1, 10**6))
-
-    def block_range(pages):
-        if rng.random() < 0.5:                       # whole 2 MiB blocks
-            first = rng.randrange(pages // 512) * 512
-            return first, 512 * rng.randint(1, (pages - first) // 512)
-        page = rng.randrange(pages)
-        return page, rng.randint(1, min(pages - page, 64))
-
-    def propose():
-        kind = rng.choices(
-            ["spawn", "mmap", "fill", "unique", "poke", "touch", "mergeable", "dontneed",
-             "mprotect", "munmap", "fork", "exit", "knob", "scans"],
-            [1, 3, 6, 2, 3, 2, 6, 2, 1, 1, 1, 1, 1, 4])[0]
-        if kind == "spawn" and len(procs) < 3:
-            return [Spawn(f"p{next(counter)}")]
-        proc = rng.choice(procs)
-        if kind == "fork" and len(procs) < 3:
-            return [Fork(proc, f"p{next(counter)}")]
-        if kind == "exit" and len(procs) > 1:
-            return [Exit(proc)]
-        if kind == "knob":
-            return [Knob("use_zero_pages", rng.choice([0, 1]))]
-        if kind == "scans":
-            return [Scans(rng.choice([1, 1, 2])), ThpStat()]
-        if kind == "mmap" or not regions[proc]:
-            pages = rng.choice([512, 512, 1024])
-            name = f"r{next(counter)}"
-            steps = [Mmap(proc, name, pages)]
-            if rng.random() < 0.8:
-                steps.append(Hugepage(proc, name, 0, pages))
-            return steps
-        region = rng.choice(sorted(regions[proc]))
-        page, count = block_range(regions[proc][region])
-        return [{
-            "fill": lambda: Fill(proc, region, page, count, rng.choice([0, 1, 1, 2])),
-            "unique": lambda: Unique(proc, region, page, count, rng.choice([1, 2])),
-            "poke": lambda: Poke(proc, region, page, rng.choice([0, 8, 4095]), rng.choice([0, 1, 2])),
-            "touch": lambda: TouchRead(proc, region, page, count),
-            "mergeable": lambda: Madvise(proc, region, page, count, "MADV_MERGEABLE"),
-            "dontneed": lambda: Dontneed(proc, region, page, count),
-            "mprotect": lambda: Mprotect(proc, region, page, count, rng.choice(["r", "rw"])),
-            "munmap": lambda: Munmap(proc, region, page, count),
-        }.get(kind, lambda: Fill(proc, region, page, count, 1))()]
-
-    while len(out) < steps:
-        new = propose()
-        try:
-            Scenario("random_thp", "", out + new)
-        except ScenarioError:
-            continue
-        out.extend(new)
-        for step in new:
-            _track(step, procs, regions)
-    out += [Scans(2), ThpStat()]
-    return Scenario(f"random_thp_{seed}", f"random_thp_scenario({seed}, {steps})", out)
+    return _random_scenario(seed, steps, thp=True)
