@@ -1,20 +1,38 @@
-"""Sphinx extension of the static book: a JupyterLite launch button on every
-chapter beside sphinx-book-theme's Binder button.
+"""Sphinx extension of the static book: the repository and launch buttons from
+pyproject.toml (site/book_urls.py: the one place a fork sets them), and a JupyterLite
+launch button on every chapter beside sphinx-book-theme's Binder button.
 
-The lite site (``make lite``) holds the same notebooks under ``notebooks/``;
-the button opens ``<ksmbook_lite_url>?path=notebooks/<chapter>.ipynb``.
+The lite site (``make lite``) holds the chapters at the top of its file tree; the
+button opens ``<lite_url>?path=<chapter>.ipynb``, where ``lite_url`` (pyproject.toml's
+``[tool.ksmbook] lite_url``) is absolute or relative to the book's root.
 """
 from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+import book_urls
+
+
+def set_urls(app, config):
+    """The repository and Binder settings of sphinx-book-theme, from pyproject.toml
+    (not site/_config.yml, so that they are written in one place)."""
+    s = book_urls.settings()
+    opts = config.html_theme_options
+    opts.update(repository_url=s["repository"], repository_branch=s["branch"],
+                path_to_docs="", use_repository_button=True)
+    opts.setdefault("launch_buttons", {}).update(binderhub_url=s["binderhub"],
+                                                 notebook_interface="jupyterlab")
+    if not config.ksmbook_lite_url:
+        config.ksmbook_lite_url = s["lite_url"]
+
 
 def add_lite_button(app, pagename, templatename, context, doctree):
     if not pagename.startswith("notebooks/") or doctree is None:
         return
-    depth = pagename.count("/")
-    url = "../" * depth + app.config.ksmbook_lite_url
-    path = PurePosixPath(pagename).with_suffix(".ipynb")
+    url = app.config.ksmbook_lite_url
+    if "://" not in url:
+        url = "../" * pagename.count("/") + url
+    path = PurePosixPath(pagename).with_suffix(".ipynb").name
     button = {"type": "link", "url": f"{url}?path={path}", "tooltip": "Open in JupyterLite",
               "icon": "fas fa-rocket", "label": "jupyterlite-button", "text": "JupyterLite"}
     context.setdefault("header_buttons", []).insert(0, button)
@@ -46,7 +64,10 @@ def _handle_plotly_json() -> None:
 
 def setup(app):
     _handle_plotly_json()
-    app.add_config_value("ksmbook_lite_url", "lite/lab/index.html", "html")
+    # empty: pyproject.toml's [tool.ksmbook] lite_url (a -D override still wins)
+    app.add_config_value("ksmbook_lite_url", "", "html")
+    # before sphinx-book-theme reads the theme options (its config-inited handler)
+    app.connect("config-inited", set_urls, priority=100)
     # after sphinx-book-theme has filled header_buttons (its priority is 501)
     app.connect("html-page-context", add_lite_button, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -14,6 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.site
+sys.path.insert(0, str(REPO / "site"))
+import book_urls  # noqa: E402
 
 
 def jupyter_book() -> str:
@@ -56,6 +58,10 @@ def test_every_chapter_is_in_the_toc():
 def test_pages_have_figures_plotly_js_once_launch_buttons_and_search(site):
     assert (site / "search.html").is_file() and (site / "searchindex.js").is_file()
     assert (site / "_static" / "plotly.min.js").stat().st_size > 1_000_000
+    # the repository and launch buttons come from pyproject.toml (site/book_urls.py)
+    urls = book_urls.settings()
+    binder = f"{urls['binderhub']}/v2/gh/{urls['owner']}/{urls['name']}/{urls['branch']}?"
+    lite = urls["lite_url"]
     for chapter in chapters():
         page = (site / f"{chapter}.html").read_text()
         src = (REPO / f"{chapter}.ipynb").read_text()
@@ -63,4 +69,7 @@ def test_pages_have_figures_plotly_js_once_launch_buttons_and_search(site):
             assert page.count("Plotly.newPlot") >= 1, chapter
         assert page.count("plotly.min.js") == 1, chapter           # once per page
         assert "mybinder.org" in page and "JupyterLite" in page, chapter
+        assert binder in page and urls["repository"] in page, chapter
+        # the JupyterLite button opens the chapter at the top of the lite site's files
+        assert f'../{lite}?path={Path(chapter).name}.ipynb"' in page, chapter
         assert "next" in page.lower() and "prev" in page.lower(), chapter
