@@ -60,9 +60,12 @@ lab: setup
 
 test: setup test-py test-notebooks
 
-# the static-book test (tests/test_site.py) builds the site with .venv-book's jupyter-book
-test-py: setup $(BOOK_VENV)/.installed
-	$(VPY) -m pytest tests -m "not windowing_modes and not lite"
+# the static-book test (tests/test_site.py) builds the site with .venv-book's jupyter-book;
+# the JupyterLite test (tests/browser/test_lite.py) builds build/lite with .venv-lite, or
+# keeps it when its inputs have not changed (tools/build_lite.py --if-changed), and runs
+# chapter 03, the index and chapter 10 in Pyodide
+test-py: setup $(BOOK_VENV)/.installed $(LITE_VENV)/.installed
+	$(VPY) -m pytest tests -m "not windowing_modes"
 
 # Run All of every chapter under every JupyterLab windowing mode (issue 8's browser
 # test): every cell must draw as many figures as its outputs and the kernel's widgets
@@ -129,13 +132,13 @@ $(LITE_VENV)/.installed: pyproject.toml
 	@touch $@
 
 lite: $(LITE_VENV)/.installed
-	$(LITE_VENV)/bin/python tools/build_lite.py --out build/lite
+	$(LITE_VENV)/bin/python tools/build_lite.py --out build/lite --if-changed
 
-# The JupyterLite browser test (it builds its own copy of the site, then Run All of
-# chapter 03 in Pyodide: 6 min on a busy 2-core machine, of which 2 min building).
-# Its own target, not in `make test`: it doubles the time of the Python tests, and it
-# has passed on main only since the live figures stopped being FigureWidgets (7d82cc3;
-# before, anywidget's 2 s module timeout left them blank in Pyodide in 3 runs of 3).
+# The JupyterLite browser test alone (part of `make test` too): the site is built into
+# build/lite only when the checkout's files that go into it or .venv-lite changed (2 min
+# the first time, 45 s after a change of ksmbook or a chapter, 1 s when nothing changed);
+# then Run All of chapter 03, the index and chapter 10 in Pyodide (about 7 min on this
+# loaded 2-core machine, most of it Pyodide starting its kernel).
 test-lite: setup $(LITE_VENV)/.installed
 	$(VPY) -m pytest -s tests/browser/test_lite.py
 

@@ -114,8 +114,11 @@ def build_ksmbook_wheel(wheels: Path) -> Path:
     return whl
 
 
-def download_wheels(wheels: Path, py: str, shims: Path) -> None:
-    """Pure wheels for Pyodide's Python from PyPI; the kernel's shims from its package."""
+def download_wheels(wheels: Path, py: str, shims: Path, cache: Path, venv_digest: str) -> None:
+    """Pure wheels for Pyodide's Python from PyPI; the kernel's shims from its package.
+
+    The PyPI wheels are kept in ``cache`` with ``venv_digest`` (this venv pins their
+    versions): a rebuild after a change of ksmbook or a chapter downloads nothing."""
     shim_files = []
     for name in KERNEL_SHIMS:
         found = sorted(shims.glob(f"{name.replace('-', '_')}-*-py3-none-any.whl"),
@@ -126,15 +129,26 @@ def download_wheels(wheels: Path, py: str, shims: Path) -> None:
         shim_files.append(found[-1])          # widgetsnbextension: the 4.x shim
     for f in shim_files:
         shutil.copy2(f, wheels / f.name)
-    pins = [f"{n}=={metadata.version(n)}" for n in BOOK_PACKAGES]
-    # ipykernel is only the kernel's shim: left out of the resolve, or pip would
-    # take the real ipykernel (and tornado, pyzmq) from PyPI
-    shim_pins = [f"{n}=={f.name.split('-')[1]}" for n, f in zip(KERNEL_SHIMS, shim_files)
-                 if n != "ipykernel"]
-    run(sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-        "--platform", "any", "--implementation", "py", "--abi", "none",
-        "--python-version", py, "--find-links", shims, "-d", wheels,
-        *KERNEL_PACKAGES, *pins, *shim_pins, *PURE_PINS, "micropip")
+    stamp = cache / "venv-digest"
+    if not (stamp.is_file() and stamp.read_text() == venv_digest + "\n"):
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir(parents=True)
+        pins = [f"{n}=={metadata.version(n)}" for n in BOOK_PACKAGES]
+        # ipykernel is only the kernel's shim: left out of the resolve, or pip would
+        # take the real ipykernel (and tornado, pyzmq) from PyPI
+        shim_pins = [f"{n}=={f.name.split('-')[1]}" for n, f in zip(KERNEL_SHIMS, shim_files)
+                     if n != "ipykernel"]
+        run(sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+            "--platform", "any", "--implementation", "py", "--abi", "none",
+            "--python-version", py, "--find-links", shims, "-d", cache,
+            *KERNEL_PACKAGES, *pins, *shim_pins, *PURE_PINS, "micropip")
+        stamp.write_text(venv_digest + "\n")
+    else:
+        log(f"PyPI wheels from {cache} (same venv)")
+    shim_names = {f.name for f in shim_files}
+    for f in cache.glob("*.whl"):
+        if f.name not in shim_names:
+            shutil.copy2(f, wheels / f.name)
 
 
 EMSCRIPTEN = {"sys_platform": "emscripten", "platform_system": "Emscripten",
@@ -241,13 +255,50 @@ def du_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
+def _tree_files(root: Path):
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+            yield p
+
+
+def inputs_digest() -> dict:
+    """What the site is built from, as digests: the checkout's files that go into it
+    (ksmbook, its traces, the chapters, this script, pyproject.toml, hatch_build.py) and
+    the lite venv's distributions (the labextensions and the pinned wheel versions).
+    Equal digests mean an equal site, so ``--if-changed`` keeps the old one."""
+    def digest(paths) -> str:
+        h = hashlib.sha256()
+        for f in paths:
+            h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+        return h.hexdigest()[:16]
+    sources = [Path(__file__).resolve(), REPO / "pyproject.toml", REPO / "hatch_build.py",
+               *_tree_files(REPO / "ksmbook"), *_tree_files(REPO / "tests" / "data" / "kernel_traces")]
+    venv = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    return {"sources": digest(sources), "chapters": digest(book_files(REPO / "notebooks")),
+            "venv": hashlib.sha256("\n".join(venv).encode()).hexdigest()[:16]}
+
+
+def up_to_date(out: Path, inputs: dict) -> bool:
+    stamp = out / "ksmbook-lite.json"
+    if not (stamp.is_file() and (out / "index.html").is_file()):
+        return False
+    return json.loads(stamp.read_text()).get("inputs") == inputs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "build" / "lite")
     ap.add_argument("--work", type=Path, default=REPO / "build" / "lite-work")
+    ap.add_argument("--if-changed", action="store_true",
+                    help="keep the site in --out if it was built from the same inputs "
+                         "(the checkout's files and this venv: see inputs_digest)")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     out, work = args.out.resolve(), args.work.resolve()
+    inputs = inputs_digest()
+    if args.if_changed and up_to_date(out, inputs):
+        log(f"JupyterLite site: {out}/index.html is up to date (inputs {inputs}); not rebuilt")
+        return 0
     version, py, shims = kernel_dist()
     log(f"Pyodide {version} (Python {py}), kernel shims from {shims}")
     pkg = fetch_pyodide(version, work)
@@ -256,7 +307,9 @@ def main(argv=None) -> int:
     wheels.mkdir(parents=True)
     ksm = build_ksmbook_wheel(wheels)
     log(f"built {ksm.name} ({ksm.stat().st_size / 1e3:.0f} kB)")
-    download_wheels(wheels, py, shims)
+    # the PyPI wheels depend only on this venv's versions and this script's lists
+    this = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    download_wheels(wheels, py, shims, work / "pypi", f"{inputs['venv']}-{this}")
     lite_dir = work / "lite-dir"
     shutil.rmtree(lite_dir, ignore_errors=True)
     lite_dir.mkdir(parents=True)
@@ -273,7 +326,7 @@ def main(argv=None) -> int:
         junk.unlink()
     summary = {"site_mb": round(du_mb(out), 1), "pyodide_mb": round(du_mb(out / "static/pyodide"), 1),
                "notebooks": len(chapters), "wheels": len(packages),
-               "seconds": round(time.monotonic() - t0, 1)}
+               "seconds": round(time.monotonic() - t0, 1), "inputs": inputs}
     (out / "ksmbook-lite.json").write_text(json.dumps(summary, indent=1) + "\n")
     log(f"JupyterLite site: {out}/index.html ({summary['site_mb']} MB, of which Pyodide and "
         f"wheels {summary['pyodide_mb']} MB; {len(chapters)} notebooks; {summary['seconds']} s)")
