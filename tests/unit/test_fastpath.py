@@ -7,9 +7,11 @@ kernel's way would give the same answer).  After the checkpoints of each scenari
 agree on everything observable: frames and their bytes, page tables, every KSM counter
 and rmap_item, the exact shape of the stable and unstable rbtrees (parent, side and
 colour of every node), the events, and the error of every call that failed.
-Every test runs twice: with events on, and with events off, where the fast machine
+Every test runs twice: with events on, and with events off.  In both the fast machine
 runs ksm_do_scan() as fastpath.py's fused batch (shortcut 5) and the checked one
-does not, so the fused batch is compared with the kernel's loop.
+does not, so the fused batch is compared with the kernel's loop; with events on,
+record by record (kind, time and every field) against the events of the kernel's
+functions.
 
 The random scenarios mix ksmd batches of every size with what breaks the shortcuts'
 premises: writes (plain and from a KVM guest), COW, munmap, MADV_DONTNEED and
@@ -55,7 +57,7 @@ def state(m) -> dict:
     return dict(fp=fingerprint(m),
                 unstable=[_shape(r) for r in k.root_unstable_tree],
                 stable=[_shape(r) for r in k.root_stable_tree],
-                events=[e.describe() for e in m.events.history],
+                events=[(e.kind, e._values()) for e in m.events.history],
                 pfn_sharing=_sharing(m))
 
 
@@ -175,6 +177,29 @@ def test_writes_between_batches_settle_the_tree_first():
     same(ms, "after writes")
 
 
+def test_a_merge_into_a_ksm_page_refused_for_the_lru_batch_reference():
+    """A KSM page's COW copy rewritten with the same bytes mid-scan: its stable hit
+    reaches write_protect_page(), which refuses (the copy's LRU-add batch reference),
+    puts the PTE back and says why; after the next scan's drain it merges."""
+    ms = trio()
+    for m in ms:
+        p, a = _build(m, [1, 1, 1] + [_uniq(i) for i in range(8)])
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)
+        m.ksmd.scan(1)                        # the scan began: lru_add_drain_all() ran
+        p.write(a + 2 * PS, _fill(1))         # COW: a private copy, still in the batch
+        m.ksmd.scan(4)
+    same(ms, "refused")
+    if EVENTS:
+        refused = [e for e in ms[1].events.history
+                   if getattr(e, "action", None) == "merge_failed"]
+        assert [e.outcome for e in refused] == ["lru_batch"]
+    for m in ms:
+        m.ksmd.run_full_scans(2)              # the rest of this scan, then the next
+    same(ms, "merged")
+    assert ms[1].ksm.stats()["pages_sharing"] == 2
+
+
 def test_fork_unmap_and_exit_mid_scan():
     ms = trio()
     for m in ms:
@@ -223,7 +248,7 @@ def test_events_step_by_step_are_identical():
         _build(m, [1, 2, 1, 2, 3] + [_uniq(i) for i in range(11)])
         m.sysfs.write(f"{KSM}/run", "1")
     for step in range(3 * 16 + 2):
-        evs = [[e.describe() for e in m.ksmd.scan(1)] for m in ms]
+        evs = [[(e.kind, e._values()) for e in m.ksmd.scan(1)] for m in ms]
         assert evs[0] == evs[1] == evs[2], f"step {step}"
     same(ms, "events")
 
@@ -385,12 +410,14 @@ def test_a_shorter_prune_time_is_honoured_at_once():
     same(ms, "prune time")                   # at the time of its batch
 
 
-def test_the_fused_batch_runs_only_with_events_off_and_unchecked():
-    """The events-off runs above compare fastpath.py's fused batch with the kernel's loop
-    only if the fast machine really takes it, and the checked one does not."""
-    used = {}
+def test_the_fused_batch_runs_unchecked_with_events_on_and_off():
+    """The runs above compare fastpath.py's fused batch with the kernel's loop only if
+    the fast machine really takes it, with events on and off, and the checked one
+    does not; with events on its ring holds the kernel loop's events."""
+    used, rings = {}, {}
     for name, kw in (("fast", {}), ("checked", {"check_fastpath": True}),
-                     ("kernel", {"fastpath": False}), ("events", {"events": True})):
+                     ("kernel", {"fastpath": False}), ("events", {"events": True}),
+                     ("events-kernel", {"events": True, "fastpath": False})):
         m = Machine(page_size=PS, **{"events": False, **kw})
         calls = []
         fused = m.fp.do_scan
@@ -399,5 +426,8 @@ def test_the_fused_batch_runs_only_with_events_off_and_unchecked():
         m.sysfs.write(f"{KSM}/run", "1")
         m.ksmd.run_full_scans(3)
         used[name] = bool(calls)
+        rings[name] = [(e.kind, e._values()) for e in m.events.history]
         assert m.ksm.stats()["pages_sharing"] == 2, name
-    assert used == {"fast": True, "checked": False, "kernel": False, "events": False}
+    assert used == {"fast": True, "checked": False, "kernel": False, "events": True,
+                    "events-kernel": False}
+    assert len(rings["events"]) > 3 * 16 and rings["events"] == rings["events-kernel"]

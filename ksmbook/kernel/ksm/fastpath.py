@@ -71,21 +71,23 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    every ``stable_tree_changed`` it is not told about (``stable_seq``), by
    ``ksm_page_gone``, and by the first chain whose prune time comes.
 
-5. **The fused batch** (``do_scan``).  With events off and the 6.11+ order,
-   ksm_do_scan()'s loop walks the page tables and runs the common outcomes of
+5. **The fused batch** (``do_scan``).  With the 6.11+ order, ksm_do_scan()'s
+   loop walks the page tables and runs the common outcomes of
    cmp_and_merge_page() inline: a KSM page already ours, a checksum that changed
    (the page stays volatile), and a candidate that shortcuts 4 and 2 answer with
    "no twin" (it enters the unstable tree).  Everything else - a merge, a stable
    hit, a stale node, a zero page, smart scan - calls the kernel functions.  Equal
    because each inline branch is the kernel function's own code for exactly the
-   case it tests for, in the same order, with the same counters.
+   case it tests for, in the same order, with the same counters and, with events
+   on, the same event tuples.
 
 6. **A merge nobody watches** (``merge_one_page``).  try_to_merge_one_page() of a
-   page into an existing KSM page, when no secondary MMU is registered on the mm
-   and events are off: the notifier brackets are empty, set_pte_at_notify() is
-   set_pte_at(), and nothing runs between write_protect_page() and replace_page(),
-   so the merge comes down to its PTE writes, TLB flush counts and page counts,
-   made here in the kernel's order.  Skips some twenty helper calls per merge.
+   page into an existing KSM page, when no secondary MMU is registered on the mm:
+   the notifier brackets are empty, set_pte_at_notify() is set_pte_at(), and
+   nothing runs between write_protect_page() and replace_page(), so the merge
+   comes down to its PTE writes (each a PteChange event, with events on), TLB
+   flush counts and page counts, made here in the kernel's order.  Skips some
+   twenty helper calls per merge.
 
 Page bytes change only through ``PhysicalMemory.write_page()``, which calls
 ``before_page_write``; PTEs only through ``PageTables.set_pte()``, which calls
@@ -94,7 +96,7 @@ calls ``page_freed``.  No other caller has to remember anything.
 """
 from __future__ import annotations
 
-from ..memory import NODE_PFN_SPAN, PG_anon_exclusive, PG_ksm
+from ..memory import NODE_PFN_SPAN, PG_anon_exclusive, PG_ksm, PG_lru_batch
 from ..pagetable import (_PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, PTE_PFN_MASK,
                          PTE_PFN_SHIFT, mk_pte)
 from ..swap import folio_ref_count
@@ -520,25 +522,31 @@ class FastPath:
     # shortcut 5: the fused batch
     # ------------------------------------------------------------------------------
     def do_scan(self, scan_npages: int) -> int:
-        """ksm_do_scan() with events off and the 6.11+ order: the same loop, with the
-        common outcomes of cmp_and_merge_page() inline.
+        """ksm_do_scan() with the 6.11+ order: the same loop, with the common outcomes
+        of cmp_and_merge_page() inline (it inlines remove_rmap_item_from_tree(),
+        calc_checksum(), _checksum_unchanged() and _unstable_insert() for those cases).
 
         Each inline branch is cmp_and_merge_page()'s own code for the one case it
         tests, and decides before it changes anything; every other page goes to
         cmp_and_merge_page() (``checked=True`` when the prologue is done here):
 
-        * a KSM page whose stable node is the item's: return at once;
+        * a KSM page whose stable node is the item's: return at once (no event);
         * remove_rmap_item_from_tree() of an item that is in no tree, or was in the
           last full scan's unstable tree (age 1: that tree was reset when this scan
-          began, so no log can name it);
-        * the checksum test, inlined as _checksum_unchanged() has it (no event);
+          began, so no log can name it; no event);
+        * the checksum test, inlined as _checksum_unchanged() has it, with its event;
         * a candidate (checksum held still) that the stable keys (shortcut 4) say
           no KSM page has, whose checksum no unstable node has (shortcut 2's index
           while shortcut 1 holds) and that is not the zero page's content with
-          use_zero_pages: it enters the unstable tree as _unstable_insert() does.
+          use_zero_pages: it enters the unstable tree as _unstable_insert() does,
+          with its event.
+
+        With events on, each inline branch hands the log the very tuples the kernel
+        functions would (``EventLog.put``), in the same order.
         """
         ksm = self.ksm
         machine = ksm.machine
+        events = machine.events
         count_scanned = ksm.profile.ksm_pages_scanned
         cmp_and_merge_page = ksm.cmp_and_merge_page
         scan = ksm.ksm_scan
@@ -547,15 +555,16 @@ class FastPath:
         # or mapping_seq moved (the walk itself may free items) or a page went to
         # cmp_and_merge_page(); keys None means "call out".
         seen_stable = seen_mapping = -1
-        keys = index = log = zero = nid_of = None
-        seqnr = bits = 0
+        keys = index = log = zero = nid_of = put = None
+        seqnr = bits = clock = 0
         try:
             for item, page in ksm.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
                 done += 1
                 if seen_stable != self.stable_seq or seen_mapping != self.mapping_seq:
                     seen_stable, seen_mapping = self.stable_seq, self.mapping_seq
+                    clock = machine.clock_ns
                     keys = self.stable_keys if self.stable_seen_seq == self.stable_seq and \
-                        machine.clock_ns // 1_000_000 < self.stable_prune_from + \
+                        clock // 1_000_000 < self.stable_prune_from + \
                         ksm.stable_node_chains_prune_millisecs and self.unstable_lazy and \
                         self.unstable_valid_seq == self.mapping_seq else None  # keys hold
                     index = self.unstable_index
@@ -564,6 +573,7 @@ class FastPath:
                     seqnr = scan.seqnr
                     bits = UNSTABLE_FLAG | (seqnr & SEQNR_MASK)
                     nid_of = None if ksm.merge_across_nodes else NODE_PFN_SPAN
+                    put = events.put if events.enabled else None
                 if page.flags & PG_ksm:
                     call = item.head is not page.mapping  # else already ours: return
                     checked = False
@@ -582,11 +592,20 @@ class FastPath:
                         data = page.data
                         checksum = xxh64(data) & 0xFFFFFFFF
                         call = False
-                        if item.oldchecksum != checksum:
+                        old = item.oldchecksum
+                        if old != checksum:
                             item.oldchecksum = checksum  # volatile: first visit or changed
                             if flags:
                                 ksm.ksm_pages_unshared -= 1
+                            if put is not None:
+                                put(("KsmEvent", clock, "cmp_and_merge_page", "checksum",
+                                     item.mm.owner_pid, item.address, page.pfn,
+                                     "changed" if old else "first_visit", checksum))
                         else:
+                            if put is not None:
+                                put(("KsmEvent", clock, "cmp_and_merge_page", "checksum",
+                                     item.mm.owner_pid, item.address, page.pfn, "unchanged",
+                                     checksum))
                             nid = 0 if nid_of is None else page.pfn // nid_of
                             key = checksum | nid << 32                   # tree_key()
                             if keys is not None and key not in keys and key not in index \
@@ -599,6 +618,10 @@ class FastPath:
                                 log.append(item)
                                 if not flags:
                                     ksm.ksm_pages_unshared += 1
+                                if put is not None:
+                                    put(("KsmEvent", clock, "unstable_tree_search_insert",
+                                         "unstable_insert", item.mm.owner_pid, item.address,
+                                         page.pfn, "inserted", checksum))
                             else:
                                 if flags:
                                     ksm.ksm_pages_unshared -= 1
@@ -622,10 +645,15 @@ class FastPath:
     # ------------------------------------------------------------------------------
     def merge_one_page(self, mm, page, kpage, address) -> bool:
         """try_to_merge_one_page(vma, page, kpage, address) for a KSM page ``kpage``
-        (not the zero page), with no MMU notifier on ``mm`` and events off: what
-        write_protect_page(), pages_identical() and replace_page() do then."""
+        (not the zero page), with no MMU notifier on ``mm``: what write_protect_page(),
+        pages_identical() and replace_page() do then, with the PteChange events of
+        their set_pte_at() calls (a notifier-less set_pte_at_notify() and
+        ptep_clear_flush() are set_pte_at()) and write_protect_page()'s
+        merge_failed event."""
         pt = mm.pagetables
         machine = mm.machine
+        events = machine.events
+        put = events.put if events.enabled else None
         # write_protect_page()
         entry = pt.get_pte(address)
         if not entry & (_PAGE_PRESENT | _PAGE_PROTNONE) or \
@@ -633,13 +661,28 @@ class FastPath:
             return False
         if entry & (_PAGE_RW | _PAGE_DIRTY) or page.flags & PG_anon_exclusive:
             pt.set_pte(address, 0)                       # ptep_clear_flush()
+            if put is not None:
+                put(("PteChange", machine.clock_ns, mm.owner_pid, address, entry, 0,
+                     "write_protect_page"))
             machine.tlb_flushes += 1
             if page.mapcount != folio_ref_count(page):
                 pt.set_pte(address, entry)               # set_pte_at(): put back
+                if put is not None:
+                    put(("PteChange", machine.clock_ns, mm.owner_pid, address, 0, entry,
+                         "write_protect_page"))
+                    self.ksm._emit("write_protect_page", "merge_failed", mm.owner_pid,
+                                   address, page.pfn,
+                                   "lru_batch" if page.flags & PG_lru_batch else "pinned",
+                                   info={"refcount": folio_ref_count(page),
+                                         "mapcount": page.mapcount})
                 return False
             page.flags &= ~PG_anon_exclusive             # folio_try_share_anon_rmap_pte()
-            entry &= ~(_PAGE_RW | _PAGE_DIRTY)           # pte_wrprotect(pte_mkclean())
-            pt.set_pte(address, entry)                   # set_pte_at_notify()
+            new = entry & ~(_PAGE_RW | _PAGE_DIRTY)      # pte_wrprotect(pte_mkclean())
+            pt.set_pte(address, new)                     # set_pte_at_notify()
+            if put is not None:
+                put(("PteChange", machine.clock_ns, mm.owner_pid, address, 0, new,
+                     "write_protect_page"))
+            entry = new
         if page.data != kpage.data:                      # pages_identical()
             return False
         # replace_page(): the PTE is still ``entry``, nothing ran in between
@@ -649,8 +692,14 @@ class FastPath:
         if entry & _PAGE_PROTNONE:
             newpte = (newpte & ~1) | _PAGE_PROTNONE
         pt.set_pte(address, 0)                           # ptep_clear_flush()
+        if put is not None:
+            put(("PteChange", machine.clock_ns, mm.owner_pid, address, entry, 0,
+                 "replace_page"))
         machine.tlb_flushes += 1
         pt.set_pte(address, newpte)                      # set_pte_at_notify()
+        if put is not None:
+            put(("PteChange", machine.clock_ns, mm.owner_pid, address, 0, newpte,
+                 "replace_page"))
         page.mapcount -= 1
         machine.memory.put_page(page)
         return True

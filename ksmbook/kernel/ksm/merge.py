@@ -140,7 +140,7 @@ class MergeMixin:
             return False
         fp = self.fp
         if kpage is not None and fp.enabled and not fp.check and not kpage.flags & PG_zero \
-                and not vma.mm.notifiers.list and not self.machine.events.enabled:
+                and not vma.mm.notifiers.list:
             return fp.merge_one_page(vma.mm, page, kpage, address)     # shortcut 6
         orig_pte = self.write_protect_page(vma, page, address)
         if orig_pte is None:

@@ -311,8 +311,7 @@ class ScanMixin:
         if scan_npages <= 0:
             return done
         fp = self.fp
-        if fp.enabled and not fp.check and not self.machine.events.enabled and \
-                self.profile.ksm_checksum_before_stable_search and \
+        if fp.enabled and not fp.check and self.profile.ksm_checksum_before_stable_search and \
                 self.profile.ksm_xxhash_checksum:
             return fp.do_scan(scan_npages)       # the same loop, common cases inline
         count_scanned = self.profile.ksm_pages_scanned
