@@ -116,6 +116,7 @@ def mm_get_huge_zero_folio(machine):
         for page in folio.pages:
             page.flags |= machine.memory.zero_page.flags      # PG_zero: never written
             page.data = bytes(len(page.data))
+            page.checksum_memo = -1             # other bytes (fastpath.py, shortcut 7)
         machine.huge_zero_folio = folio
         machine.vmstat["thp_zero_page_alloc"] += 1
     return machine.huge_zero_folio

@@ -33,7 +33,8 @@ HUGE_PFN_OFFSET = NODE_PFN_SPAN // 2
 class Page:
     """One page frame: ``struct page`` of an order-0 folio, or one subpage of a
     large folio (``folio`` set: a transparent huge page, see :class:`LargeFolio`)."""
-    __slots__ = ("pfn", "data", "refcount", "mapcount", "flags", "nid", "mapping", "folio")
+    __slots__ = ("pfn", "data", "refcount", "mapcount", "flags", "nid", "mapping", "folio",
+                 "checksum_memo")
 
     def __init__(self, pfn: int, nid: int, data):
         self.pfn = pfn
@@ -46,6 +47,9 @@ class Page:
         self.nid = nid
         self.mapping = None         # anon_vma marker, or the KSM stable node (keyhole ref)
         self.folio = None           # the LargeFolio this frame is a subpage of, or None
+        # ksmbook only (kernel/ksm/fastpath.py, shortcut 7): calc_checksum() of ``data``
+        # as it is now, or -1; write_page() forgets it before the bytes change
+        self.checksum_memo = -1
 
     # folio_test_*() spellings, so the KSM code reads like mm/ksm.c
     def test(self, flag: int) -> bool:

@@ -7,8 +7,8 @@ down to a leaf, each visit of a full chain walks its dups.  In C that is cheap; 
 Python it is most of ksmd's time.  ksmbook therefore remembers answers, and forgets
 them the moment the state they were computed from changes.  All of that memory
 lives here, in one ``FastPath`` object per machine (``machine.fp``, ``ksm.fp``),
-but for one slot on each rmap_item (shortcut 1), and only the named hooks below
-forget it.  The kernel code in scan.py,
+but for one slot on each rmap_item (shortcut 1) and one on each page (shortcut
+7), and only the named hooks below forget it.  The kernel code in scan.py,
 stable_tree.py and unstable_tree.py asks this object; it never keeps a shortcut of
 its own.
 
@@ -88,6 +88,16 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    comes down to its PTE writes (each a PteChange event, with events on), TLB
    flush counts and page counts, made here in the kernel's order.  Skips some
    twenty helper calls per merge.
+
+7. **A page's checksum** (``page.checksum_memo``: a slot of the page, like
+   ``tree_data`` on the rmap_item).  Skips calc_checksum() - xxhash over the whole
+   page, most of a visit's time in Python - when the page's bytes have not changed
+   since it was last computed: cmp_and_merge_page() recomputes it at every visit,
+   and a page that holds still is visited once a full scan.  Equal because the
+   checksum is a function of the bytes alone, and the bytes change only through
+   ``write_page()``, whose ``before_page_write`` forgets it (a new frame starts with
+   none).  The fused batch and _checksum_unchanged() use it (xxhash kernels, 5.0+);
+   with ``check_fastpath`` every use is recomputed and compared.
 
 Page bytes change only through ``PhysicalMemory.write_page()``, which calls
 ``before_page_write``; PTEs only through ``PageTables.set_pte()``, which calls
@@ -214,7 +224,9 @@ class FastPath:
         the rest of the full scan: after the write the tree may no longer be ordered
         by its bytes.  A page mapped nowhere is one being filled before it is mapped
         (wp_page_copy()), whose bytes object no node can hold.
+        Shortcut 7 forgets the page's checksum.
         """
+        page.checksum_memo = -1
         if self.unstable_lazy:
             if page.mapcount:
                 self.unstable_stop_lazy()
@@ -519,6 +531,15 @@ class FastPath:
             self.stable_index_build()
 
     # ------------------------------------------------------------------------------
+    # shortcut 7: a page's checksum
+    # ------------------------------------------------------------------------------
+    def check_checksum_memo(self, page) -> None:
+        """check: the remembered calc_checksum() of ``page`` is its bytes' now."""
+        if page.checksum_memo != xxh64(page.data) & 0xFFFFFFFF:
+            raise AssertionError(f"{page!r} remembers checksum {page.checksum_memo:#x}, "
+                                 "its bytes have another")
+
+    # ------------------------------------------------------------------------------
     # shortcut 5: the fused batch
     # ------------------------------------------------------------------------------
     def do_scan(self, scan_npages: int) -> int:
@@ -534,7 +555,8 @@ class FastPath:
         * remove_rmap_item_from_tree() of an item that is in no tree, or was in the
           last full scan's unstable tree (age 1: that tree was reset when this scan
           began, so no log can name it; no event);
-        * the checksum test, inlined as _checksum_unchanged() has it, with its event;
+        * the checksum test, inlined as _checksum_unchanged() has it (with shortcut
+          7's remembered checksum), with its event;
         * a candidate (checksum held still) that the stable keys (shortcut 4) say
           no KSM page has, whose checksum no unstable node has (shortcut 2's index
           while shortcut 1 holds) and that is not the zero page's content with
@@ -590,7 +612,9 @@ class FastPath:
                             item.flags = 0
                             item.tree_data = None
                         data = page.data
-                        checksum = xxh64(data) & 0xFFFFFFFF
+                        checksum = page.checksum_memo        # shortcut 7
+                        if checksum < 0:
+                            checksum = page.checksum_memo = xxh64(data) & 0xFFFFFFFF
                         call = False
                         old = item.oldchecksum
                         if old != checksum:

@@ -288,8 +288,15 @@ class ScanMixin:
 
     def _checksum_unchanged(self, page, item) -> bool:
         """calc_checksum() and the oldchecksum test of cmp_and_merge_page()."""
+        fp = self.fp
         if self.profile.ksm_xxhash_checksum:
-            checksum = xxh64(page.data) & 0xFFFFFFFF      # calc_checksum(), inlined: hot
+            checksum = page.checksum_memo if fp.enabled else -1     # fastpath.py, shortcut 7
+            if checksum < 0:
+                checksum = xxh64(page.data) & 0xFFFFFFFF      # calc_checksum(), inlined: hot
+                if fp.enabled:
+                    page.checksum_memo = checksum
+            elif fp.check:
+                fp.check_checksum_memo(page)
         else:
             checksum = self.calc_checksum(page)
         ev = self.machine.events
