@@ -106,6 +106,8 @@ calls ``page_freed``.  No other caller has to remember anything.
 """
 from __future__ import annotations
 
+import gc
+
 from ..memory import NODE_PFN_SPAN, PG_anon_exclusive, PG_ksm, PG_lru_batch
 from ..pagetable import (_PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, PTE_PFN_MASK,
                          PTE_PFN_SHIFT, mk_pte)
@@ -579,6 +581,12 @@ class FastPath:
         seen_stable = seen_mapping = -1
         keys = index = log = zero = nid_of = put = None
         seqnr = bits = clock = 0
+        # ksmbook: the cyclic garbage collector waits for the end of the batch.  A
+        # batch allocates rmap_items and event tuples by the thousand and frees no
+        # cycles; every young collection in it would walk them all again.
+        collect = gc.isenabled()
+        if collect:
+            gc.disable()
         try:
             for item, page in ksm.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
                 done += 1
@@ -660,6 +668,8 @@ class FastPath:
                 if done == scan_npages:
                     break
         finally:
+            if collect:
+                gc.enable()
             if count_scanned:
                 ksm.ksm_pages_scanned += done
         return done
