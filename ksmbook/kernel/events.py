@@ -7,7 +7,8 @@ fields in ``ksmbook.viz.events`` (``describe_event``, ``explain``), on demand; t
 kernel writes no text, and nothing parses text back.
 
 Events are plain ``__slots__`` classes built with positional arguments.  ksmd emits
-one or two per page visit, so its emitters hand the log a ``("KsmEvent", *fields)``
+one or two per page visit, so its emitters - and those of faults, PTE writes, page
+frees, MMU notifier calls and KVM - hand the log a ``("KsmEvent", *fields)``
 tuple instead (``EventLog.put``): the ring keeps that, and the record object is
 built only when someone reads it or listens.  A tuple of numbers and strings costs a
 tenth of a record to make, and the garbage collector stops tracking it at its first

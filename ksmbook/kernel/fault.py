@@ -9,7 +9,6 @@ KSM pages are never reused (wp_can_reuse_anon_folio() refuses them), except in
 from __future__ import annotations
 
 from . import huge_memory
-from .events import Fault
 from .memory import PG_anon, PG_anon_exclusive, PG_ksm, PG_lru_batch
 from .mmu_notifier import (pte_notify_bracket, ptep_clear_flush, set_pte_at,
                            set_pte_at_notify)
@@ -30,7 +29,8 @@ def is_ksm_zero_pte(pte: int) -> bool:
 def _emit_fault(mm, address, access, handler, outcome=None):
     m = mm.machine
     if m.events.enabled:
-        m.events.emit(Fault(m.clock_ns, mm.owner_pid, address, access, handler, outcome))
+        # (a Fault, built when read)
+        m.events.put(("Fault", m.clock_ns, mm.owner_pid, address, access, handler, outcome))
 
 
 def handle_mm_fault(mm, vma, address: int, flags: int):

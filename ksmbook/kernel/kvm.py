@@ -35,7 +35,6 @@ from typing import NamedTuple
 
 from . import costs as _costs
 from .errors import kernel_error
-from .events import KvmEvent
 from .fault import FAULT_FLAG_WRITE, handle_mm_fault
 from .memory import PG_ksm
 from .mmu_notifier import MmuNotifier
@@ -218,8 +217,8 @@ class VM:
         """Record a KvmEvent (fields only: viz/events.py words them)."""
         ev = self.machine.events
         if ev.enabled:
-            ev.emit(KvmEvent(self.machine.clock_ns, self.id, function, action, gfn, pfn,
-                             reason, info))
+            ev.put(("KvmEvent", self.machine.clock_ns, self.id, function, action, gfn, pfn,
+                    reason, info))             # (a KvmEvent, built when read)
 
     def _slot_for_gfn(self, gfn: int) -> Memslot | None:
         for s in self.memslots:

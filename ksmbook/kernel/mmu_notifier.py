@@ -27,7 +27,6 @@ era rule (a code of ``RULES``) that made the call happen.
 """
 from __future__ import annotations
 
-from .events import NotifierCall
 
 OPS = ("release", "clear_flush_young", "clear_young", "test_young", "change_pte",
        "invalidate_page", "invalidate_range_start", "invalidate_range_end",
@@ -118,8 +117,8 @@ class MmuNotifierSubscriptions:
     def _call_one(self, mn, op, start, end, site, rule, *args):
         m = self._machine
         if m.events.enabled:
-            m.events.emit(NotifierCall(m.clock_ns, self.mm.owner_pid, op, start, end, site,
-                                       rule))
+            m.events.put(("NotifierCall", m.clock_ns, self.mm.owner_pid, op, start, end,
+                          site, rule))          # (a NotifierCall, built when read)
         return getattr(mn, op)(self.mm, *args)
 
     def _call(self, op: str, start: int, end: int, site: str, rule: str, *args) -> list:
