@@ -187,6 +187,15 @@ def eras(*features: str, since: str | None = None) -> tuple:
                  and all(getattr(profile(e), f) for f in features))
 
 
+def jhash2_era(kernel: str) -> bool:
+    """Whether calc_checksum() (mm/ksm.c) is jhash2 in ``kernel`` (before 5.0; xxhash
+    from 5.0). The simulator computes jhash2 word by word in Python, about 50 times slower
+    than xxhash, so an exercise whose seed picks such an era draws a smaller scene of the
+    same idea, keeping a check at a second or less."""
+    from ..kernel.versions import profile
+    return not profile(kernel).ksm_xxhash_checksum
+
+
 def _compare(given, expected) -> str:
     """A direction for numeric answers, without giving the number away."""
     if isinstance(given, int) and isinstance(expected, int):

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import math
+import random
 
 from ..kernel.events import KvmEvent, NotifierCall
 from ..kernel.versions import KNOWN_ERAS
 from ..labs.eras import STEPS, EraStory
-from ..labs.sidechannel import NOISY, QUIET, TimerNoise, run_experiment, time_to_merge
+from ..kernel.versions import parse_version
+from ..labs.sidechannel import (NOISY, QUIET, TimerNoise, is_merged, plant, run_experiment,
+                                 time_to_merge)
 from ..viz.sidechannel import latency_figure
-from .base import Exercise, Feedback, FigureExercise, as_callback, as_int, as_ints, eras
+from .base import (Exercise, Feedback, FigureExercise, as_callback, as_int, as_ints,
+                   jhash2_era)
+from .design import CodeDesign, as_probe
 
-#: eras a seed picks for 4 KiB-page hosts: 5.0 on (before, the jhash2 checksum makes the
-#: simulation minutes slower; the channel is the same)
-FAST_ERAS = eras(since="5.0")
 
 CANDIDATES = 512
 NOISY_CANDIDATES = 1024        # rarer events need a larger sample
@@ -133,8 +135,11 @@ class KsmdWakeups(Exercise):
              "one, which processes nothing.")
 
     def vary(self, rng):
-        return {"kernel": rng.choice(FAST_ERAS), "victim": rng.randint(30, 600),
-                "attacker": rng.randint(10, 300)}
+        # every era: a jhash2 era (before 5.0) gets fewer pages, so that a check stays fast
+        kernel = rng.choice(KNOWN_ERAS)
+        small = jhash2_era(kernel)
+        return {"kernel": kernel, "victim": rng.randint(30, 160 if small else 600),
+                "attacker": rng.randint(10, 80 if small else 300)}
 
     def simulate(self):
         t = time_to_merge(self.p["kernel"], victim_pages=self.p["victim"],
@@ -232,8 +237,10 @@ class LatencyFigure(FigureExercise):
              "ones; each class has half the candidates.")
 
     def vary(self, rng):
-        return {"kernel": rng.choice(FAST_ERAS), "probe": rng.choice(("write", "read")),
-                "candidates": rng.choice((64, 128, 200, 256)),
+        kernel = rng.choice(KNOWN_ERAS)       # a jhash2 era (before 5.0) plants fewer pages
+        return {"kernel": kernel, "probe": rng.choice(("write", "read")),
+                "candidates": rng.choice((32, 48, 64) if jhash2_era(kernel)
+                                         else (64, 128, 200, 256)),
                 "rate": rng.choice((0.005, 0.02, 0.05, 0.1)),
                 "threshold": rng.choice((30, 100, 300, 1000, 3000)), "seed": rng.randrange(1000)}
 
@@ -252,11 +259,213 @@ class LatencyFigure(FigureExercise):
 
     def explain(self, f):
         r = f["rates"]
-        slow = ("exits twice and copies the page" if self.p["probe"] == "write" else
-                "exits once, to map the KSM page whose spte the merge zapped")
-        return (f"{r}. Right guesses are merged pages: the {self.p['probe']} probe {slow}, so "
-                f"they land to the right; wrong guesses are fast except for the timer's "
-                f"outliers ({self.p['rate']:.1%} of readings).")
+        if self.p["probe"] == "write":
+            slow = "exits twice and copies the page, so they land to the right"
+        elif parse_version(self.p["kernel"]) >= (3, 7):
+            slow = ("exits once, to map the KSM page whose spte the merge zapped, so they land "
+                    "to the right")
+        else:
+            slow = ("takes no exit (before 3.7 the merge remapped the spte in place with "
+                    "change_pte), so they land with the wrong guesses")
+        return (f"{r}. Right guesses are merged pages: the {self.p['probe']} probe {slow}; "
+                f"wrong guesses are fast except for the timer's outliers "
+                f"({self.p['rate']:.1%} of readings).")
+
+
+class AttackerGuest:
+    """What the student's probe may do to the attacker's own guest: one guest access at a
+    time (KVM's ``guest_read``/``guest_write``, with every exit and fault the simulated
+    host takes), timed by the attacker's clock (``TimerNoise``); ``planted(page)`` is what
+    the attacker itself wrote there (no access, nothing timed)."""
+    OFFSET = 8
+
+    def __init__(self, planted, noise: TimerNoise, clock):
+        self._planted, self._noise, self._clock = planted, noise, clock
+        _p, _addr, self._vm, _n = planted.hosts["attacker"]
+        self._ps = planted.machine.page_size
+        self._log: list = []         # (page, "read"/"write", exits, simulated ns)
+
+    def _page(self, page) -> int:
+        if isinstance(page, bool) or not isinstance(page, int) or not 0 <= page < len(
+                self._planted.guesses):
+            raise ValueError(f"page must be a candidate number 0-{len(self._planted.guesses) - 1}")
+        return page
+
+    def _timed(self, page, what) -> float:
+        a = self._vm.last_access
+        self._log.append((page, what, a.exits, a.ns))
+        return self._noise.read(a.ns, self._clock)
+
+    def read(self, page: int) -> float:
+        """Read one byte of candidate ``page``; returns the timer's reading in ns."""
+        self._vm.guest_read(self._page(page) * self._ps + self.OFFSET, 1)
+        return self._timed(page, "read")
+
+    def write(self, page: int, data: bytes = b"\x01") -> float:
+        """Write ``data`` at byte 8 of candidate ``page``; returns the timer's reading in ns."""
+        if not isinstance(data, (bytes, bytearray)) or not 1 <= len(data) <= 64:
+            raise ValueError("data must be 1 to 64 bytes, e.g. b'\\x01'")
+        self._vm.guest_write(self._page(page) * self._ps + self.OFFSET, bytes(data))
+        return self._timed(page, "write")
+
+    def planted(self, page: int) -> bytes:
+        """The bytes the attacker planted in ``page`` (its own knowledge: no access)."""
+        return self._planted.guesses[self._page(page)][0]
+
+    def _holds(self, page: int) -> bytes:
+        """What the page holds now, read by the host (for the checker, not timed)."""
+        p, addr, _vm, _n = self._planted.hosts["attacker"]
+        return p.read(addr + page * self._ps, self._ps)
+
+
+class ProbeDesign(CodeDesign):
+    """Design the attacker's probe: the checker plants the candidates on the chosen era
+    (labs.sidechannel.plant(): two full scans of ksm_do_scan()), runs the student's
+    ``probe(g, page)`` on every candidate through KVM (kvm_mmu_page_fault() exits, the
+    host's do_wp_page() copy) and looks for a threshold that tells merged from unmerged."""
+    name = "probe_design"
+    what = "probe"
+    few_answers_because = ("the seed picks the era, the candidates, the rule and the noise; a "
+                           "probe that works is one of three shapes (a read, a write, a write "
+                           "of the planted byte), each accepted wherever the simulator agrees")
+    RULES = {
+        "any": "",
+        "unchanged": " The probe must leave every candidate page holding exactly the bytes "
+                     "the attacker planted (the attacker's guest still uses them).",
+        "read_only": " The attacker's view of the pages is read-only: the probe may not write.",
+    }
+    template = ("Linux {kernel}, no defence. The attacker's guest planted {candidates} candidate "
+                "pages, half of them copies of victim pages, and ksmd ran two full scans. Write "
+                "`def probe(g, page):` that returns a number for candidate `page`, using at "
+                "most {budget_text}: g.read(page) and g.write(page, data) each make one "
+                "guest access and return the attacker's timer reading in ns (outlier rate "
+                "{rate:.1%}); g.planted(page) gives the bytes the attacker planted, without an "
+                "access.{rule_text} The checker runs your probe on every candidate and needs a "
+                "threshold that calls at least {tpr:.0%} of the copies merged and at most "
+                "{fpr:.0%} of the others.")
+    params = {"kernel": "6.18", "candidates": 32, "budget": 1, "rule": "read_only",
+              "rate": 0.005, "tpr": 0.9, "fpr": 0.1, "seed": 0}
+    answer_format = "a function probe(g, page)"
+    hints = ("A merged page is read-only in the host and, from 3.7, its spte was zapped by the "
+             "merge: which of your accesses costs an exit?",
+             "Only the first access tells: after it the page is mapped again (a read) or "
+             "unmerged (a write), so a second reading of a merged page is fast.",
+             "Before 3.7 the merge remapped the spte in place (change_pte): a read is free "
+             "there, a write still takes its exits and a copy, even a write of the byte that "
+             "is already there.")
+
+    def _set_question(self):
+        self.p["rule_text"] = self.RULES[self.p["rule"]]
+        self.p["budget_text"] = ("one access" if self.p["budget"] == 1
+                                 else f"{self.p['budget']} accesses")
+        super()._set_question()
+
+    def vary(self, rng):
+        kernel = rng.choice(KNOWN_ERAS)
+        reads_tell = parse_version(kernel) >= (3, 7)
+        rules = ("any", "unchanged") + (("read_only",) if reads_tell else ())
+        p = {"kernel": kernel, "rule": rng.choice(rules), "budget": rng.randint(1, 2),
+             "candidates": rng.choice((16, 24, 32, 40, 48)),
+             "rate": rng.choice((0.0, 0.005, 0.01, 0.02)),
+             "tpr": rng.choice((0.85, 0.9, 0.95)), "fpr": rng.choice((0.05, 0.1, 0.15))}
+        # the timer's outliers are drawn from a seed: keep one whose readings leave the
+        # bounds reachable (the sample probe meets them), as a real attacker picks a quiet
+        # moment; five draws are plenty
+        for _ in range(5):
+            p["seed"] = rng.randrange(1000)
+            other = type(self)(**p)
+            if other._verdict(other.run(as_probe(other.sample_code())))[0]:
+                break
+        return p
+
+    def sample_code(self) -> str:
+        if parse_version(self.p["kernel"]) >= (3, 7) and self.p["rule"] != "any":
+            body = "return g.read(page)            # the merge zapped the spte: one exit"
+        elif self.p["rule"] == "unchanged":
+            body = ("return g.write(page, g.planted(page)[8:9])   # the same byte: still a COW")
+        else:
+            body = "return g.write(page, b'\\x01')  # a merged page: two exits and a copy"
+        return f"def probe(g, page):\n    {body}"
+
+    def run(self, fn) -> dict:
+        """Plant, probe every candidate with ``fn``, and judge the readings."""
+        pl = plant(self.p["kernel"], candidates=self.p["candidates"], seed=self.p["seed"],
+                   zero_pages=0)
+        merged = [is_merged(pl, i) for i in range(len(pl.guesses))]
+        clock = random.Random(f"probe-{self.p['seed']}")
+        g = AttackerGuest(pl, TimerNoise(outlier_rate=self.p["rate"]), clock)
+        values, per_page = [], []
+        for i in range(len(pl.guesses)):
+            start = len(g._log)
+            v = fn(g, i)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise TypeError(f"probe(g, {i}) returned {v!r}, not a number")
+            values.append(float(v))
+            per_page.append(g._log[start:])
+        pos = [v for v, (_d, right) in zip(values, pl.guesses) if right]
+        neg = [v for v, (_d, right) in zip(values, pl.guesses) if not right]
+        cuts = []
+        for t in sorted(set(values)) + [math.inf]:
+            cuts.append((t, sum(v >= t for v in pos) / len(pos), sum(v >= t for v in neg) / len(neg)))
+        # a threshold that meets both bounds if there is one (the best of those), else the
+        # one with the largest TPR - FPR
+        good = [c for c in cuts if c[1] >= self.p["tpr"] and c[2] <= self.p["fpr"]]
+        best = max(good or cuts, key=lambda c: (c[1] - c[2], -c[0]))
+        changed = [i for i, (data, _r) in enumerate(pl.guesses) if g._holds(i) != data]
+        writes = sum(1 for acc in per_page for (_p, what, _e, _n) in acc if what == "write")
+        return {"best": best, "per_page": per_page, "merged": merged, "guesses": pl.guesses,
+                "changed": changed, "writes": writes,
+                "most": max(len(a) for a in per_page)}
+
+    def _verdict(self, r) -> tuple[bool, str]:
+        t, tpr, fpr = r["best"]
+        exits = {True: [], False: []}
+        for acc, (_d, right) in zip(r["per_page"], r["guesses"]):
+            exits[right].append(sum(e for (_p, _w, e, _n) in acc))
+        mean = {k: sum(v) / len(v) for k, v in exits.items()}
+        n_merged = sum(r["merged"])
+        saw = (f"The simulator planted {len(r['guesses'])} candidates on Linux "
+               f"{self.p['kernel']}; ksmd merged {n_merged} of them. Your probe took "
+               f"{mean[True]:.1f} exits per copy and {mean[False]:.1f} per other page on "
+               f"average (at most {r['most']} on one page); the best threshold, "
+               f"{t:,.0f} ns, calls {tpr:.0%} of the copies merged and {fpr:.0%} of the others.")
+        if r["most"] > self.p["budget"]:
+            return False, f"{r['most']} accesses on one page is more than the {self.p['budget']} allowed. " + saw
+        if self.p["rule"] == "read_only" and r["writes"]:
+            return False, (f"Your probe wrote {r['writes']} time(s); the pages are read-only here, so "
+                           f"the probe may not write. ") + saw
+        if self.p["rule"] == "unchanged" and r["changed"]:
+            return False, (f"{len(r['changed'])} page(s) no longer hold what was planted "
+                           f"(page {r['changed'][0]} first). " + saw)
+        if tpr >= self.p["tpr"] and fpr <= self.p["fpr"]:
+            return True, saw
+        if r["most"] == 0:
+            return False, "Your probe made no access: nothing was timed. " + saw
+        if abs(mean[True] - mean[False]) < 0.5:
+            return False, ("A copy costs no more exits than another page with that probe, so "
+                           "no threshold can tell them apart. " + saw)
+        return False, (f"You need at least {self.p['tpr']:.0%} and at most {self.p['fpr']:.0%}. "
+                       + saw)
+
+    def simulate(self):
+        code = self.sample_code()
+        r = self.run(as_probe(code))
+        ok, saw = self._verdict(r)
+        assert ok, (self.p, saw)
+        return {"answer": code, "saw": saw}
+
+    def explain(self, f):
+        return (f"For example:\n{f['answer']}\n{f['saw']} Other probes are accepted when "
+                f"the simulator agrees.")
+
+    def normalise(self, answer):
+        return as_probe(answer)
+
+    def judge(self, r) -> Feedback:
+        ok, saw = self._verdict(r)
+        if ok:
+            return Feedback(True, "Correct. " + saw)
+        return Feedback(False, "Not quite. " + saw + " Try `hint()`.")
 
 
 pick_threshold = PickThreshold()
@@ -264,4 +473,6 @@ probes_needed = ProbesNeeded()
 ksmd_wakeups = KsmdWakeups()
 retry_callback = RetryCallback()
 latency_reading = LatencyFigure()
-EXERCISES = (pick_threshold, probes_needed, ksmd_wakeups, retry_callback, latency_reading)
+probe_design = ProbeDesign()
+EXERCISES = (pick_threshold, probes_needed, ksmd_wakeups, retry_callback, latency_reading,
+             probe_design)

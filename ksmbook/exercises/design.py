@@ -33,23 +33,60 @@ def layout_code(groups=(), unique: int = 0, zero: int = 0, proc: str = "vm1") ->
     return "\n".join(lines)
 
 
-def as_scenario(answer):
-    """A function, or code that defines ``scenario`` (the key's sample)."""
-    if isinstance(answer, str) and "def scenario" in answer:
+def as_function(answer, name: str = "scenario", args: str = "s"):
+    """A function, or code that defines ``name`` (the key's sample)."""
+    if isinstance(answer, str) and f"def {name}" in answer:
         ns: dict = {}
         exec(answer, ns)
-        answer = ns["scenario"]
+        answer = ns[name]
     if not callable(answer):
-        raise TypeError("a function: def scenario(s): ... then pass scenario (no brackets)")
+        raise TypeError(f"a function: def {name}({args}): ... then pass {name} (no brackets)")
     return answer
 
 
-class ScenarioDesign(Exercise):
+def as_scenario(answer):
+    """A function, or code that defines ``scenario`` (the key's sample)."""
+    return as_function(answer, "scenario", "s")
+
+
+def as_probe(answer):
+    """A function, or code that defines ``probe`` (chapter 10's design)."""
+    return as_function(answer, "probe", "g, page")
+
+
+class CodeDesign(Exercise):
+    """The design kind whose answer is the student's code: ``check`` reads it
+    (``normalise``), runs it in the simulator (``run``), reports an exception in it as
+    the student's, and lets ``judge`` compare what the simulator saw with the targets.
+    ``what`` names the code in messages ("scenario", "probe")."""
+    kind = "design"
+    what = "scenario"
+
+    def run(self, fn):
+        raise NotImplementedError
+
+    def judge(self, result) -> Feedback:
+        raise NotImplementedError
+
+    def check(self, answer=None) -> Feedback:
+        if answer is None or answer is Ellipsis:
+            return super().check(answer)
+        try:
+            fn = self.normalise(answer)
+        except TypeError as exc:
+            return Feedback(False, f"Could not use {answer!r}: {exc}")
+        try:
+            result = self.run(fn)
+        except Exception as exc:                 # the student's code: report, don't crash
+            return Feedback(False, f"Your {self.what} raised {type(exc).__name__}: {exc}")
+        return self.judge(result)
+
+
+class ScenarioDesign(CodeDesign):
     """Subclasses give ``knobs()``, ``targets()`` (stat -> value), ``params['budget']``
     (pages), ``params['scans']`` and ``sample_code()``; ``params['kernel']`` (an era)
     picks the simulated kernel.  Other designs (page tables, fork) override the hooks
     ``scene()``, ``settle()``, ``measure()``, ``used()`` and ``diagnose()``."""
-    kind = "design"
     answer_format = "a function scenario(s)"
     #: what the checker reads after the run and reports
     shown = SHOWN
@@ -122,17 +159,7 @@ class ScenarioDesign(Exercise):
     def normalise(self, answer):
         return as_scenario(answer)
 
-    def check(self, answer=None) -> Feedback:
-        if answer is None or answer is Ellipsis:
-            return super().check(answer)
-        try:
-            fn = self.normalise(answer)
-        except TypeError as exc:
-            return Feedback(False, f"Could not use {answer!r}: {exc}")
-        try:
-            s = self.run(fn)
-        except Exception as exc:                 # the student's code: report, don't crash
-            return Feedback(False, f"Your scenario raised {type(exc).__name__}: {exc}")
+    def judge(self, s: Scene) -> Feedback:
         used = self.used(s)
         c = self.measure(s)
         saw = self.ran(s, used, c)

@@ -201,14 +201,24 @@ def _madvise_zero_pages(process, vm, addr: int, npages: int, ps: int) -> None:
             process.madvise(addr + i * ps, ps, MADV_MERGEABLE)
 
 
-def trial(kernel: str = "6.18", defence: str = "none", *, candidates: int = 256,
-          scans: int = 2, probe: str = "write", seed: int = 0, zero_pages: int = 4,
-          page_size: int = PAGE_SIZE) -> dict:
-    """One plant-wait-probe round on a fresh host; returns the raw, noise-free results."""
+@dataclass
+class Planted:
+    """A host after the attacker planted its guesses and ksmd ran: ``hosts`` maps
+    "victim"/"attacker" to (VMM process, guest RAM address, KVM vm, pages);
+    ``guesses`` holds (bytes, is a right guess) per candidate page of the attacker."""
+    machine: Machine
+    hosts: dict
+    guesses: list
+
+
+def plant(kernel: str = "6.18", defence: str = "none", *, candidates: int = 256,
+          scans: int = 2, seed: int = 0, zero_pages: int = 4,
+          page_size: int = PAGE_SIZE) -> Planted:
+    """The plant-and-wait half of a round: the victim's secrets, the attacker's guesses
+    (every other one a near miss), both guests mergeable (or the defence's model), and
+    ``scans`` full scans of ksmd, which is stopped (run=0) before anything is probed."""
     if defence not in DEFENCES:
         raise ValueError(f"defence must be one of {list(DEFENCES)}, not {defence!r}")
-    if probe not in PROBES:
-        raise ValueError(f"probe must be one of {PROBES}, not {probe!r}")
     rng = random.Random(seed)
     ps = page_size
     secrets = [_page(rng, i, ps) for i in range((candidates + 1) // 2)]
@@ -229,6 +239,25 @@ def trial(kernel: str = "6.18", defence: str = "none", *, candidates: int = 256,
         m.sysfs.write(f"{KSM_SYSFS}/run", "1")
         m.ksmd.run_full_scans(scans)
         m.sysfs.write(f"{KSM_SYSFS}/run", "0")             # no scan runs during the probes
+    return Planted(m, hosts, guesses)
+
+
+def is_merged(planted: Planted, index: int) -> bool:
+    """Whether the attacker's candidate page ``index`` is mapped to a KSM page (or the
+    zero page) now."""
+    p, addr, _vm, _n = planted.hosts["attacker"]
+    return _is_merged(planted.machine, p, addr + index * planted.machine.page_size)
+
+
+def trial(kernel: str = "6.18", defence: str = "none", *, candidates: int = 256,
+          scans: int = 2, probe: str = "write", seed: int = 0, zero_pages: int = 4,
+          page_size: int = PAGE_SIZE) -> dict:
+    """One plant-wait-probe round on a fresh host; returns the raw, noise-free results."""
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, not {probe!r}")
+    planted = plant(kernel, defence, candidates=candidates, scans=scans, seed=seed,
+                    zero_pages=zero_pages, page_size=page_size)
+    m, hosts, guesses, ps = planted.machine, planted.hosts, planted.guesses, page_size
     p, addr, vm, n = hosts["attacker"]
     merged = [_is_merged(m, p, addr + i * ps) for i in range(n)]
     child = p.fork("attacker-qemu-vusion") if defence == "vusion" else None

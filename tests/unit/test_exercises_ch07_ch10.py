@@ -66,3 +66,32 @@ def test_answer_formats():
     assert ch07.untouched_read_exercise.check([2, False]).correct is True
     assert ch10.pick_threshold.check("1000 ns").correct is True
     assert ch10.pick_threshold.check(-5).correct is False
+
+
+def test_probe_design_runs_the_students_probe_on_the_simulated_host():
+    ex = ch10.ProbeDesign()                      # the book's variant: 6.18, read-only, 1 access
+    assert ex.check(lambda g, page: g.read(page)).correct is True
+    cases = [
+        (lambda g, page: g.write(page), "may not write"),
+        (lambda g, page: min(g.read(page), g.read(page)), "more than the 1 allowed"),
+        (lambda g, page: 7, "made no access"),
+        (lambda g, page: "slow", "not a number"),
+        ("def probe(g, page):\n    return g.read(99)", "candidate number 0-31"),
+    ]
+    for probe, reason in cases:
+        fb = ex.check(probe)
+        assert fb.correct is False and reason in fb.text, (reason, fb.text)
+    # before 3.7 the merge remaps the spte in place: a read tells nothing, a write of the
+    # byte that is already there still takes the COW's exits
+    old = ch10.ProbeDesign(kernel="3.6", rule="unchanged", budget=2)
+    fb = old.check(lambda g, page: g.read(page))
+    assert fb.correct is False and "no threshold can tell them apart" in fb.text
+    assert "0.0 exits per copy" in fb.text
+    fb = old.check(lambda g, page: g.write(page, b"\x01"))
+    assert fb.correct is False and "no longer hold what was planted" in fb.text
+    fb = old.check(lambda g, page: g.write(page, g.planted(page)[8:9]))
+    assert fb.correct is True and "2.0 exits per copy and 0.0 per other page" in fb.text
+    # a second access to a merged page is fast: the first one mapped or unmerged it
+    two = ch10.ProbeDesign(budget=2)
+    fb = two.check(lambda g, page: g.read(page) and g.read(page))
+    assert fb.correct is False and "1.0 exits per copy" in fb.text

@@ -172,3 +172,34 @@ def test_function_kind_gives_why_not():
     fb = ch04.refusing_store.check("stable_tree_search")
     assert fb.correct is False and "never sees a sysfs write" in fb.text
     assert ch04.refusing_store.check("max_page_sharing_store()").correct is True
+
+
+#: the 4 KiB-page labs that draw a smaller scene where calc_checksum() is jhash2 (pre-5.0)
+SMALL_BEFORE_5_0 = {"06": ("cpu_share", "max_sharing", "sharing_bars"),
+                    "10": ("ksmd_wakeups", "latency_reading", "probe_design")}
+
+
+@pytest.mark.parametrize("chapter, name", [(c, n) for c, ns in SMALL_BEFORE_5_0.items() for n in ns])
+def test_the_seed_also_picks_jhash2_eras_with_a_smaller_scene(chapter, name):
+    """The 4 KiB-page labs once seeded only eras >= 5.0; now 50 seeds reach the jhash2
+    eras too (where the idea holds: the chains of max_page_sharing from 4.13), each of
+    those variants a working exercise, and their scenes no larger than the others'."""
+    from ksmbook.exercises.base import jhash2_era
+    from ksmbook.kernel.versions import parse_version
+    ex = next(e for e in kx.chapters()[chapter].EXERCISES if e.name == name)
+    old, new = [], []
+    for s in range(50):
+        ex.reseed(s)
+        (old if jhash2_era(ex.p["kernel"]) else new).append(dict(ex.p))
+    ex.reseed(None)
+    # (2 of the 16 eras with chains are pre-5.0, so max_page_sharing's share is small)
+    assert len(old) >= 2, (name, old)
+    assert all(parse_version(p["kernel"]) < (5, 0) for p in old)
+    size = {"cpu_share": "pages", "max_sharing": "total", "sharing_bars": "copies",
+            "ksmd_wakeups": "victim", "latency_reading": "candidates",
+            "probe_design": "candidates"}[name]
+    assert max(p[size] for p in old) <= max(p[size] for p in new), (name, size)
+    ex.reseed(next(s for s in range(50) if jhash2_era(ex.reseed(s).p["kernel"])))
+    answer = ex.facts["answer"] if ex.kind == "design" else ex.expected()
+    assert ex.check(answer).correct is True, (name, ex.question)
+    ex.reseed(None)
