@@ -325,6 +325,8 @@ class ProbeDesign(CodeDesign):
     host's do_wp_page() copy) and looks for a threshold that tells merged from unmerged."""
     name = "probe_design"
     what = "probe"
+    function, args = "probe", "g, page"
+    stub = "your accesses through g (g.read, g.write, g.planted); return a number"
     few_answers_because = ("the seed picks the era, the candidates, the rule and the noise; a "
                            "probe that works is one of three shapes (a read, a write, a write "
                            "of the planted byte), each accepted wherever the simulator agrees")

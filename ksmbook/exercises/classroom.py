@@ -15,6 +15,7 @@ import re
 
 from . import _COURSE, all_exercises, seed as set_seed
 from .base import KINDS
+from .design import CodeDesign
 
 KEY_FIELDS = ("seed", "chapter", "exercise", "kind", "question", "answer", "explanation")
 
@@ -69,8 +70,8 @@ def key(seed_value, chapter: str | None = None) -> list[dict]:
 
 
 def _show(ex, answer) -> str:
-    """As the student would type it (a design exercise's answer is sample code)."""
-    return answer if ex.kind == "design" else repr(answer)
+    """As the student would type it (a code design's answer is sample code)."""
+    return answer if isinstance(ex, CodeDesign) else repr(answer)
 
 
 def format_key(rows: list[dict], fmt: str = "md") -> str:
@@ -166,10 +167,12 @@ def master_notebook(chapter: str, *, allow_solutions: bool = False):
         cells.append(nbf.new_code_cell(f"{ref}.ask()"))
         if ex.kind == "figure":
             cells.append(nbf.new_code_cell(f"{ref}.figure()"))
-        if ex.kind == "design":
-            body = ("def scenario(s):\n    # your calls on the Scene s\n"
-                    f"    exec({ref}.facts['answer'] + '\\nscenario(s)', {{'s': s}})  # SOLUTION\n\n"
-                    f"{_var(ex)} = scenario\n{ref}.check({_var(ex)})")
+        if isinstance(ex, CodeDesign):
+            # the answer is a function (scenario(s), probe(g, page)); a design answered
+            # with a value (a tuple of accesses or knobs) is filled in like any other answer
+            body = (f"def {ex.function}({ex.args}):\n    # {ex.stub}\n"
+                    f"    return {ref}.normalise({ref}.facts['answer'])({ex.args})  # SOLUTION\n\n"
+                    f"{_var(ex)} = {ex.function}\n{ref}.check({_var(ex)})")
         else:
             body = f"{_var(ex)} = {ref}.facts['answer']  # SOLUTION\n{ref}.check({_var(ex)})"
         cells.append(nbf.new_raw_cell("# BEGIN SOLUTION"))

@@ -61,6 +61,8 @@ class CodeDesign(Exercise):
     ``what`` names the code in messages ("scenario", "probe")."""
     kind = "design"
     what = "scenario"
+    #: the function the student writes, as the student notebook stubs it
+    function, args, stub = "scenario", "s", "your calls on the Scene s"
 
     def run(self, fn):
         raise NotImplementedError

@@ -1,5 +1,6 @@
 """Classroom edition: seeded variants, the instructor key, locked solutions, the design kind."""
 import os
+import re
 import subprocess
 import sys
 
@@ -203,3 +204,23 @@ def test_the_seed_also_picks_jhash2_eras_with_a_smaller_scene(chapter, name):
     answer = ex.facts["answer"] if ex.kind == "design" else ex.expected()
     assert ex.check(answer).correct is True, (name, ex.question)
     ex.reseed(None)
+
+
+def test_assignment_answer_cells_stub_what_each_design_asks_for():
+    """A design answered with code gets its own function's stub (scenario(s), probe(g,
+    page)); one answered with a value (07's accesses, 06's knobs) a value to fill in."""
+    cells = {}
+    for chapter in ("04", "07", "10"):
+        for cell in classroom.master_notebook(chapter).cells:
+            found = re.search(r"check\(ans_(\w+)\)", cell.source)
+            if cell.cell_type == "code" and found and not cell.source.startswith("assert"):
+                cells[found.group(1)] = cell.source
+    assert cells["chain_design"].startswith("def scenario(s):")
+    assert "ans_chain_design = scenario" in cells["chain_design"]
+    assert cells["probe_design"].startswith("def probe(g, page):")
+    assert "ans_probe_design = probe" in cells["probe_design"]
+    assert cells["exits_design"].startswith("ans_exits_design = ch07.exits_design.facts")
+    # the solution line the assign step strips runs the key's own answer
+    ns = {}
+    exec("from ksmbook.exercises import ch10\n" + cells["probe_design"], ns)
+    assert ns["ch10"].probe_design.check(ns["ans_probe_design"]).correct is True
