@@ -250,8 +250,11 @@ def _short(stable, unstable, width, ghost_cols) -> tuple[bool, int, int]:
 
 @plain_builder
 def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
-                 width: int | None = None, before: MachineSnapshot | None = None) -> dict:
-    """Both trees; with ``before`` (the snapshot before the last step) also what moved."""
+                 width: int | None = None, before: MachineSnapshot | None = None,
+                 counts: bool = True) -> dict:
+    """Both trees; with ``before`` (the snapshot before the last step) also what moved.
+    ``counts=False`` leaves the number of KSM pages and items out of the two captions
+    (a read-the-figure exercise asks for them: the reader counts the nodes)."""
     stable, unstable = snap.stable_tree, snap.unstable_tree
     moves = tree_moves(before, snap)
     from_unstable = [mv for mv in moves if mv[2] == "unstable tree"]
@@ -263,12 +266,14 @@ def trees_figure(snap: MachineSnapshot, *, title: str | None = None,
     chains = sum(1 for n in stable if n.kind == "chain")
     kpages = sum(1 for n in stable if n.kind in ("node", "dup"))
     # two lines each, the second small: one line was cut at the right in an 800 px window
-    s_title = (f"Stable tree: {kpages} KSM page{'s' if kpages != 1 else ''}"
-               + (f" ({chains} chain{'s' if chains != 1 else ''})" if chains else "")
-               + f"<br>{_SUBTITLE}keyed by content, survives scans</span>")
+    s_title = ((f"Stable tree: {kpages} KSM page{'s' if kpages != 1 else ''}"
+                + (f" ({chains} chain{'s' if chains != 1 else ''})" if chains else ""))
+               if counts else "Stable tree")
+    s_title += f"<br>{_SUBTITLE}keyed by content, survives scans</span>"
     u_title = (f"Unstable tree: {len(unstable)} item{'s' if len(unstable) != 1 else ''}"
-               f"<br>{_SUBTITLE}pages unchanged for one scan; emptied when a full scan starts"
-               "</span>")
+               if counts else "Unstable tree")
+    u_title += (f"<br>{_SUBTITLE}pages unchanged for one scan; emptied when a full scan "
+                "starts</span>")
     top, bottom, gap = 105, 80, 75
     height = int(top + bottom + gap + sg.px + ug.px)
     spacing = gap / (height - top - bottom)
