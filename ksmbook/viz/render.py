@@ -22,7 +22,7 @@ keeps that bundle (JupyterLab still uses it) and adds
 
 Width: every builder designs its figure at a fixed ``layout.width`` (900 px for
 most).  The saved plotly JSON and HTML are *responsive* instead
-(``responsive()``: no width, ``autosize``, plotly's ``responsive`` config), so a
+(``responsive()``: no width, ``autosize``; see PLOTLY_CONFIG), so a
 figure fills the output area, in an 800 px window too, rather than being cut off
 at its right edge; the height stays as designed.  The static image is drawn at
 the designed width.  (The live widgets keep the designed width while it fits and
@@ -43,6 +43,13 @@ RENDERER = "ksmbook"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 IMAGE_ENV = "KSMBOOK_STATIC_IMAGES"
 _image_failed: list[str] = []      # the reason, once: kaleido is not retried per figure
+# The book's plotly config for every figure it sends.  Not ``responsive``: with it,
+# ``autosize`` and no ``layout.width``, plotly.js sizes the plot's containers at 100% of
+# the figure div, whose height is auto; once ``Plots.resize`` (which JupyterLab's plotly
+# renderer calls on every panel resize) has dropped ``layout.height`` the figure
+# collapses to 0 px.  ``autosize`` alone still fills the width whenever plotly.js lays
+# the figure out, and keeps the designed height.
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": False}
 
 
 def _fig_dict(fig) -> dict:
@@ -75,7 +82,7 @@ def figure_html(fig) -> str:
     """The figure as an HTML fragment that needs plotly.js loaded once by the page."""
     return pio.to_html(responsive(fig), include_plotlyjs=False, full_html=False,
                        div_id=figure_id(fig), validate=False, default_width="100%",
-                       config={"displaylogo": False, "responsive": True})
+                       config=dict(PLOTLY_CONFIG))
 
 
 def wanted_image_format() -> str | None:
@@ -134,7 +141,7 @@ class BookRenderer(PlotlyRenderer):
     def to_mimebundle(self, fig_dict):
         image = static_image(fig_dict)                      # at the designed width
         bundle = super().to_mimebundle(responsive(fig_dict))
-        bundle[PLOTLY_MIME].setdefault("config", {})["responsive"] = True
+        bundle[PLOTLY_MIME].setdefault("config", {}).update(PLOTLY_CONFIG)
         bundle["text/html"] = figure_html(fig_dict)
         bundle.update(image)
         return bundle

@@ -42,7 +42,7 @@ def figure_json(fig) -> dict:
     """``fig`` (a go.Figure or its dict) as plain JSON types (numpy arrays become
     lists), responsive, with the book's plotly config: what every view draws."""
     d = render.responsive(fig)
-    d["config"] = {"displaylogo": False, "responsive": True}
+    d["config"] = dict(render.PLOTLY_CONFIG)
     return d
 
 

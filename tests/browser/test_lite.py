@@ -462,13 +462,6 @@ def test_index_then_chapter_10_run_in_jupyterlite_and_draw(served, kept_context)
                                   "chromium_memory": memory, "screenshot": str(shot)}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug (found by this test; widgets/plot.py, viz/render.py): a plotly figure of the "
-    "book (a live one redrawn by a click, and static outputs too) collapses to 0 px high when "
-    "the window's height changes: plotly's responsive config sets its containers to "
-    "height:100% of a div of auto height once Plots.resize has dropped layout.height "
-    "(/work/coord/lite-to-browser.md). Strict: when it is fixed this XPASS fails, and the "
-    "marker goes."))
 def test_a_redrawn_live_figure_survives_a_resize(kept_context):
     page = _kept.get("10")
     if page is None:
