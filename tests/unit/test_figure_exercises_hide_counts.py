@@ -9,6 +9,14 @@ from ksmbook import exercises
 from ksmbook.exercises import ch03, ch04
 
 
+@pytest.fixture(autouse=True)
+def _self_study_after():
+    """Every test here seeds the exercises: give the next test file the book's numbers back."""
+    exercises.seed(None)
+    yield
+    exercises.seed(None)
+
+
 def _captions(fig) -> list[str]:
     return [a.text for a in fig.layout.annotations if a.text] + [fig.layout.title.text or ""]
 
