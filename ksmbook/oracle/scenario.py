@@ -129,9 +129,19 @@ class Step:
         if not (isinstance(value, int) and 0 <= value <= 255):
             raise ScenarioError(f"{self.describe()}: {what} must be an int 0..255")
 
-    def _check_range(self) -> None:
-        page, count = getattr(self, "page"), getattr(self, "count")
-        if page < 0 or count < 1:
+
+@dataclass(frozen=True)
+class RangeStep(Step):
+    """A step on pages [page, page+count) of one process's region: the fields every
+    such step starts with, and their check.  Subclasses add their own fields after
+    these (the order the contract's call-like text and dicts use)."""
+    proc: str
+    region: str
+    page: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.page < 0 or self.count < 1:
             raise ScenarioError(f"{self.describe()}: need page >= 0 and count >= 1")
 
 
@@ -188,36 +198,28 @@ class Mmap(Step):
 
 @step
 @dataclass(frozen=True)
-class Fill(Step):
+class Fill(RangeStep):
     """memset pages [page, page+count) of the region to ``byte``."""
     op: ClassVar[str] = "fill"
-    proc: str
-    region: str
-    page: int
-    count: int
     byte: int
 
     def __post_init__(self) -> None:
-        self._check_range()
+        super().__post_init__()
         self._check_byte(self.byte)
 
 
 @step
 @dataclass(frozen=True)
-class Unique(Step):
+class Unique(RangeStep):
     """Give every page distinct content: memset 0, then the 8-byte little-endian
     value ``tag << 32 | page_index`` at offset 0 (``page_index`` counts from the
     region's start).  ``tag`` must be >= 1: with tag 0, page 0 would be an
     all-zero page and would merge with every other zero page."""
     op: ClassVar[str] = "unique"
-    proc: str
-    region: str
-    page: int
-    count: int
     tag: int
 
     def __post_init__(self) -> None:
-        self._check_range()
+        super().__post_init__()
         if not (isinstance(self.tag, int) and 1 <= self.tag < 2**32):
             raise ScenarioError(f"{self.describe()}: tag must be an int in 1..2**32-1")
 
@@ -241,64 +243,42 @@ class Poke(Step):
 
 @step
 @dataclass(frozen=True)
-class TouchRead(Step):
+class TouchRead(RangeStep):
     """Read one byte of each page: a read fault maps the shared zero page."""
     op: ClassVar[str] = "touch_read"
-    proc: str
-    region: str
-    page: int
-    count: int
-
-    def __post_init__(self) -> None:
-        self._check_range()
 
 
 @step
 @dataclass(frozen=True)
-class Madvise(Step):
+class Madvise(RangeStep):
     """madvise() with one of MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_DONTNEED."""
     op: ClassVar[str] = "madvise"
-    proc: str
-    region: str
-    page: int
-    count: int
     advice: str
 
     def __post_init__(self) -> None:
-        self._check_range()
+        super().__post_init__()
         if self.advice not in ADVICES:
             raise ScenarioError(f"{self.describe()}: advice must be one of {ADVICES}")
 
 
 @step
 @dataclass(frozen=True)
-class Mprotect(Step):
+class Mprotect(RangeStep):
     """mprotect() to "none", "r" or "rw"."""
     op: ClassVar[str] = "mprotect"
-    proc: str
-    region: str
-    page: int
-    count: int
     prot: str
 
     def __post_init__(self) -> None:
-        self._check_range()
+        super().__post_init__()
         if self.prot not in PROTS:
             raise ScenarioError(f"{self.describe()}: prot must be one of {PROTS}")
 
 
 @step
 @dataclass(frozen=True)
-class Munmap(Step):
+class Munmap(RangeStep):
     """munmap() pages of a region (the rest of the region stays mapped)."""
     op: ClassVar[str] = "munmap"
-    proc: str
-    region: str
-    page: int
-    count: int
-
-    def __post_init__(self) -> None:
-        self._check_range()
 
 
 @step
@@ -387,34 +367,20 @@ class Batch(Step):
 
 @step
 @dataclass(frozen=True)
-class Hugepage(Step):
+class Hugepage(RangeStep):
     """madvise(MADV_HUGEPAGE), or MADV_NOHUGEPAGE with ``on=False``, as QEMU does
     on guest RAM: VM_HUGEPAGE on the VMA.  In ``madvise`` mode the next fault in an
     aligned 2 MiB block of the region maps a THP (a region of 512 pages is aligned:
     the kernel places anonymous mappings of a 2 MiB multiple on a 2 MiB boundary)."""
     op: ClassVar[str] = "hugepage"
-    proc: str
-    region: str
-    page: int
-    count: int
     on: bool = True
-
-    def __post_init__(self) -> None:
-        self._check_range()
 
 
 @step
 @dataclass(frozen=True)
-class Dontneed(Step):
+class Dontneed(RangeStep):
     """madvise(MADV_DONTNEED): zap the pages; the next touch faults them anew."""
     op: ClassVar[str] = "dontneed"
-    proc: str
-    region: str
-    page: int
-    count: int
-
-    def __post_init__(self) -> None:
-        self._check_range()
 
 
 @step
