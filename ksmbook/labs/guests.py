@@ -210,13 +210,15 @@ def divergence_sweep(guests: int = 8, fractions=(0.0, 0.25, 0.5, 0.75, 1.0),
 
 
 def density_table(sweep: dict) -> str:
-    """The text twin of the density figure."""
-    lines = [f"{'mix':<18} {'guests':>6} {'saved %':>8} {'kernel':>7} {'libs':>6} {'zero':>6} "
-             f"{'guests/GiB':>10} {'ksmd CPU ms':>11}"]
+    """The text twin of the density figure, at most 76 characters a line (the mix
+    column as wide as its longest name), so that it does not wrap at 800 px."""
+    mix_w = max([len(mix) for mix in sweep] + [3])
+    lines = [f"{'mix':<{mix_w}} {'guests':>6} {'saved %':>7} {'kernel':>6} {'libs':>5} "
+             f"{'zero':>5} {'guests/GiB':>10} {'ksmd CPU ms':>11}"]
     for mix, rows in sweep.items():
         for r in rows:
             s = r.saved
-            lines.append(f"{mix:<18} {r.guests:>6} {r.saved_percent:>8.1f} {s['kernel']:>7} "
-                         f"{s['libs']:>6} {s['zero']:>6} {r.guests_per_gib():>10.0f} "
-                         f"{r.ksmd_cpu_ms:>11.1f}")
+            lines.append(f"{mix:<{mix_w}} {r.guests:>6} {r.saved_percent:>7.1f} "
+                         f"{s['kernel']:>6} {s['libs']:>5} {s['zero']:>5} "
+                         f"{r.guests_per_gib():>10.0f} {r.ksmd_cpu_ms:>11.1f}")
     return "\n".join(lines)

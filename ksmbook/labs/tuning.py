@@ -208,15 +208,18 @@ def scan_cost_ns() -> int:
 
 
 def summary_table(timelines: list[Timeline]) -> str:
-    """The text twin of the sweeps: per run, the final saving, profit, CPU and speed."""
-    head = (f"{'run':<28} {'saved MiB':>9} {'profit MiB':>10} {'scans':>5} "
-            f"{'ksmd CPU %':>10} {'90% saved at':>12}")
+    """The text twin of the sweeps: per run, the final saving, profit, CPU and speed.
+    At most 76 characters a line (the run column as wide as its longest label), so
+    that it does not wrap in an 800 px window."""
+    run_w = max([len(tl.label) for tl in timelines] + [3])
+    head = (f"{'run':<{run_w}} {'saved MiB':>9} {'profit MiB':>10} {'scans':>5} "
+            f"{'ksmd CPU%':>9} {'90% saved':>9}")
     lines = [head]
     for tl in timelines:
         f = tl.final
         t90 = tl.time_to_save()
-        lines.append(f"{tl.label:<28} {f.saved_bytes / 2**20:>9.2f} "
+        lines.append(f"{tl.label:<{run_w}} {f.saved_bytes / 2**20:>9.2f} "
                      f"{f.general_profit / 2**20:>10.2f} {f.full_scans:>5} "
-                     f"{tl.mean_cpu_percent():>10.2f} "
-                     f"{(f'{t90:.0f} ms' if t90 is not None else 'never'):>12}")
+                     f"{tl.mean_cpu_percent():>9.2f} "
+                     f"{(f'{t90:.0f} ms' if t90 is not None else 'never'):>9}")
     return "\n".join(lines)

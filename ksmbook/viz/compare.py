@@ -223,8 +223,10 @@ def grid_figure(cmp, *, max_width: int = 1180) -> go.Figure:
         text=(f"white: equal · blue: equal, changed by this step · grey: no such process<br>"
               f"orange, boxed: differs ({cmp.sides[0]}≠{cmp.sides[1] or 'other'}) · "
               "beige: a field only one side prints"),
-        xref="paper", yref="paper", x=0, y=0, yshift=-6, xanchor="left", yanchor="top",
-        align="left", showarrow=False, font=dict(size=12, color="#444444"))]
+        # from the figure's left edge, under the row labels too: from the plot's edge
+        # it was cut at the right in an 800 px window
+        xref="paper", yref="paper", x=0, y=0, xshift=10 - label_w, yshift=-6, xanchor="left",
+        yanchor="top", align="left", showarrow=False, font=dict(size=12, color="#444444"))]
     return go.Figure(data=[heat], layout=layout)
 
 

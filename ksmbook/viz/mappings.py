@@ -1,10 +1,12 @@
 """Who maps what: every present PTE drawn as a line from a virtual page to its frame.
 
 Virtual pages (grouped by process) sit in the outer columns, frames in the middle
-one, ordered to keep lines short: the first half of the processes (the parent
-after a fork) on the left, the others (the child) on the right, so that the two
-mappings of one frame meet it from both sides instead of crossing each other.
-With one process, its pages are on the left and the frames on the right.  When
+one: the first half of the processes (the parent after a fork) on the left, the
+others (the child) on the right, so that the two mappings of one frame meet it
+from both sides.  Each frame has its own band of rows (the frame on its top row,
+its label above, its mappers beside it), so no line crosses another frame's line
+or label.  With one process, its pages are on the left and the frames on the
+right, their labels to the right of them.  When
 KSM merges, several lines meet at one orange frame; a read-only PTE is drawn
 dashed (a write to it will fault).
 Fixed traces: writable lines, read-only lines, virtual pages, then one trace of
@@ -33,25 +35,53 @@ def _spread(n: int, span: float) -> list[float]:
 
 
 def _rows(snap: MachineSnapshot):
-    """Virtual pages per side in process order; frames ordered by the mean height of
-    their mappers (each side spread over the whole height)."""
+    """Virtual pages per side in process order, and frames.
+
+    One side (one process): the pages evenly spread, the frames ordered by the mean
+    height of their mappers.  Two sides (a fork, two guests): frame by frame, in the
+    order of their first mapper, each frame with its own band of rows: the frame on
+    its top row with its label above it, its mappers on both sides on the band's rows.
+    Every line then stays inside its frame's band, so no line crosses another frame's
+    line or label (chapter 02's fork: all lines are level)."""
     maps = sorted(snap.mappings, key=lambda m: (m.pid, m.address))
     side = _sides(maps)
     cols = {c: [m for m in maps if side[m.pid] == c] for c in ("left", "right")}
+    if cols["right"]:
+        return (maps, *_bands(cols), side)
     frames_of = {}
     for c, col in cols.items():
         for i, m in enumerate(col):
             frames_of.setdefault(m.pfn, []).append(i / (len(col) - 1) if len(col) > 1 else 0.5)
     frames = sorted(frames_of, key=lambda pfn: (sum(frames_of[pfn]) / len(frames_of[pfn]), pfn))
-    span = max(len(cols["left"]), len(cols["right"]), len(frames), 1) - 1
-    if cols["right"] and len(frames) > 1:
-        # between two columns the label goes above each frame: 1.5 rows apart at least
-        span = max(span, 1.5 * (len(frames) - 1))
+    span = max(len(cols["left"]), len(frames), 1) - 1
     vy = {}
     for col in cols.values():
         vy.update({(m.pid, m.address): y for m, y in zip(col, _spread(len(col), span))})
     fy = dict(zip(frames, _spread(len(frames), span)))
     return maps, frames, vy, fy, span, side
+
+
+#: rows between the last row of one frame's band and the next frame (its label above it)
+BAND_GAP = 1.5
+
+
+def _bands(cols):
+    """Two-sided rows: (frames, page y, frame y, span), one band of rows per frame."""
+    mappers = {}
+    for s_i, c in enumerate(("left", "right")):
+        for rank, m in enumerate(cols[c]):
+            mappers.setdefault(m.pfn, {"left": [], "right": [], "key": (rank, s_i)})
+            mappers[m.pfn][c].append(m)
+    frames = sorted(mappers, key=lambda pfn: (mappers[pfn]["key"], pfn))
+    vy, fy, row = {}, {}, 0.0
+    for pfn in frames:
+        fy[pfn] = -row
+        for c in ("left", "right"):
+            vy.update({(m.pid, m.address): -(row + i) for i, m in enumerate(mappers[pfn][c])})
+        rows = max(len(mappers[pfn]["left"]), len(mappers[pfn]["right"]), 1)
+        last = row + rows - 1
+        row = last + BAND_GAP
+    return frames, vy, fy, (last if frames else 0.0)
 
 
 def _line_trace(segments, name, dash, colour) -> dict:

@@ -52,21 +52,43 @@ TITLE_CHARS = 58
 TITLE_LINE_PX = 24
 
 
-def wrap_title(title: str, chars: int = TITLE_CHARS) -> str:
-    """``title`` broken into lines of at most ``chars`` characters at spaces (plotly
-    never wraps a title: a long one was cut at the right in an 800 px window).  A
-    title that already has a ``<br>`` is kept as it is."""
-    if not title or "<br>" in title or len(title) <= chars:
-        return title
+def _greedy_lines(words: list[str], chars: int) -> list[str]:
     lines, line = [], ""
-    for word in title.split(" "):
+    for word in words:
         if line and len(line) + 1 + len(word) > chars:
             lines.append(line)
             line = word
         else:
             line = f"{line} {word}" if line else word
-    lines.append(line)
+    return lines + [line]
+
+
+def wrap_title(title: str, chars: int = TITLE_CHARS) -> str:
+    """``title`` broken into lines of at most ``chars`` characters at spaces (plotly
+    never wraps a title: a long one was cut at the right in an 800 px window), as
+    few lines as that takes and of about equal length (no lone last word).  A title
+    that already has a ``<br>`` is kept as it is."""
+    if not title or "<br>" in title or len(title) <= chars:
+        return title
+    words = title.split(" ")
+    lines = _greedy_lines(words, chars)
+    for narrower in range(-(-len(title) // len(lines)), chars):
+        even = _greedy_lines(words, narrower)
+        if len(even) == len(lines):
+            lines = even
+            break
     return "<br>".join(lines)
+
+
+def title_pad(text: str) -> float:
+    """Pixels above a title anchored at the figure's top edge (``yanchor="top"``).
+
+    plotly.js puts the *last* line of a multi-line title where a one-line title
+    would be and stacks the others above it: a title wrapped into two lines had its
+    first line above the figure, over the output before it (every wrapped title of
+    the book, at every width).  The pad moves the whole title down by its extra
+    lines."""
+    return 10 + (text or "").count("<br>") * TITLE_LINE_PX
 
 
 def base_layout(title: str, width: int, height: int, **extra) -> dict:
@@ -80,7 +102,7 @@ def base_layout(title: str, width: int, height: int, **extra) -> dict:
         # wrapped into rows in a narrow window, grows up into that margin without
         # running over the title
         title=dict(text=wrapped, x=0.01, xanchor="left", y=1.0, yref="container",
-                   yanchor="top", pad=dict(t=10), font=dict(size=TITLE_SIZE)),
+                   yanchor="top", pad=dict(t=title_pad(wrapped)), font=dict(size=TITLE_SIZE)),
         width=width, height=height, font=FONT, plot_bgcolor=BG, paper_bgcolor=BG,
         margin=dict(l=20, r=20, t=60, b=20), hoverlabel=dict(font=dict(size=13)),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0,

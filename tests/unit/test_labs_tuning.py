@@ -74,6 +74,23 @@ def test_figures_have_one_line_per_run_and_text_twins():
     assert len(tviz.profit_figure(runs).data) == 2
     table = tuning.summary_table(runs)
     assert "pages_to_scan=100" in table and "pages_to_scan=400" in table
+    long = tuning.run_timeline({}, SMALL, duration_ms=1000, label="advisor scan-time, target 2 s")
+    assert max(map(len, tuning.summary_table(runs + [long]).splitlines())) <= 76   # 800 px
+
+
+def test_tradeoff_labels_stay_inside_the_plot_at_800px():
+    """Issue 8: the fastest run's label ("pages_to_scan=1600") was cut at the right."""
+    runs = tuning.sweep("pages_to_scan", (100, 400, 1600), SMALL, duration_ms=1000)
+    fig = tviz.tradeoff_figure(runs)
+    lay = fig.layout
+    plot_px = 600 - lay.margin.l - lay.margin.r
+    for t in fig.data:
+        x_px = t.x[0] / lay.xaxis.range[1] * plot_px
+        label_px = len(t.text[0]) * 14 * 0.62 + 8
+        if t.textposition.endswith("right"):
+            assert x_px + label_px <= plot_px, t.text[0]
+        else:
+            assert x_px - label_px >= 0, t.text[0]
 
 
 @pytest.mark.parametrize("ex", ch06.EXERCISES, ids=lambda ex: ex.name)

@@ -158,6 +158,68 @@ def test_after_fork_the_parent_is_left_the_child_right_and_no_lines_cross():
     assert min((b - a) * px for a, b in zip(frames, frames[1:])) >= 34
 
 
+def _px_per_unit(fig, width=600):
+    """(x, y) pixels per data unit of a figure drawn ``width`` px wide (an 800 px window)."""
+    lay = fig.layout
+    xr, yr = lay.xaxis.range, lay.yaxis.range
+    return ((width - lay.margin.l - lay.margin.r) / (xr[1] - xr[0]),
+            (lay.height - lay.margin.t - lay.margin.b) / (yr[1] - yr[0]))
+
+
+def _label_boxes(fig, width=600):
+    """Data-unit boxes of the frames' labels drawn above their frames (13 px text,
+    0.6 em a character, its baseline 9 px above the frame's centre)."""
+    px, py = _px_per_unit(fig, width)
+    boxes = []
+    for t in fig.data[3:]:
+        for x, y, text in zip(t.x, t.y, t.text):
+            half = len(text) * 13 * 0.6 / 2 / px
+            boxes.append((text, x - half, y + 9 / py, x + half, y + 25 / py))
+    return boxes
+
+
+def _crosses(seg, box, steps=400):
+    x0, y0, x1, y1 = seg
+    _, bx0, by0, bx1, by1 = box
+    return any(bx0 < x0 + (x1 - x0) * k / steps < bx1 and by0 < y0 + (y1 - y0) * k / steps < by1
+               for k in range(steps + 1))
+
+
+def _forked_and_written():
+    s = Scene()
+    s.spawn("parent")
+    s.mmap("parent", "mem", 4)
+    for i in range(4):
+        s.write("parent", i, bytes([65 + i]) * 256)
+    s.fork("parent", "child")
+    for who, page in (("child", 0), ("parent", 0), ("child", 1)):
+        s.write(who, page, b"x")
+    return s
+
+
+@pytest.mark.parametrize("scene", ["fork", "two guests merged"])
+def test_no_line_crosses_a_frame_label_at_800px(scene):
+    """Issue 8: chapter 02's frame labels (between the parent's and the child's pages)
+    were crossed by the lines of the frames next to them in an 800 px window."""
+    if scene == "fork":
+        s = _forked_and_written()
+    else:
+        s = identical_pages(4, unique=2, procs=2)
+        s.machine.ksmd.run_full_scans(2)
+    fig = viz.mappings_figure(viz.snapshot(s))
+    boxes = _label_boxes(fig)
+    assert len(boxes) == (6 if scene == "fork" else 5)
+    crossed = [(box[0], seg) for box in boxes for seg in _segments(fig) if _crosses(seg, box)]
+    assert not crossed
+    # and the labels do not overlap one another
+    for a in boxes:
+        for b in boxes:
+            if a is not b:
+                assert not (a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]), (a, b)
+    if scene == "fork":             # one mapper a side per frame: every line is level
+        assert all(y0 == y1 for _, y0, _, y1 in _segments(fig))
+
+
 def test_mapping_rows_of_64_pages_are_at_least_a_label_apart():
     s = identical_pages(32, unique=32)
     fig = viz.mappings_figure(viz.snapshot(s))
@@ -347,6 +409,46 @@ def test_pagewalk_figure_of_a_ksm_page_shows_indices_entries_and_bits():
     assert "PTE[" in viz.pagewalk_text(w) and "-> frame" in viz.pagewalk_text(w)
 
 
+def _text_px(text, size, bold=False):
+    """A generous estimate of a DejaVu Sans label's width in pixels."""
+    import re
+    plain = re.sub(r"<[^>]+>", "", text)
+    em = sum(0.72 if c.isupper() else 0.64 if c.isdigit() else 0.32 if c == " "
+             else 0.6 if c.isalpha() or c in "_×" else 0.4 for c in plain)
+    return em * size * (1.1 if bold else 1.0)
+
+
+@pytest.mark.parametrize("state", ["hole", "zero page", "anonymous", "PTE empty"])
+def test_every_pagewalk_text_fits_its_box_at_800px(state):
+    """Issue 8: in an 800 px window (a ~600 px output) "PROTNONE", "PGD index 254"
+    and "handle_mm_fault()" ran over their boxes."""
+    s = Scene(page_size=4096)
+    s.spawn("p")
+    addr = s.mmap("p", "buf", 4)
+    if state in ("zero page", "PTE empty"):
+        s.read("p", 0, 8)
+    if state == "anonymous":
+        s.write("p", 0, b"hello")
+    w = viz.walk(s, "p", addr + (3 * 4096 if state == "PTE empty" else 0))
+    fig = viz.pagewalk_figure(w)
+    lay = fig.layout
+    px = (600 - lay.margin.l - lay.margin.r) / (lay.xaxis.range[1] - lay.xaxis.range[0])
+    rects = [sh for sh in lay.shapes if sh.type == "rect"]
+    assert max(sh.x1 for sh in rects) < lay.xaxis.range[1]     # no box cut at the right
+    checked = 0
+    for a in lay.annotations:
+        if a.showarrow or not a.text:
+            continue
+        around = [sh for sh in rects if sh.x0 <= a.x <= sh.x1 and sh.y0 <= a.y <= sh.y1]
+        if not around:
+            continue
+        box = min(around, key=lambda sh: sh.x1 - sh.x0)
+        bold = a.text.startswith("<b>")
+        assert _text_px(a.text, a.font.size, bold) + 4 <= (box.x1 - box.x0) * px, a.text
+        checked += 1
+    assert checked >= 20
+
+
 def test_pagewalk_of_an_untouched_page_stops_at_the_hole():
     s = Scene(page_size=4096)
     s.spawn("p")
@@ -488,3 +590,12 @@ def test_long_titles_wrap_for_an_800px_window_and_the_plot_keeps_its_size():
     assert wrap_title("short") == "short" and wrap_title("a<br>" + long) == "a<br>" + long
     plain, grown = base_layout("short", 900, 400), base_layout(long, 900, 400)
     assert grown["height"] - plain["height"] == grown["margin"]["t"] - plain["margin"]["t"] > 0
+    # plotly.js draws a multi-line title's last line where a one-line title would be
+    # and the others above it: the pad must move it down by its extra lines, or the
+    # first line is drawn above the figure, over the output before it
+    assert plain["title"]["pad"]["t"] == 10
+    assert grown["title"]["pad"]["t"] >= 10 + 24 * wrapped.count("<br>")
+    assert grown["margin"]["t"] >= grown["title"]["pad"]["t"] + 24      # the last line's bottom
+    # lines of about equal length: no lone last word
+    lines = wrap_title("Before vm1[1] is scanned: vm1[0] waits in the unstable tree").split("<br>")
+    assert len(lines) == 2 and min(map(len, lines)) >= 0.7 * max(map(len, lines))
