@@ -20,7 +20,7 @@ from ..cli import SHORT, STAT_SHORT
 from ..oracle.scenario import COUNTERS, KSM_STAT_FIELDS
 from .snapshot import PAGE_COUNTERS
 from ..oracle.sidebyside import ABSENT
-from .style import OKABE_ITO, base_layout
+from .style import OKABE_ITO, base_layout, wrap_title
 from .timeline import STYLE
 
 __all__ = ["PAGE_COUNTERS", "timeline_figure", "grid_figure", "grid_rows", "trace_table",
@@ -69,7 +69,20 @@ def _title(cmp, what: str) -> str:
         sub = f"{cmp.sides[0]} · {cmp.sides[1]}: {cmp.headline()}"
     else:
         sub = f"{left.label} · {right.label}: {cmp.headline()}"
-    return f"{name}: {what}<br><span style='font-size:13px'>{sub}</span>"
+    # the subtitle (up to ~110 characters) in lines that fit 600 px at 13 px: one line
+    # was cut at the right in an 800 px window
+    lines = wrap_title(sub, SUB_CHARS).split("<br>")
+    return f"{name}: {what}" + "".join(f"<br><span style='font-size:13px'>{line}</span>"
+                                       for line in lines)
+
+
+#: characters of a 13 px subtitle line that fit the ~600 px output of an 800 px window
+SUB_CHARS = 78
+
+
+def title_lines(cmp) -> int:
+    """Lines of the figures' title (name and what, then the wrapped subtitle)."""
+    return _title(cmp, "").count("<br>") + 1
 
 
 def timeline_figure(cmp, counters=PAGE_COUNTERS, *, width: int = 1000,
@@ -108,8 +121,9 @@ def timeline_figure(cmp, counters=PAGE_COUNTERS, *, width: int = 1000,
                     line=dict(width=1.5, color="#000000")),
         hovertemplate="after step %{x}: %{text}<extra>differs</extra>"))
     top = max([v for t in traces for v in (t.y or ())] + [1])
-    layout = base_layout(_title(cmp, "counters after every step"), width, height,
-                         margin=dict(l=70, r=20, t=95, b=60))
+    more = 18 * (title_lines(cmp) - 2)          # a wrapped subtitle: the plot keeps its size
+    layout = base_layout(_title(cmp, "counters after every step"), width, height + more,
+                         margin=dict(l=70, r=20, t=95 + more, b=60))
     layout["legend"].update(orientation="v", y=1.0, yanchor="top", x=1.02, xanchor="left")
     layout["shapes"] = [dict(type="rect", xref="x", yref="paper", x0=i - 0.45, x1=i + 0.45,
                              y0=0, y1=1, fillcolor=SCAN_BAND, line=dict(width=0),
@@ -190,7 +204,14 @@ def grid_figure(cmp, *, max_width: int = 1180) -> go.Figure:
     labels = [label for label, _ in table]
     z = [[c for c, _, _ in line] for _, line in table]
     show_text = cell_w >= 40
-    text = [[t if show_text else "" for _, t, _ in line] for _, line in table]
+    # in an 800 px window (~600 px) the cells shrink to fit: a text wider than its cell
+    # there ("16k≠12k") ran into its neighbours; a differing cell then reads "≠"
+    # (the hover and the text twin give both values)
+    narrow_chars = int(((600 - label_w - 20) / n - 4) / 6.6)
+
+    def fit(cls, t):
+        return t if len(t) <= narrow_chars or cls != DIFFERS else "≠"
+    text = [[fit(c, t) if show_text else "" for c, t, _ in line] for _, line in table]
     hover = [[f"after step {i}: {h}" for i, (_, _, h) in enumerate(line)] for _, line in table]
     bad = [(i, label) for label, line in table for i, (c, _, _) in enumerate(line)
            if c == DIFFERS]
@@ -204,8 +225,10 @@ def grid_figure(cmp, *, max_width: int = 1180) -> go.Figure:
                       hovertemplate="%{customdata}<extra></extra>")
     width = label_w + cell_w * n + 30
     height = 175 + row_h * len(labels)
-    layout = base_layout(_title(cmp, "every value after every step"), max(width, 760), height,
-                         margin=dict(l=label_w, r=20, t=100, b=55), showlegend=False,
+    more = 18 * (title_lines(cmp) - 2)
+    layout = base_layout(_title(cmp, "every value after every step"), max(width, 760),
+                         height + more, margin=dict(l=label_w, r=20, t=100 + more, b=55),
+                         showlegend=False,
                          plot_bgcolor="#BDBDBD")
     # a box around each differing cell (shapes: they frame the cell, not cover its text)
     layout["shapes"] = [dict(type="rect", xref="x", yref="y", x0=i - 0.47, x1=i + 0.47,
@@ -234,31 +257,62 @@ def grid_figure(cmp, *, max_width: int = 1180) -> go.Figure:
 # Text twins
 # --------------------------------------------------------------------------
 
-def _widths(traces) -> list[int]:
+#: characters of a text line that fit an 800 px window's output (~78 monospace)
+TEXT_WIDTH = 76
+#: the counters in two bands of columns: eleven side by side made ~130-character
+#: lines that wrapped in two or three at 800 px
+BANDS = (COUNTERS[:6], COUNTERS[6:])
+
+
+def _widths(traces, counters=COUNTERS) -> list[int]:
     return [max([len(SHORT[c])] + [len(str(s["counters"][c])) for t in traces if t is not None
-                                   for s in t.snapshots]) for c in COUNTERS]
+                                   for s in t.snapshots]) for c in counters]
 
 
-def _head(widths, side: int = 0) -> str:
-    cells = " ".join(f"{SHORT[c]:>{w}}" for c, w in zip(COUNTERS, widths))
-    return f"{'step':>4} {'op':<{OP_WIDTH}} " + (f"{'side':<{side}} " if side else "") + cells
+def _op_width(bands_widths, side: int = 0) -> int:
+    """The op column: as wide as the widest band leaves within TEXT_WIDTH."""
+    cells = max(sum(w) + len(w) - 1 for w in bands_widths)
+    return max(12, min(OP_WIDTH, TEXT_WIDTH - 5 - (side + 1 if side else 0) - cells - 1))
 
 
-def _line(step, op, values, widths, side=None, side_width=0) -> str:
+def _head(widths, side: int = 0, counters=COUNTERS, op_w: int = OP_WIDTH) -> str:
+    cells = " ".join(f"{SHORT[c]:>{w}}" for c, w in zip(counters, widths))
+    return f"{'step':>4} {'op':<{op_w}} " + (f"{'side':<{side}} " if side else "") + cells
+
+
+def _line(step, op, values, widths, side=None, side_width=0, op_w: int = OP_WIDTH) -> str:
     cells = " ".join(f"{v:>{w}}" for v, w in zip(values, widths))
     head = f"{step:>4}" if step is not None else " " * 4
-    return (f"{head} {short_op(op):<{OP_WIDTH}} "
+    return (f"{head} {short_op(op, op_w):<{op_w}} "
             + (f"{side:<{side_width}} " if side is not None else "") + cells)
 
 
 def trace_table(trace) -> str:
-    """The counters after every step of one trace (deltas for pages_scanned/skipped)."""
-    widths = _widths([trace])
-    lines = [f"{trace.scenario.name}: {trace.label}", _head(widths)]
-    for s in trace.snapshots:
-        op = s["op"] + (f" -> {s['error']}" if s["error"] else "")
-        lines.append(_line(s["step"], op, [s["counters"][c] for c in COUNTERS], widths))
+    """The counters after every step of one trace (deltas for pages_scanned/skipped),
+    in two bands of columns (BANDS) so that no line is wider than TEXT_WIDTH."""
+    widths = [_widths([trace], band) for band in BANDS]
+    op_w = _op_width(widths)
+    lines = [f"{trace.scenario.name}: {trace.label}"]
+    for k, (band, w) in enumerate(zip(BANDS, widths)):
+        lines += [""] * (k > 0) + [_head(w, counters=band, op_w=op_w)]
+        for s in trace.snapshots:
+            op = s["op"] + (f" -> {s['error']}" if s["error"] else "")
+            lines.append(_line(s["step"], op, [s["counters"][c] for c in band], w, op_w=op_w))
     return "\n".join(lines)
+
+
+def _wrap_items(head: str, items: list[str], indent: int = 14) -> list[str]:
+    """``head`` and the comma-separated ``items``, wrapped between items (never inside
+    one) into lines of at most TEXT_WIDTH characters where the items allow."""
+    lines, line = [], head
+    for k, item in enumerate(items):
+        piece = item + ("," if k < len(items) - 1 else "")
+        if line.strip() and line != head and len(line) + 1 + len(piece) > TEXT_WIDTH:
+            lines.append(line)
+            line = " " * indent + piece
+        else:
+            line = f"{line}{' ' if line != head else ''}{piece}"
+    return lines + [line]
 
 
 def _tails(a, b) -> tuple[str, str]:
@@ -285,38 +339,46 @@ def compare_table(cmp, limit: int = 24) -> str:
         return trace_table(cmp.left)
     left, right = cmp.left, cmp.right
     a_side, b_side = cmp.sides
-    widths = _widths([left, right])
+    widths = [_widths([left, right], band) for band in BANDS]
     sw = max(len(a_side), len(b_side), len("both"), 4)
+    op_w = _op_width(widths, sw)
     if left.scenario.name == right.scenario.name:
         head = f"{cmp.scenario.name}: {left.label} beside {right.label}"
     else:
         head = f"{left.scenario.name} ({a_side}) beside {right.scenario.name} ({b_side})"
-    lines = [head,
-             f"  one 'both' row where all agree; else '{a_side}' and '{b_side}' rows, * on what "
-             f"differs, '·' where {b_side} agrees",
-             _head(widths, sw)]
-    for i, (a, b) in enumerate(zip(left.snapshots, right.snapshots)):
-        diffs = cmp.at(i)
-        op = a["op"] + (f" -> {a['error']}" if a["error"] else "")
-        if not diffs:
-            lines.append(_line(i, op, [a["counters"][c] for c in COUNTERS], widths, "both", sw))
-            continue
-        bad = {d.path.split(".", 1)[1] for d in diffs if d.path.startswith("counters.")}
-        lines.append(_line(i, op, [f"{a['counters'][c]}{'*' if c in bad else ''}"
-                                   for c in COUNTERS], widths, a_side, sw))
-        lines.append(_line(None, "", [f"{b['counters'][c]}*" if c in bad else "·"
-                                      for c in COUNTERS], widths, b_side, sw))
-        per_proc: dict[str, list[str]] = {}
-        for d in diffs:
-            parts = d.path.split(".")
-            if parts[0] == "ksm_stat":
-                per_proc.setdefault(parts[1], []).append(f"{STAT_SHORT.get(parts[2], parts[2])} "
-                                                         f"{d.a}|{d.b}")
-            elif parts[0] != "counters":
-                per_proc.setdefault("", []).append(f"{d.path} " + "|".join(_tails(d.a, d.b)))
-        for proc, items in per_proc.items():
-            where = f"ksm_stat {proc}" if proc else "step"
-            lines.append(f"{'':>12}{where} ({a_side}|{b_side}): " + ", ".join(items))
+    if len(head) > TEXT_WIDTH:
+        head = head.replace(" beside ", "\n  beside ", 1)
+    lines = [*head.split("\n"),
+             f"  one 'both' row where all agree; else '{a_side}' and '{b_side}' rows,",
+             f"  * on what differs, '·' where {b_side} agrees"]
+    pairs = list(enumerate(zip(left.snapshots, right.snapshots)))
+    for k, (band, w) in enumerate(zip(BANDS, widths)):
+        last = k == len(BANDS) - 1
+        lines += [""] * (k > 0) + [_head(w, sw, band, op_w)]
+        for i, (a, b) in pairs:
+            diffs = cmp.at(i)
+            op = a["op"] + (f" -> {a['error']}" if a["error"] else "")
+            if not diffs:
+                lines.append(_line(i, op, [a["counters"][c] for c in band], w, "both", sw, op_w))
+                continue
+            bad = {d.path.split(".", 1)[1] for d in diffs if d.path.startswith("counters.")}
+            lines.append(_line(i, op, [f"{a['counters'][c]}{'*' if c in bad else ''}"
+                                       for c in band], w, a_side, sw, op_w))
+            lines.append(_line(None, "", [f"{b['counters'][c]}*" if c in bad else "·"
+                                          for c in band], w, b_side, sw, op_w))
+            if not last:
+                continue
+            per_proc: dict[str, list[str]] = {}
+            for d in diffs:
+                parts = d.path.split(".")
+                if parts[0] == "ksm_stat":
+                    per_proc.setdefault(parts[1], []).append(
+                        f"{STAT_SHORT.get(parts[2], parts[2])} {d.a}|{d.b}")
+                elif parts[0] != "counters":
+                    per_proc.setdefault("", []).append(f"{d.path} " + "|".join(_tails(d.a, d.b)))
+            for proc, items in per_proc.items():
+                where = f"ksm_stat {proc}" if proc else "step"
+                lines += _wrap_items(f"{'':>12}{where} ({a_side}|{b_side}): ", items)
     groups: dict[tuple, list[int]] = {}
     for i in cmp.differing_steps():
         for d in cmp.at(i):

@@ -83,12 +83,12 @@ def wrap_title(title: str, chars: int = TITLE_CHARS) -> str:
 def title_pad(text: str) -> float:
     """Pixels above a title anchored at the figure's top edge (``yanchor="top"``).
 
-    plotly.js puts the *last* line of a multi-line title where a one-line title
-    would be and stacks the others above it: a title wrapped into two lines had its
-    first line above the figure, over the output before it (every wrapped title of
-    the book, at every width).  The pad moves the whole title down by its extra
-    lines."""
-    return 10 + (text or "").count("<br>") * TITLE_LINE_PX
+    plotly.js shifts a title down by 0.7 em (``dy``) so that its top, not its baseline,
+    sits at the anchor; a multi-line title is drawn as one ``<tspan>`` per line, each
+    with its own ``y``, and that shift is lost: the first line's baseline sat on the
+    figure's top edge, its letters above it, over the output before it (every
+    wrapped title of the book, at every width).  The pad puts the shift back."""
+    return 10 + (round(0.7 * TITLE_SIZE) if "<br>" in (text or "") else 0)
 
 
 def base_layout(title: str, width: int, height: int, **extra) -> dict:

@@ -590,12 +590,13 @@ def test_long_titles_wrap_for_an_800px_window_and_the_plot_keeps_its_size():
     assert wrap_title("short") == "short" and wrap_title("a<br>" + long) == "a<br>" + long
     plain, grown = base_layout("short", 900, 400), base_layout(long, 900, 400)
     assert grown["height"] - plain["height"] == grown["margin"]["t"] - plain["margin"]["t"] > 0
-    # plotly.js draws a multi-line title's last line where a one-line title would be
-    # and the others above it: the pad must move it down by its extra lines, or the
-    # first line is drawn above the figure, over the output before it
+    # plotly.js loses a multi-line title's 0.7 em cap shift (one tspan per line, each
+    # with its own y): the first line's baseline sat on the top edge, its letters
+    # above the figure, unless the pad puts the shift back
     assert plain["title"]["pad"]["t"] == 10
-    assert grown["title"]["pad"]["t"] >= 10 + 24 * wrapped.count("<br>")
-    assert grown["margin"]["t"] >= grown["title"]["pad"]["t"] + 24      # the last line's bottom
+    assert grown["title"]["pad"]["t"] >= 10 + 0.7 * grown["title"]["font"]["size"]
+    lines = wrapped.count("<br>") + 1
+    assert grown["margin"]["t"] >= grown["title"]["pad"]["t"] + 1.3 * 18 * lines - 0.7 * 18
     # lines of about equal length: no lone last word
     lines = wrap_title("Before vm1[1] is scanned: vm1[0] waits in the unstable tree").split("<br>")
     assert len(lines) == 2 and min(map(len, lines)) >= 0.7 * max(map(len, lines))

@@ -71,19 +71,32 @@ def test_compact_numbers():
 def test_trace_table_prints_every_counter_after_every_step():
     lines = vc.trace_table(SIM).splitlines()
     assert lines[0] == "ten_identical_pages: simulator (Linux 6.18 model)"
-    assert lines[1].split()[2:] == [vc.SHORT[c] for c in COUNTERS]
-    rows = lines[2:]
-    assert len(rows) == len(SIM.snapshots)
-    assert rows[5].split()[-len(COUNTERS):] == [str(SIM.snapshots[5]["counters"][c])
-                                                for c in COUNTERS]
+    n = len(SIM.snapshots)
+    # two bands of columns, every counter in one of them, a blank line between
+    assert [c for band in vc.BANDS for c in band] == list(COUNTERS)
+    heads = [1, 1 + n + 2]
+    assert lines[1 + n + 1] == "" and len(lines) == 1 + 2 * (n + 1) + 1
+    for band, at in zip(vc.BANDS, heads):
+        assert lines[at].split()[2:] == [vc.SHORT[c] for c in band]
+        rows = lines[at + 1:at + 1 + n]
+        assert rows[5].split()[-len(band):] == [str(SIM.snapshots[5]["counters"][c])
+                                                for c in band]
+    # an 800 px window's output holds ~78 characters: the 130-character rows wrapped
+    assert max(map(len, lines)) <= vc.TEXT_WIDTH
 
 
 def test_compare_table_marks_differences_and_agreement():
     text = vc.compare_table(OFF)
-    assert text.count(" both ") == len(SIM.snapshots) - 1
-    sim_row = next(line for line in text.splitlines() if line.startswith("   5 "))
-    kernel_row = text.splitlines()[text.splitlines().index(sim_row) + 1]
-    assert "9*" in sim_row and "7*" in kernel_row and kernel_row.count("·") == len(COUNTERS) - 1
+    assert text.count(" both ") == len(vc.BANDS) * (len(SIM.snapshots) - 1)
+    sim_rows = [line for line in text.splitlines() if line.startswith("   5 ")]
+    assert len(sim_rows) == len(vc.BANDS)
+    lines = text.splitlines()
+    kernel_rows = [lines[lines.index(row) + 1] for row in sim_rows]
+    # pages_sharing is in the first band: starred there, agreement dots elsewhere
+    assert "9*" in sim_rows[0] and "7*" in kernel_rows[0]
+    assert kernel_rows[0].count("·") == len(vc.BANDS[0]) - 1
+    assert "*" not in sim_rows[1] and kernel_rows[1].count("·") == len(vc.BANDS[1])
+    assert max(len(line) for line in lines if not line.startswith("  != ")) <= vc.TEXT_WIDTH
     assert "!= counters.pages_sharing: sim 9, kernel 7  (after step 5)" in text
     assert text.endswith(OFF.summary())
     assert vc.compare_table(sb.Comparison(SIM)) == vc.trace_table(SIM)
