@@ -153,9 +153,17 @@ def roc_figure(experiments: dict, *, title: str | None = None, width: int = 640,
 
 def roc_text(experiments: dict) -> str:
     """The text twin: per experiment, the AUC and the best threshold's rates."""
-    lines = [f"{'setting':<44}{'AUC':>6}  best threshold (largest TPR - FPR)"]
+    # at most 76 characters a line (an 800 px window): the best threshold's rates go
+    # on a second line, under their column, when they do not fit
+    w = max([len(label) for label in experiments] + [len("setting")])
+    lines = [f"{'setting':<{w}} {'AUC':>5}  best threshold (largest TPR - FPR)"]
     for label, exp in experiments.items():
-        lines.append(f"{label:<44}{exp.auc():>6.2f}  {exp.best()}")
+        best = str(exp.best())
+        first, _, rest = best.partition(", ")
+        if w + 8 + len(best) <= 76 or not rest:
+            lines.append(f"{label:<{w}} {exp.auc():>5.2f}  {best}")
+        else:
+            lines += [f"{label:<{w}} {exp.auc():>5.2f}  {first},", f"{'':<{w + 8}}{rest}"]
     return "\n".join(lines)
 
 

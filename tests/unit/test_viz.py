@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import pytest
 
 from ksmbook import viz
-from ksmbook.labs.scenes import Scene, identical_pages
+from ksmbook.labs.scenes import Scene, forked_pages, identical_pages
 from ksmbook.viz.frames import CELL
 from ksmbook.viz.snapshot import PAGE_COUNTERS, ROLES, content_tag
 from ksmbook.viz.trees import COL, LEVEL
@@ -186,12 +186,7 @@ def _crosses(seg, box, steps=400):
 
 
 def _forked_and_written():
-    s = Scene()
-    s.spawn("parent")
-    s.mmap("parent", "mem", 4)
-    for i in range(4):
-        s.write("parent", i, bytes([65 + i]) * 256)
-    s.fork("parent", "child")
+    s = forked_pages(4)
     for who, page in (("child", 0), ("parent", 0), ("child", 1)):
         s.write(who, page, b"x")
     return s

@@ -150,6 +150,9 @@ def test_roc_and_signal_figures():
     xs, ys = sc_viz.roc_points(exps["a"])
     assert xs == sorted(xs) and (xs[0], ys[0]) == (0.0, 0.0)
     assert len(sc_viz.roc_text(exps).splitlines()) == 3
+    # chapter 10's long setting names: two lines a setting, none over 76 characters
+    long = sc_viz.roc_text({"VUsion-like same behaviour": exps["a"], "no defence": exps["b"]})
+    assert max(map(len, long.splitlines())) <= 76 and str(exps["a"].best()).split(", ")[0] in long
     # issue 8, bug 7: the square plot shrinks a domain instead of running the x axis
     # to ~115%
     assert fig.layout.xaxis.range[1] <= 1.02 and fig.layout.xaxis.constrain == "domain"
