@@ -25,8 +25,9 @@ import sys
 
 import pytest
 
-from ksmbook import (MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, PROT_NONE, PROT_READ,
-                     PROT_WRITE, Machine)
+from ksmbook import (MADV_DONTNEED, MADV_HUGEPAGE, MADV_MERGEABLE, MADV_UNMERGEABLE, PROT_NONE,
+                     PROT_READ, PROT_WRITE, Machine)
+from ksmbook.kernel.pagetable import pte_pfn
 
 from machine_checks import check_ksm, check_page_counts, fingerprint
 
@@ -58,7 +59,14 @@ def state(m) -> dict:
                 unstable=[_shape(r) for r in k.root_unstable_tree],
                 stable=[_shape(r) for r in k.root_stable_tree],
                 events=[(e.kind, e._values()) for e in m.events.history],
-                pfn_sharing=_sharing(m))
+                pfn_sharing=_sharing(m), tables=_tables(m))
+
+
+def _tables(m):
+    """Every live process's last-level page tables and their counts of used entries
+    (fastpath.py's merge_one_page() keeps the counts as PageTables.set_pte() does)."""
+    return {p.pid: sorted((key, t.used) for key, t in p.mm.pagetables.leaves.items())
+            for p in m.live_processes()}
 
 
 def _sharing(m):
@@ -431,3 +439,134 @@ def test_the_fused_batch_runs_unchecked_with_events_on_and_off():
     assert used == {"fast": True, "checked": False, "kernel": False, "events": True,
                     "events-kernel": False}
     assert len(rings["events"]) > 3 * 16 and rings["events"] == rings["events-kernel"]
+
+
+def test_stable_hits_inline_and_where_they_fall_back():
+    """Pages whose content a KSM page already has: the fused batch merges them itself
+    (fastpath.py shortcut 8) into a regular node and into chains (max_page_sharing 5:
+    a dup with room left, one that fills, a chain whose first dup is full), and leaves
+    to cmp_and_merge_page() a chain with no dup memo, a full chain, a THP subpage (split
+    first, the next test), a guest's memory (KVM's MMU notifier on the mm, the next
+    test); the walk meets page tables that are not there (a VMA wider than one
+    table, touched at both ends)."""
+    ms = trio()
+    wide = 3 * 512                            # three page tables' span
+    for m in ms:
+        m.sysfs.write(f"{KSM}/max_page_sharing", "5")
+        m.sysfs.write(f"{KSM}/smart_scan", "0")
+        p, a = _build(m, [1] * 4 + [_uniq(i) for i in range(20)] + [2, 2])
+        w = m.spawn("wide")
+        b = w.mmap(wide * PS)
+        w.write(b, _fill(1))
+        w.write(b + (wide - 1) * PS, _fill(2))          # the middle table is never made
+        w.madvise(b, wide * PS, MADV_MERGEABLE)
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)
+        for i in range(4, 20):                # content 1 now: stable hits two scans on
+            p.write(a + i * PS, _fill(1))
+        for i in range(20, 23):
+            p.write(a + i * PS, _fill(2))
+        m.ksmd.run_full_scans(1)
+        for n in (3, 5, 7, 100):              # batches that end between stable hits
+            m.ksmd.scan(n)
+        m.ksmd.run_full_scans(2)
+    same(ms, "stable hits")
+    assert ms[1].ksm.stats()["stable_node_chains"] >= 1
+
+
+def test_stable_hits_of_a_thp_subpage_and_of_a_guest_are_the_kernel_functions():
+    """The fused batch's stable hit (shortcut 8) leaves a THP subpage (split first)
+    and a page of a KVM guest's memory (an MMU notifier on the mm) to
+    cmp_and_merge_page()."""
+    ms = trio()
+    for m in ms:
+        m.sysfs.write(f"{KSM}/smart_scan", "0")
+        _build(m, [1, 1, 2, 2] + [_uniq(i) for i in range(20)])
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)
+    for m in ms:
+        t = m.spawn("thp")                    # a THP, one subpage with content 2
+        ta = t.mmap(1024 * PS)
+        ta = (ta + 512 * PS - 1) // (512 * PS) * (512 * PS)
+        t.madvise(ta, 512 * PS, MADV_HUGEPAGE)
+        t.write(ta, b"".join(_uniq(700 + i) for i in range(512)))
+        t.write(ta + 9 * PS, _fill(2))
+        t.madvise(ta, 512 * PS, MADV_MERGEABLE)
+        m.ksmd.run_full_scans(3)
+    same(ms, "a THP")
+    assert [m.ksm.thp_splits for m in ms] == [1, 1, 1]
+    assert ms[1].ksm.stats()["pages_sharing"] == 3
+    for m in ms:
+        g = m.spawn("guest")                  # a KVM guest's memory: notifiers on the mm
+        ga = g.mmap(4 * PS)
+        for i in range(4):
+            g.write(ga + i * PS, _fill(1))
+        g.madvise(ga, 4 * PS, MADV_MERGEABLE)
+        m.kvm.create_vm(g, ga, 4 * PS)
+        m.ksmd.run_full_scans(3)
+    same(ms, "a guest")
+
+
+def test_a_stable_hit_that_fills_a_dup_goes_on_to_an_older_dup_with_room():
+    """max_page_sharing 4: a chain of dups B (newest, 2 mappings) and A (full, then two
+    mappings lost); new copies fill B by stable hits (shortcut 8).  Then the memo
+    (shortcut 3) naming B must go, and the stable keys (shortcut 4) too: the next
+    walk through the chain moves A, the first dup with room, to the front (a unique
+    page's walk, compared page by page), and the copy after merges into A."""
+    ms = trio()
+    for m in ms:
+        m.sysfs.write(f"{KSM}/max_page_sharing", "4")
+        m.sysfs.write(f"{KSM}/smart_scan", "0")
+        p, a = _build(m, [1] * 6 + [_uniq(i) for i in range(10)])
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)              # A: pages 0-3 (full), B: pages 4-5
+        p.write(a, _uniq(98))                 # A loses pages 0 and 1 at their next visit
+        p.write(a + PS, _uniq(99))
+        m.ksmd.run_full_scans(1)
+        for i in (10, 11, 13):                # page 12 stays unique
+            p.write(a + i * PS, _fill(1))
+        m.ksmd.run_full_scans(1)
+    for step in range(16):
+        for m in ms:
+            m.ksmd.scan(1)
+        same(ms, f"page {step}")
+    k = ms[1].ksm
+    assert (k.stats()["pages_sharing"], k.stable_node_dups) == (5, 2)
+    for m in ms:
+        m.ksmd.run_full_scans(2)
+    same(ms, "end")
+
+
+def test_a_stable_hit_on_a_pinned_page_is_refused_then_merges():
+    """merge_one_page() (shortcut 6) refusing a page someone else holds a reference to
+    (its refcount one above its mappings, as a GUP pin leaves it) from the fused
+    batch's stable hit (shortcut 8) and from cmp_and_merge_page(): the PTE is put
+    back, the page stays; once the pin is gone the next scan merges it."""
+    ms = trio()
+    pinned = []
+    for m in ms:
+        p, a = _build(m, [1, 1, 1] + [_uniq(i) for i in range(8)])
+        m.sysfs.write(f"{KSM}/smart_scan", "0")
+        m.sysfs.write(f"{KSM}/run", "1")
+        m.ksmd.run_full_scans(3)
+        for i in (5, 7):
+            p.write(a + i * PS, _fill(1))
+        m.ksmd.run_full_scans(1)              # first visits of the new content
+        pages = [m.memory.pages[pte_pfn(p.mm.pagetables.get_pte(a + i * PS))] for i in (5, 7)]
+        for page in pages:
+            page.refcount += 1                # a pin nobody models
+        pinned.append(pages)
+        m.ksmd.run_full_scans(1)
+        assert m.ksm.stats()["pages_sharing"] == 2
+    for m, pages in zip(ms, pinned):
+        for page in pages:
+            page.refcount -= 1
+    same(ms, "refused")
+    if EVENTS:
+        refused = [e for e in ms[1].events.history
+                   if getattr(e, "action", None) == "merge_failed"]
+        assert [e.outcome for e in refused] == ["pinned", "pinned"]
+    for m in ms:
+        m.ksmd.run_full_scans(1)
+    same(ms, "merged")
+    assert ms[1].ksm.stats()["pages_sharing"] == 4

@@ -72,22 +72,28 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    ``ksm_page_gone``, and by the first chain whose prune time comes.
 
 5. **The fused batch** (``do_scan``).  With the 6.11+ order, ksm_do_scan()'s
-   loop walks the page tables and runs the common outcomes of
-   cmp_and_merge_page() inline: a KSM page already ours, a checksum that changed
-   (the page stays volatile), and a candidate that shortcuts 4 and 2 answer with
-   "no twin" (it enters the unstable tree).  Everything else - a merge, a stable
-   hit, a stale node, a zero page, smart scan - calls the kernel functions.  Equal
-   because each inline branch is the kernel function's own code for exactly the
-   case it tests for, in the same order, with the same counters and, with events
-   on, the same event tuples.
+   loop walks the page tables itself (scan_get_next_rmap_item()'s walk, as
+   scan_rmap_items() has it, without the generator: the cursor is stored back
+   before anything that can look at it is called, at the end of each VMA and of
+   the batch, not at every page; a new rmap_item is allocated inline) and runs the
+   common outcomes of cmp_and_merge_page() inline: a KSM page already ours, a
+   checksum that changed (the page stays volatile), a candidate that shortcuts 4
+   and 2 answer with "no twin" (it enters the unstable tree), and the stable hit
+   (shortcut 8).  Everything else - a merge of two pages, a stale node, a zero
+   page, smart scan - calls the kernel functions.  Equal because each inline
+   branch is the kernel function's own code for exactly the case it tests for, in
+   the same order, with the same counters and, with events on, the same event
+   tuples.
 
 6. **A merge nobody watches** (``merge_one_page``).  try_to_merge_one_page() of a
    page into an existing KSM page, when no secondary MMU is registered on the mm:
    the notifier brackets are empty, set_pte_at_notify() is set_pte_at(), and
    nothing runs between write_protect_page() and replace_page(), so the merge
    comes down to its PTE writes (each a PteChange event, with events on), TLB
-   flush counts and page counts, made here in the kernel's order.  Skips some
-   twenty helper calls per merge.
+   flush counts and page counts, made here in the kernel's order.  The PTE is
+   written in its table's entries as PageTables.set_pte() writes it (the count of
+   used entries, ``pte_changed`` for each write): an order-0 page is mapped by a
+   PTE table.  Skips some twenty helper calls per merge.
 
 7. **A page's checksum** (``page.checksum_memo``: a slot of the page, like
    ``tree_data`` on the rmap_item).  Skips calc_checksum() - xxhash over the whole
@@ -99,8 +105,27 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    none).  The fused batch and _checksum_unchanged() use it (xxhash kernels, 5.0+);
    with ``check_fastpath`` every use is recomputed and compared.
 
+8. **The stable hit** (``stable_hit``, from the fused batch).  A candidate whose
+   checksum held still, in no tree, and whose key the stable keys (shortcut 4)
+   give to a top node: stable_tree_search() would start there and change nothing
+   on the way; its answer is the node's own KSM page, or for a chain the dup that
+   the chain's memo (shortcut 3) names (while the keys hold no chain's prune time
+   has come, so stable_node_dup() would not prune and returns the memo).  When
+   that page has the same bytes and room for one more mapping (else: a checksum
+   clash, stable_full), and the page is order-0 in an mm with no MMU notifier
+   (else: a THP split, notifier calls), try_to_merge_with_ksm_page() comes down to
+   merge_one_page() (shortcut 6) in the VMA being walked, then
+   stable_tree_append(), whose bookkeeping for shortcuts 3 and 4 is done in place
+   for the one case it can be: the memo stays while its dup stays a candidate,
+   the keys stay for a regular node and for a chain whose first dup took the
+   mapping and still has room (_stable_top_folio() stops at it), and
+   stable_index_carry() decides otherwise.  Skips about twenty-five calls per
+   merge.  Invalidated with shortcuts 3 and 4; a chain without a memo, and every
+   case above that it does not cover, go to cmp_and_merge_page().
+
 Page bytes change only through ``PhysicalMemory.write_page()``, which calls
-``before_page_write``; PTEs only through ``PageTables.set_pte()``, which calls
+``before_page_write``; PTEs only through ``PageTables.set_pte()`` (and shortcut 6,
+which writes a PTE table's entries as set_pte() does), which calls
 ``pte_changed``; frames are freed only by ``PhysicalMemory._free_page()``, which
 calls ``page_freed``.  No other caller has to remember anything.
 """
@@ -108,17 +133,19 @@ from __future__ import annotations
 
 import gc
 
-from ..memory import NODE_PFN_SPAN, PG_anon_exclusive, PG_ksm, PG_lru_batch
-from ..pagetable import (_PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, PTE_PFN_MASK,
-                         PTE_PFN_SHIFT, mk_pte)
+from ..memory import NODE_PFN_SPAN, PG_anon, PG_anon_exclusive, PG_ksm, PG_lru_batch, PG_zero
+from ..pagetable import (_PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_SPECIAL,
+                         PTE_PFN_MASK, PTE_PFN_SHIFT, mk_pte)
 from ..swap import folio_ref_count
 from .checksum import xxh64
+from .scan import pte_tables
 from .rbtree import rb_erase, rb_insert_color, rb_link_node
 from .structs import (SEQNR_MASK, STABLE_FLAG, STABLE_NODE_CHAIN, STABLE_NODE_DUP_HEAD,
-                      UNSTABLE_FLAG, stable_node_folio, tree_key)
+                      UNSTABLE_FLAG, KsmRmapItem, stable_node_folio, tree_key)
 
 #: stable_search_start(): no KSM page has this content
 NO_TWIN = object()
+_PRESENT_OR_PROTNONE = _PAGE_PRESENT | _PAGE_PROTNONE      # pte_present() on x86
 
 
 class FastPath:
@@ -545,9 +572,18 @@ class FastPath:
     # shortcut 5: the fused batch
     # ------------------------------------------------------------------------------
     def do_scan(self, scan_npages: int) -> int:
-        """ksm_do_scan() with the 6.11+ order: the same loop, with the common outcomes
-        of cmp_and_merge_page() inline (it inlines remove_rmap_item_from_tree(),
-        calc_checksum(), _checksum_unchanged() and _unstable_insert() for those cases).
+        """ksm_do_scan() with the 6.11+ order: the same loop, with the page walk of
+        scan_get_next_rmap_item() and the common outcomes of cmp_and_merge_page()
+        inline (it inlines remove_rmap_item_from_tree(), calc_checksum(),
+        _checksum_unchanged(), _unstable_insert(), stable_tree_search(),
+        try_to_merge_with_ksm_page() and stable_tree_append() for those cases).
+
+        The walk is scan_rmap_items()'s, with its helpers (scan_cursor_slot(),
+        scan_vmas(), pte_tables(), scan_next_mm()), but for when the cursor
+        (ksm_scan.address, rmap_list) is stored back: before anything else can look at
+        it (a call of get_next_rmap_item() that frees items, should_skip_rmap_item(),
+        cmp_and_merge_page()), at the end of a VMA and at the end of the batch, not
+        at every page.
 
         Each inline branch is cmp_and_merge_page()'s own code for the one case it
         tests, and decides before it changes anything; every other page goes to
@@ -563,24 +599,40 @@ class FastPath:
           no KSM page has, whose checksum no unstable node has (shortcut 2's index
           while shortcut 1 holds) and that is not the zero page's content with
           use_zero_pages: it enters the unstable tree as _unstable_insert() does,
-          with its event.
+          with its event;
+        * the stable hit (shortcut 8): a candidate whose key the stable keys give to
+          a top node (a regular node, or a chain with a dup memo, shortcut 3) whose
+          KSM page has the same bytes and room for one more mapping, the page being
+          no THP subpage in an mm with no MMU notifier: merge_one_page()
+          (shortcut 6), then stable_tree_append() with its bookkeeping for
+          shortcuts 3 and 4, and the stable_hit event.
 
         With events on, each inline branch hands the log the very tuples the kernel
         functions would (``EventLog.put``), in the same order.
         """
         ksm = self.ksm
+        slot = ksm.scan_cursor_slot()
+        if slot is None:
+            return 0
         machine = ksm.machine
         events = machine.events
         count_scanned = ksm.profile.ksm_pages_scanned
         cmp_and_merge_page = ksm.cmp_and_merge_page
+        get_next_rmap_item = ksm.get_next_rmap_item
+        stable_hit = self.stable_hit
         scan = ksm.ksm_scan
+        pages = ksm.memory.pages
+        page_size = ksm.page_size
+        page_shift = machine.page_shift
+        smart_scan = ksm.smart_scan
         done = 0
-        # The premises of the inline candidate branch, taken again whenever stable_seq
-        # or mapping_seq moved (the walk itself may free items) or a page went to
-        # cmp_and_merge_page(); keys None means "call out".
+        visited = None          # the last item visited inline: the cursor to store back
+        # The premises of the inline candidate branches, taken again whenever
+        # stable_seq or mapping_seq moved (the walk itself may free items) or a page
+        # went to cmp_and_merge_page(); keys None means "call out".
         seen_stable = seen_mapping = -1
         keys = index = log = zero = nid_of = put = None
-        seqnr = bits = clock = 0
+        seqnr = bits = clock = max_sharing = 0
         # ksmbook: the cyclic garbage collector waits for the end of the batch.  A
         # batch allocates rmap_items and event tuples by the thousand and frees no
         # cycles; every young collection in it would walk them all again.
@@ -588,91 +640,219 @@ class FastPath:
         if collect:
             gc.disable()
         try:
-            for item, page in ksm.scan_rmap_items():     # scan_get_next_rmap_item() until NULL
-                done += 1
-                if seen_stable != self.stable_seq or seen_mapping != self.mapping_seq:
-                    seen_stable, seen_mapping = self.stable_seq, self.mapping_seq
-                    clock = machine.clock_ns
-                    keys = self.stable_keys if self.stable_seen_seq == self.stable_seq and \
-                        clock // 1_000_000 < self.stable_prune_from + \
-                        ksm.stable_node_chains_prune_millisecs and self.unstable_lazy and \
-                        self.unstable_valid_seq == self.mapping_seq else None  # keys hold
-                    index = self.unstable_index
-                    log = self.unstable_log
-                    zero = ksm.zero_checksum if ksm.use_zero_pages else None
-                    seqnr = scan.seqnr
-                    bits = UNSTABLE_FLAG | (seqnr & SEQNR_MASK)
-                    nid_of = None if ksm.merge_across_nodes else NODE_PFN_SPAN
-                    put = events.put if events.enabled else None
-                if page.flags & PG_ksm:
-                    call = item.head is not page.mapping  # else already ours: return
-                    checked = False
-                else:
-                    flags = item.flags
-                    if flags and (flags & STABLE_FLAG or
-                                  (seqnr - (flags & SEQNR_MASK)) & 0xFF != 1):
-                        call = True
-                        checked = False
-                    else:
-                        # remove_rmap_item_from_tree() of an age-1 item: ksm_pages_unshared
-                        # falls by one, unless the item goes back into the tree below
-                        if flags:
-                            item.flags = 0
-                            item.tree_data = None
-                        data = page.data
-                        checksum = page.checksum_memo        # shortcut 7
-                        if checksum < 0:
-                            checksum = page.checksum_memo = xxh64(data) & 0xFFFFFFFF
-                        call = False
-                        old = item.oldchecksum
-                        if old != checksum:
-                            item.oldchecksum = checksum  # volatile: first visit or changed
-                            if flags:
-                                ksm.ksm_pages_unshared -= 1
-                            if put is not None:
-                                put(("KsmEvent", clock, "cmp_and_merge_page", "checksum",
-                                     item.mm.owner_pid, item.address, page.pfn,
-                                     "changed" if old else "first_visit", checksum))
-                        else:
-                            if put is not None:
-                                put(("KsmEvent", clock, "cmp_and_merge_page", "checksum",
-                                     item.mm.owner_pid, item.address, page.pfn, "unchanged",
-                                     checksum))
-                            nid = 0 if nid_of is None else page.pfn // nid_of
-                            key = checksum | nid << 32                   # tree_key()
-                            if keys is not None and key not in keys and key not in index \
-                                    and checksum != zero:
-                                # _unstable_insert(item, page, nid, None, False, None)
-                                item.flags = bits
-                                item.nid = nid
-                                item.tree_data = data
-                                index[key] = item
-                                log.append(item)
-                                if not flags:
-                                    ksm.ksm_pages_unshared += 1
-                                if put is not None:
-                                    put(("KsmEvent", clock, "unstable_tree_search_insert",
-                                         "unstable_insert", item.mm.owner_pid, item.address,
-                                         page.pfn, "inserted", checksum))
+            while slot is not None:
+                mm = slot.mm
+                if not mm.mm_users:
+                    scan.address = 0
+                    scan.rmap_list = slot
+                    slot = ksm.scan_next_mm(slot)
+                    continue
+                pagetables = mm.pagetables
+                for vma in ksm.scan_vmas(mm):
+                    link = scan.rmap_list
+                    for base, entries, first, stop in pte_tables(pagetables, scan.address,
+                                                                 vma.end, page_shift):
+                        for i in range(first, stop):
+                            pte = entries[i]
+                            if not pte & _PRESENT_OR_PROTNONE or pte & _PAGE_SPECIAL:
+                                continue
+                            page = pages.get((pte & PTE_PFN_MASK) >> PTE_PFN_SHIFT)
+                            if page is None or not page.flags & PG_anon:
+                                continue
+                            address = base + (i << page_shift)
+                            item = link.rmap_list   # get_next_rmap_item()'s usual hit
+                            if item is None or item.address > address:
+                                # get_next_rmap_item() with nothing to pass over: a new
+                                # item here (new_rmap_item(), inlined: once per page)
+                                ksm.ksm_rmap_items += 1
+                                mm.ksm_rmap_items += 1
+                                new = KsmRmapItem(mm, address)
+                                new.rmap_list = item
+                                link.rmap_list = item = new
+                            elif item.address != address:
+                                if visited is not None:     # it frees items: cursor first
+                                    scan.address = visited.address + page_size
+                                    scan.rmap_list = visited
+                                item = get_next_rmap_item(slot, link, address)
+                            link = item
+                            if smart_scan:
+                                if visited is not None:
+                                    scan.address = visited.address + page_size
+                                    scan.rmap_list = visited
+                                if ksm.should_skip_rmap_item(page, item):
+                                    continue
+                            visited = item
+                            done += 1
+                            # --- cmp_and_merge_page(page, item), its common outcomes ---
+                            if seen_stable != self.stable_seq or seen_mapping != self.mapping_seq:
+                                seen_stable, seen_mapping = self.stable_seq, self.mapping_seq
+                                clock = machine.clock_ns
+                                keys = self.stable_keys if self.stable_seen_seq == self.stable_seq \
+                                    and clock // 1_000_000 < self.stable_prune_from + \
+                                    ksm.stable_node_chains_prune_millisecs and \
+                                    self.unstable_lazy and \
+                                    self.unstable_valid_seq == self.mapping_seq else None
+                                index = self.unstable_index
+                                log = self.unstable_log
+                                zero = ksm.zero_checksum if ksm.use_zero_pages else None
+                                seqnr = scan.seqnr
+                                bits = UNSTABLE_FLAG | (seqnr & SEQNR_MASK)
+                                nid_of = None if ksm.merge_across_nodes else NODE_PFN_SPAN
+                                put = events.put if events.enabled else None
+                                max_sharing = ksm.max_page_sharing
+                            if page.flags & PG_ksm:
+                                call = item.head is not page.mapping  # else already ours
+                                checked = False
+                            elif (flags := item.flags) and (
+                                    flags & STABLE_FLAG or
+                                    (seqnr - (flags & SEQNR_MASK)) & 0xFF != 1):
+                                call = True
+                                checked = False
                             else:
+                                # remove_rmap_item_from_tree() of an age-1 item:
+                                # ksm_pages_unshared falls by one, unless the item goes
+                                # back into the tree below
                                 if flags:
-                                    ksm.ksm_pages_unshared -= 1
-                                call = checked = True
-                if call:                         # everything else: the kernel's function
-                    valid = self.unstable_valid_seq == self.mapping_seq
-                    splits = ksm.thp_splits
-                    cmp_and_merge_page(page, item, checked)
-                    if valid and ksm.thp_splits == splits:   # a THP split remaps 512 pages
-                        self.unstable_valid_seq = self.mapping_seq
-                    seen_stable = -1
-                if done == scan_npages:
-                    break
+                                    item.flags = 0
+                                    item.tree_data = None
+                                data = page.data
+                                checksum = page.checksum_memo        # shortcut 7
+                                if checksum < 0:
+                                    checksum = page.checksum_memo = xxh64(data) & 0xFFFFFFFF
+                                call = checked = False
+                                old = item.oldchecksum
+                                if old != checksum:
+                                    item.oldchecksum = checksum  # volatile: first visit or changed
+                                    if flags:
+                                        ksm.ksm_pages_unshared -= 1
+                                    if put is not None:
+                                        put(("KsmEvent", clock, "cmp_and_merge_page", "checksum",
+                                             mm.owner_pid, address, page.pfn,
+                                             "changed" if old else "first_visit", checksum))
+                                else:
+                                    if put is not None:
+                                        put(("KsmEvent", clock, "cmp_and_merge_page", "checksum",
+                                             mm.owner_pid, address, page.pfn, "unchanged",
+                                             checksum))
+                                    nid = 0 if nid_of is None else page.pfn // nid_of
+                                    key = checksum | nid << 32                   # tree_key()
+                                    # shortcut 4: NO_TWIN, no KSM page has these bytes; a
+                                    # top node whose page may have them; None: call out
+                                    top = None if keys is None or checksum == zero else \
+                                        keys.get(key, NO_TWIN)
+                                    if top is NO_TWIN and key not in index:
+                                        # _unstable_insert(item, page, nid, None, False, None)
+                                        item.flags = bits
+                                        item.nid = nid
+                                        item.tree_data = data
+                                        index[key] = item
+                                        log.append(item)
+                                        if not flags:
+                                            ksm.ksm_pages_unshared += 1
+                                        if put is not None:
+                                            put(("KsmEvent", clock, "unstable_tree_search_insert",
+                                                 "unstable_insert", mm.owner_pid, address,
+                                                 page.pfn, "inserted", checksum))
+                                    else:
+                                        if flags:
+                                            ksm.ksm_pages_unshared -= 1
+                                        call = checked = top is None or top is NO_TWIN or \
+                                            not stable_hit(item, page, vma, top, max_sharing,
+                                                           put, clock)
+                            if call:                 # everything else: the kernel's function
+                                scan.address, scan.rmap_list = address + page_size, item
+                                valid = self.unstable_valid_seq == self.mapping_seq
+                                splits = ksm.thp_splits
+                                cmp_and_merge_page(page, item, checked)
+                                # a THP split remaps 512 pages: no carrying over it
+                                if valid and ksm.thp_splits == splits:
+                                    self.unstable_valid_seq = self.mapping_seq
+                                seen_stable = -1
+                                link = scan.rmap_list
+                            if done == scan_npages:
+                                scan.address, scan.rmap_list = address + page_size, link
+                                return done
+                    scan.address, scan.rmap_list = vma.end, link
+                    visited = None
+                slot = ksm.scan_next_mm(slot)
+            return done
         finally:
             if collect:
                 gc.enable()
             if count_scanned:
                 ksm.ksm_pages_scanned += done
-        return done
+
+    def stable_hit(self, item, page, vma, top, max_sharing: int, put, clock: int) -> bool:
+        """Shortcut 8: cmp_and_merge_page() of a candidate whose key the stable keys
+        give to ``top`` (its checksum held still, it is in no tree, it is not the zero
+        page's content with use_zero_pages), from stable_tree_search() to the
+        stable_hit event, when ``top``'s KSM page has its bytes and room for one more
+        mapping and the merge goes to merge_one_page(); else False, having done
+        nothing (the kernel's functions take the page).
+
+        stable_tree_search() starts at ``top`` (shortcut 4: no node on the way
+        changes); its best dup is the chain's memo (shortcut 3: while the keys hold
+        no chain's prune time has come, so stable_node_dup() does not prune), a
+        regular node's KSM page its own (ksm_get_folio(): alive, the keys vouch).
+        try_to_merge_with_ksm_page(): find_mergeable_vma() gives the VMA being
+        walked; try_to_merge_one_page() goes to merge_one_page() (shortcut 6) for an
+        order-0 page in an mm with no MMU notifier.  Then stable_tree_append(item,
+        dup, false), with mapping_appended() and stable_index_carry() for this
+        case.  Returns True (the page is done) whether or not the merge succeeded.
+        """
+        if top.rmap_hlist_len == STABLE_NODE_CHAIN:
+            memo = self.dup_memo.get(top)
+            if memo is None:
+                return False
+            kfolio, dup = memo
+        else:
+            dup = top
+            kfolio = stable_node_folio(self.ksm.memory.pages, top)
+            if kfolio is None:
+                return False
+        mm = item.mm
+        # the same bytes (else a checksum clash: the walk from the root), room for one
+        # more mapping (else stable_full), no THP to split, no notifier, no zero page
+        if kfolio.data != page.data or not 0 < dup.rmap_hlist_len < max_sharing or \
+                page.folio is not None or mm.notifiers.list or kfolio.flags & PG_zero:
+            return False
+        address = item.address
+        if self.merge_one_page(mm, page, kfolio, address):
+            # try_to_merge_with_ksm_page(): remove_rmap_item_from_tree() finds it in no tree
+            item.anon_vma = vma.anon_vma
+            # stable_tree_append(item, dup, false)
+            dup.rmap_hlist_len += 1
+            item.head = dup
+            item.flags |= STABLE_FLAG
+            hlist = dup.hlist
+            hlist.insert(0, item)
+            full = dup.rmap_hlist_len >= max_sharing     # no longer a sharing candidate
+            if top is not dup and full:
+                self.dup_memo.pop(top, None)     # mapping_appended(): the memo named dup
+            self.stable_seq += 1
+            # stable_index_carry(top): a regular node is still safe to pass (its page is
+            # the one just merged into, alive); so is a chain whose first dup is
+            # ``dup``, alive and still a candidate (_stable_top_folio() stops there)
+            if top is dup:
+                self.stable_seen_seq = self.stable_seq
+            elif not full and len(top.hlist) > 1 and top.hlist[0] is dup:
+                self.stable_prune_from = min(self.stable_prune_from, top.chain_prune_time)
+                self.stable_seen_seq = self.stable_seq
+            else:
+                self.stable_index_carry(top)
+            ksm = self.ksm
+            if len(hlist) > 1:
+                ksm.ksm_pages_sharing += 1
+            else:
+                ksm.ksm_pages_shared += 1
+            mm.ksm_merging_pages += 1
+            if put is not None:
+                put(("KsmEvent", clock, "try_to_merge_with_ksm_page", "stable_hit",
+                     mm.owner_pid, address, page.pfn, "merged", None, None, None,
+                     kfolio.pfn, dup.id, {"sharers": dup.rmap_hlist_len}))
+        # ksm_do_scan() carries shortcut 1 across ksmd's own merge (no THP split here)
+        self.unstable_valid_seq = self.mapping_seq
+        return True
 
     # ------------------------------------------------------------------------------
     # shortcut 6: a merge nobody watches
@@ -683,24 +863,40 @@ class FastPath:
         pages_identical() and replace_page() do then, with the PteChange events of
         their set_pte_at() calls (a notifier-less set_pte_at_notify() and
         ptep_clear_flush() are set_pte_at()) and write_protect_page()'s
-        merge_failed event."""
+        merge_failed event.
+
+        The PTE is written in its table's entries as PageTables.set_pte() writes it
+        (the table's count of used entries, ``pte_changed`` for each write): the
+        page is an order-0 page (a THP is split before this), so it is mapped, if at
+        all, by a PTE table."""
         pt = mm.pagetables
         machine = mm.machine
         events = machine.events
         put = events.put if events.enabled else None
         # write_protect_page()
-        entry = pt.get_pte(address)
+        table = pt.leaves.get(address >> (pt.page_shift + 9))
+        if table is None:            # get_pte() is none, or a huge PMD's: not this page
+            return False
+        entries = table.entries
+        i = (address >> pt.page_shift) & 511
+        entry = entries[i]
         if not entry & (_PAGE_PRESENT | _PAGE_PROTNONE) or \
                 (entry & PTE_PFN_MASK) >> PTE_PFN_SHIFT != page.pfn:
             return False
+        # from here on the PTE is present (non-zero) until cleared: set_pte()'s count
+        # of used entries goes down with each clear and up with each set
         if entry & (_PAGE_RW | _PAGE_DIRTY) or page.flags & PG_anon_exclusive:
-            pt.set_pte(address, 0)                       # ptep_clear_flush()
+            entries[i] = 0                               # ptep_clear_flush()
+            table.used -= 1
+            self.mapping_seq += 1                        # pte_changed()
             if put is not None:
                 put(("PteChange", machine.clock_ns, mm.owner_pid, address, entry, 0,
                      "write_protect_page"))
             machine.tlb_flushes += 1
             if page.mapcount != folio_ref_count(page):
-                pt.set_pte(address, entry)               # set_pte_at(): put back
+                entries[i] = entry                       # set_pte_at(): put back
+                table.used += 1
+                self.mapping_seq += 1
                 if put is not None:
                     put(("PteChange", machine.clock_ns, mm.owner_pid, address, 0, entry,
                          "write_protect_page"))
@@ -712,7 +908,9 @@ class FastPath:
                 return False
             page.flags &= ~PG_anon_exclusive             # folio_try_share_anon_rmap_pte()
             new = entry & ~(_PAGE_RW | _PAGE_DIRTY)      # pte_wrprotect(pte_mkclean())
-            pt.set_pte(address, new)                     # set_pte_at_notify()
+            entries[i] = new                             # set_pte_at_notify()
+            table.used += 1
+            self.mapping_seq += 1
             if put is not None:
                 put(("PteChange", machine.clock_ns, mm.owner_pid, address, 0, new,
                      "write_protect_page"))
@@ -725,12 +923,14 @@ class FastPath:
         newpte = mk_pte(kpage.pfn, False)
         if entry & _PAGE_PROTNONE:
             newpte = (newpte & ~1) | _PAGE_PROTNONE
-        pt.set_pte(address, 0)                           # ptep_clear_flush()
+        entries[i] = 0                                   # ptep_clear_flush()
+        self.mapping_seq += 1
         if put is not None:
             put(("PteChange", machine.clock_ns, mm.owner_pid, address, entry, 0,
                  "replace_page"))
         machine.tlb_flushes += 1
-        pt.set_pte(address, newpte)                      # set_pte_at_notify()
+        entries[i] = newpte                              # set_pte_at_notify()
+        self.mapping_seq += 1                            # (used: one out, one in)
         if put is not None:
             put(("PteChange", machine.clock_ns, mm.owner_pid, address, 0, newpte,
                  "replace_page"))

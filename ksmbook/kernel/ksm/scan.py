@@ -19,6 +19,30 @@ from .structs import STABLE_FLAG, UNSTABLE_FLAG, KsmRmapItem
 _PRESENT_OR_PROTNONE = _PAGE_PRESENT | _PAGE_PROTNONE      # pte_present() on x86
 
 
+def pte_tables(pagetables, address: int, end: int, page_shift: int):
+    """The scanner's page walk over [address, end) of one VMA, one last-level table
+    (512 PTEs) at a time: (base, entries, first, stop), the PTEs of the pages in
+    the range being entries[first:stop] and page i's address base + (i << PAGE_SHIFT).
+    Under a huge PMD, the subpages' PTEs (folio_walk_start() gives the subpage);
+    no table, or the huge zero page: nothing, up to its end."""
+    table_shift = page_shift + 9
+    table_span = 1 << table_shift
+    leaves, huge = pagetables.leaves, pagetables.huge
+    while address < end:
+        table_key = address >> table_shift
+        base = table_key << table_shift
+        stop = min(end, base + table_span)
+        table = leaves.get(table_key)
+        if table is not None:
+            yield base, table.entries, (address - base) >> page_shift, (stop - base) >> page_shift
+        else:
+            pmd = huge.get(table_key, 0) if huge else 0
+            if pmd and not pmd & _PAGE_SPECIAL:
+                yield (base, [pmd_subpage_pte(pmd, i) for i in range(512)],
+                       (address - base) >> page_shift, (stop - base) >> page_shift)
+        address = stop
+
+
 def skip_age(age: int) -> int:
     """skip_age(): how many scans smart scan may skip after an unsuccessful visit."""
     if age <= 3:
@@ -113,11 +137,54 @@ class ScanMixin:
         generator lives for one ksm_do_scan() batch, during which only
         cmp_and_merge_page() runs between calls, and it neither moves the cursor nor
         changes VMAs or the mm list; so the walk keeps its place in locals instead of
-        starting over from the mm's first VMA for every page.
+        starting over from the mm's first VMA for every page.  (fastpath.py's fused
+        batch walks the same way, with the same helpers, without the generator.)
         """
+        slot = self.scan_cursor_slot()
+        if slot is None:
+            return
+        scan = self.ksm_scan
+        page_size = self.page_size
+        page_shift = self.machine.page_shift
+        pages = self.memory.pages
+        smart_scan = self.smart_scan
+        while slot is not None:
+            mm = slot.mm
+            if mm.mm_users:
+                pagetables = mm.pagetables
+                for vma in self.scan_vmas(mm):
+                    # the page walk, with the cursor in locals (stored back to yield)
+                    link = scan.rmap_list
+                    for base, entries, first, stop in pte_tables(pagetables, scan.address,
+                                                                 vma.end, page_shift):
+                        for i in range(first, stop):
+                            pte = entries[i]
+                            if pte & _PRESENT_OR_PROTNONE and not pte & _PAGE_SPECIAL:
+                                page = pages.get((pte & PTE_PFN_MASK) >> PTE_PFN_SHIFT)
+                                if page is not None and page.flags & PG_anon:
+                                    address = base + (i << page_shift)
+                                    item = link.rmap_list   # get_next_rmap_item()'s usual hit
+                                    if item is None or item.address != address:
+                                        item = self.get_next_rmap_item(slot, link, address)
+                                    link = item
+                                    if smart_scan and self.should_skip_rmap_item(page, item):
+                                        continue
+                                    scan.address, scan.rmap_list = address + page_size, link
+                                    yield item, page
+                                    link = scan.rmap_list
+                    scan.address, scan.rmap_list = vma.end, link
+            else:
+                scan.address = 0
+                scan.rmap_list = slot
+            slot = self.scan_next_mm(slot)
+
+    def scan_cursor_slot(self):
+        """scan_get_next_rmap_item()'s start: the mm_slot the cursor is in, starting a
+        full scan first when the cursor is back at ksm_mm_head; None: nothing to scan
+        (no mm registered, or none left after the start)."""
         head = self.ksm_mm_head
         if head.next is head:
-            return
+            return None
         scan = self.ksm_scan
         slot = scan.mm_slot
         if slot is head:
@@ -133,84 +200,51 @@ class ScanMixin:
             slot = head.next
             scan.mm_slot = slot
             if slot is head:
-                return
+                return None
             scan.address = 0
             scan.rmap_list = slot
-        page_size = self.page_size
-        page_shift = self.machine.page_shift
-        table_shift = page_shift + 9           # one last-level table maps 512 pages
-        table_span = 1 << table_shift
-        pages = self.memory.pages
-        smart_scan = self.smart_scan
-        while True:
-            mm = slot.mm
-            if mm.mm_users == 0:
-                scan.address = 0
-                scan.rmap_list = slot
-            else:
-                leaves = mm.pagetables.leaves
-                huge = mm.pagetables.huge
-                for vma in mm.vmas:
-                    if vma.end <= scan.address or not vma.flags & vma.VM_MERGEABLE:
-                        continue
-                    if scan.address < vma.start:
-                        scan.address = vma.start
-                    if vma.anon_vma is None:
-                        scan.address = vma.end
-                    # the page walk, with the cursor in locals (stored back to yield)
-                    # one PTE table (512 entries) at a time
-                    address, end, link = scan.address, vma.end, scan.rmap_list
-                    while address < end:
-                        table_key = address >> table_shift
-                        base = table_key << table_shift
-                        stop = min(end, base + table_span)
-                        table = leaves.get(table_key)
-                        if table is not None:
-                            entries = table.entries
-                        else:
-                            # a huge PMD: folio_walk_start() gives the subpage
-                            pmd = huge.get(table_key, 0) if huge else 0
-                            if not pmd or pmd & _PAGE_SPECIAL:
-                                # none (or the huge zero page): nothing up to its end
-                                address = stop
-                                continue
-                            entries = [pmd_subpage_pte(pmd, i) for i in range(512)]
-                        for i in range((address - base) >> page_shift, (stop - base) >> page_shift):
-                            pte = entries[i]
-                            if pte & _PRESENT_OR_PROTNONE and not pte & _PAGE_SPECIAL:
-                                page = pages.get((pte & PTE_PFN_MASK) >> PTE_PFN_SHIFT)
-                                if page is not None and page.flags & PG_anon:
-                                    address = base + (i << page_shift)
-                                    item = link.rmap_list   # get_next_rmap_item()'s usual hit
-                                    if item is None or item.address != address:
-                                        item = self.get_next_rmap_item(slot, link, address)
-                                    link = item
-                                    if smart_scan and self.should_skip_rmap_item(page, item):
-                                        continue
-                                    scan.address, scan.rmap_list = address + page_size, link
-                                    yield item, page
-                                    link = scan.rmap_list
-                        address = stop
-                    scan.address, scan.rmap_list = address, link
-            self.remove_trailing_rmap_items(scan.rmap_list)
-            nxt = slot.next
-            scan.mm_slot = nxt
-            if scan.address == 0:
-                # no VM_MERGEABLE VMA left (or the mm exited): drop the mm
-                self._unlink_slot(slot)
-                mm.flags &= ~self.MMF_VM_MERGEABLE
-                if not self.profile.ksm_scanner_keeps_merge_any:
-                    mm.flags &= ~self.MMF_VM_MERGE_ANY
-            slot = nxt
-            if slot is head:
-                break
-            scan.address = 0
-            scan.rmap_list = slot
-        self.advisor_stop_scan()
-        scan.seqnr += 1
-        if self.machine.events.enabled:
-            self._emit("scan_get_next_rmap_item", "scan_end", 0, 0, 0, "done",
-                       info={"seqnr": scan.seqnr})
+        return slot
+
+    def scan_vmas(self, mm):
+        """scan_get_next_rmap_item()'s VMA loop over ``mm`` from the cursor: each
+        VM_MERGEABLE VMA not yet passed, with ksm_scan.address moved to where its
+        page walk begins (its end, when it has no anon_vma: nothing to walk)."""
+        scan = self.ksm_scan
+        for vma in mm.vmas:
+            if vma.end <= scan.address or not vma.flags & vma.VM_MERGEABLE:
+                continue
+            if scan.address < vma.start:
+                scan.address = vma.start
+            if vma.anon_vma is None:
+                scan.address = vma.end
+            yield vma
+
+    def scan_next_mm(self, slot):
+        """scan_get_next_rmap_item() at the end of ``slot``'s mm: free the items past
+        the cursor, drop the mm if it has no VM_MERGEABLE VMA left (or exited), move
+        on.  Returns the next mm_slot, or None when that ends the full scan (seqnr
+        goes up)."""
+        scan = self.ksm_scan
+        mm = slot.mm
+        self.remove_trailing_rmap_items(scan.rmap_list)
+        nxt = slot.next
+        scan.mm_slot = nxt
+        if scan.address == 0:
+            # no VM_MERGEABLE VMA left (or the mm exited): drop the mm
+            self._unlink_slot(slot)
+            mm.flags &= ~self.MMF_VM_MERGEABLE
+            if not self.profile.ksm_scanner_keeps_merge_any:
+                mm.flags &= ~self.MMF_VM_MERGE_ANY
+        if nxt is self.ksm_mm_head:
+            self.advisor_stop_scan()
+            scan.seqnr += 1
+            if self.machine.events.enabled:
+                self._emit("scan_get_next_rmap_item", "scan_end", 0, 0, 0, "done",
+                           info={"seqnr": scan.seqnr})
+            return None
+        scan.address = 0
+        scan.rmap_list = nxt
+        return nxt
 
     # --- the decision ---
     def cmp_and_merge_page(self, page, item, checked: bool = False) -> None:
