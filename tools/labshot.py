@@ -378,9 +378,10 @@ _JS_FIGURE_CELLS = """() => {
   return out;
 }"""
 
-# Ask the kernel how many plotly figures each widget model holds (an Output widget,
-# such as widgets/plot.Plot, whose outputs carry the plotly MIME type, anywhere in the
-# widget's tree of children): what must be on screen, whatever the front end did.
+# Ask the kernel how many plotly figures each widget model holds (an Output widget
+# whose outputs carry the plotly MIME type or are widgets/plot.Plot's live figures,
+# anywhere in the widget's tree of children): what must be on screen, whatever the
+# front end did.
 _KERNEL_FIGURES = """
 def _ksmbook_figures(ids):
     import json
@@ -392,7 +393,8 @@ def _ksmbook_figures(ids):
         seen.add(id(x))
         n = 0
         if isinstance(x, ipywidgets.Output):
-            n += sum(1 for o in x.outputs if "application/vnd.plotly.v1+json" in o.get("data", {}))
+            n += sum(1 for o in x.outputs if "application/vnd.plotly.v1+json" in o.get("data", {})
+                     or "ksmbook/plot" in (o.get("metadata") or {}))
         for child in getattr(x, "children", ()) or ():
             n += count(child, seen)
         return n
@@ -416,7 +418,7 @@ _JS_KERNEL_EXEC = """async (code) => {
 }"""
 
 # Scroll cell i into view, then report every plotly figure in it (a RenderedPlotly:
-# a stored output or one inside a widget view): traces in the figure's data and trace
+# a stored output; a .ksmbook-plotly: a live figure of widgets/plot.py): traces in the figure's data and trace
 # elements actually drawn in its SVG; `pending` counts renderers still waiting for
 # plotly.js.
 _JS_CELL_FIGURES = """async (i) => {
@@ -424,7 +426,7 @@ _JS_CELL_FIGURES = """async (i) => {
   if (nb.scrollToItem) { await nb.scrollToItem(i, 'center'); }
   const cell = nb.widgets[i];
   cell.node.scrollIntoView({block: 'center'});
-  const figs = [...cell.node.querySelectorAll('.jp-RenderedPlotly')];
+  const figs = [...cell.node.querySelectorAll('.jp-RenderedPlotly, .ksmbook-plotly')];
   const drawnAsImage = gd => { const img = gd.querySelector('img.plot-img');
     return !!img && img.style.display === 'block' && (img.src || '').startsWith('data:image'); };
   return {type: cell.model.type,
@@ -454,8 +456,10 @@ _JS_SCROLL_TO = """async (sel) => {
 }"""
 
 # Click a button of the first app that has one; time (ms) until the app's event log
-# changed (the kernel's answer arrived: the text of the step) and until its figures
-# were redrawn with new data (-1: not within 15 s).
+# changed (the kernel's answer arrived: the text of the step), until its figures
+# were redrawn with new data, and until both had happened and the page was idle again
+# (a frame less than 40 ms after the one before: whatever drawing the update set off,
+# such as a plotly renderer's PNG of the new plot, is done); -1: not within 15 s.
 _JS_CLICK_LATENCY = """async (sel) => {
   const btn = [...document.querySelectorAll(sel)][0];
   if (!btn) return null;
@@ -470,17 +474,21 @@ _JS_CLICK_LATENCY = """async (sel) => {
   const log = () => ((app.querySelector('.ksmbook-events') || {}).textContent || '')
                     + ((app.querySelector('.ksmbook-predict-verdict') || {}).textContent || '');
   const f0 = figs(), l0 = log();
-  let tLog = null, tFig = null;
+  let tLog = null, tFig = null, tIdle = null, last = performance.now();
   const t0 = performance.now();
   btn.click();
-  while (performance.now() - t0 < 15000 && (tLog === null || tFig === null)) {
+  while (performance.now() - t0 < 15000) {
     await new Promise(r => requestAnimationFrame(r));
-    const now = performance.now() - t0;
-    if (tLog === null && log() !== l0) tLog = now;
+    const now = performance.now(), gap = now - last, t = now - t0;
+    last = now;
+    if (tLog === null && log() !== l0) tLog = t;
     const f = figs();
-    if (tFig === null && f !== null && f !== f0) tFig = now;
+    if (tFig === null && f !== null && f !== f0) tFig = t;
+    // a click that changes no figure (nothing to redraw) is idle once its text is in
+    if (tLog !== null && (tFig !== null || t > 3000) && gap < 40) { tIdle = t; break; }
   }
-  return {log: tLog === null ? -1 : Math.round(tLog), figures: tFig === null ? -1 : Math.round(tFig)};
+  const ms = t => t === null ? -1 : Math.round(t);
+  return {log: ms(tLog), figures: ms(tFig), idle: ms(tIdle)};
 }"""
 
 

@@ -548,7 +548,7 @@ def test_sync_figure_replaces_the_whole_state_every_view_draws_from():
     """A live figure's state is its one output, the whole figure, replaced on every
     update, in a core widget model every view reads (bug 1 of issue 8: blank
     steppers after Run All)."""
-    from ksmbook.widgets.plot import PLOTLY_MIME, Plot, figure_json
+    from ksmbook.widgets.plot import LIVE_META, Plot, figure_in_output, figure_json
     s = identical_pages(4, unique=2)
     first = viz.trees_figure(viz.snapshot(s))
     fig = Plot(first, classes=("a",))
@@ -563,11 +563,17 @@ def test_sync_figure_replaces_the_whole_state_every_view_draws_from():
     assert fig.revision == 1 and fig.figure is new and len(fig.outputs) == 1
     assert fig.drawn == figure_json(new) != figure_json(first)
     assert fig.drawn["layout"]["annotations"][0]["text"] == new.layout.annotations[0].text
-    assert set(fig.outputs[0]["data"]) == {PLOTLY_MIME, "text/plain"}
+    # drawn in place by the output's own script (widgets/plot.py), not by a new
+    # RenderedPlotly per update; the figure JSON inside it cannot end its <script> tag
+    out = fig.outputs[0]
+    assert set(out["data"]) == {"text/html", "text/plain"} and LIVE_META in out["metadata"]
+    assert out["data"]["text/html"].count("</script>") == 2
+    assert figure_in_output(out) == figure_json(new)
     viz.sync_figure(fig, new)                  # nothing changed: nothing sent
     assert fig.revision == 1
     # a core widget (no ES module to load, nothing of plotly.js in the kernel's messages)
     assert fig._model_module == "@jupyter-widgets/output"
+    assert "plotly.js v" not in out["data"]["text/html"] and len(out["data"]["text/html"]) < 10 ** 5
 
 
 def test_long_titles_wrap_for_an_800px_window_and_the_plot_keeps_its_size():
