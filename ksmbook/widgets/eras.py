@@ -93,11 +93,13 @@ class EraStepper:
         return kvm_viz.state_table_figure(self.records, self.steps)
 
     def refresh(self) -> None:
+        # the text first: the step's log and counters reach the page before the two
+        # figures, whose drawing takes the browser longer (as SceneApp.refresh does)
+        self.next_button.disabled = self.all_button.disabled = self.story.done
+        self._render_text()
         sync_figure(self.sequence, self._sequence_figure())
         sync_figure(self.state, self._state_figure())
         self.updates += 1
-        self.next_button.disabled = self.all_button.disabled = self.story.done
-        self._render_text()
 
     # --- actions ---
     def next(self) -> None:

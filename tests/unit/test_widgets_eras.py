@@ -26,6 +26,17 @@ def test_era_stepper_steps_through_the_story_in_place():
     assert "change_pte" in ui.log.value and "<b>3</b>" in ui.status.value
 
 
+def test_an_era_step_sends_its_text_before_its_figures():
+    ui = EraStepper("3.7")
+    sent = []
+    ui.log.observe(lambda ch: sent.append("log"), "value")
+    ui.status.observe(lambda ch: sent.append("status"), "value")
+    ui.sequence.observe(lambda ch: sent.append("sequence"), "outputs")
+    ui.state.observe(lambda ch: sent.append("state"), "outputs")
+    ui.next_button.click()
+    assert sent[:2] == ["status", "log"] and set(sent[2:]) == {"sequence", "state"}, sent
+
+
 def test_switching_era_replays_to_the_same_step():
     ui = EraStepper("2.6.32")
     ui.next()
