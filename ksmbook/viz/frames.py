@@ -15,6 +15,22 @@ CELL = 64          # pixels per cell, at the narrowest view
 #: window); a wider output spreads the same columns
 COLUMNS = 10
 LEVEL_SHORT = ("PGD", "PUD", "PMD", "PTE")
+#: the narrowest output the figure is drawn in (an 800 px window), and the pixels a
+#: horizontal legend's row takes: an item is its symbol and gaps (40 px) and its name
+#: at about 7.8 px a character (13 px font)
+NARROW_PX = 600
+LEGEND_ROW_PX = 24
+
+
+def legend_rows(names, width: int = NARROW_PX) -> int:
+    """Rows a horizontal legend of ``names`` wraps into in ``width`` pixels."""
+    rows, used = 1, 0.0
+    for name in names:
+        item = 40 + 7.8 * len(name)
+        if used and used + item > width - 20:
+            rows, used = rows + 1, 0.0
+        used += item
+    return rows
 
 
 def cell_text(f) -> str:
@@ -60,10 +76,13 @@ def frame_map_figure(snap: MachineSnapshot, *, columns: int = COLUMNS, title: st
                         line=dict(width=1.5, color="#555555")),
             showlegend=True))
     width = max(760, cols * CELL + 40)
-    height = rows * CELL + 120
     plot_h = rows * CELL
+    # the top margin holds the title (about 40 px) and the legend's rows as they wrap
+    # at 800 px: a fixed 100 px left a 50 px gap under the title when it was one row
+    shown = [t["name"] for t in traces if t["x"]]
+    top = 44 + LEGEND_ROW_PX * legend_rows(shown)
     layout = base_layout(title or f"Physical frames: pfn and mapcount ({snap.page_size}-byte pages)",
-                         width, height, margin=dict(l=20, r=20, t=100, b=20))
+                         width, plot_h + top + 20, margin=dict(l=20, r=20, t=top, b=20))
     # one data unit per CELL pixels down, at least CELL across (the figure fills its
     # view's width, so the x axis shows a whole number of columns, never fewer cells
     # than fit at 680 px: squeezed, the fixed-size markers ran into each other)

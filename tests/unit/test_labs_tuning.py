@@ -91,6 +91,10 @@ def test_tradeoff_labels_stay_inside_the_plot_at_800px():
             assert x_px + label_px <= plot_px, t.text[0]
         else:
             assert x_px - label_px >= 0, t.text[0]
+    # both ranges start at 0: the tick labels stand off the axes, so the two "0" labels
+    # do not touch at the origin (plotly's default standoff put them corner to corner)
+    assert lay.xaxis.range[0] == lay.yaxis.range[0] == 0
+    assert lay.xaxis.ticklabelstandoff >= 6 and lay.yaxis.ticklabelstandoff >= 6
 
 
 @pytest.mark.parametrize("ex", ch06.EXERCISES, ids=lambda ex: ex.name)

@@ -101,6 +101,21 @@ def test_frame_map_cells_of_a_64_page_scene_never_overlap():
     assert fig.layout.width >= (fig.layout.xaxis.range[1] - fig.layout.xaxis.range[0]) * CELL
 
 
+def test_frame_map_legend_sits_under_its_title_at_every_width():
+    """Issue 8: a fixed 100 px top margin left the one-row legend ~50 px under the title."""
+    from ksmbook.viz.frames import LEGEND_ROW_PX, legend_rows
+    fig = viz.frame_map_figure(viz.snapshot(merged(4)))
+    shown = [t.name for t in fig.data if t.x]
+    assert legend_rows(shown) == 1 and fig.layout.margin.t <= 44 + LEGEND_ROW_PX
+    # all six roles wrap into two rows at 800 px: the margin grows by a row
+    assert legend_rows([f"{n} (9)" for n in ("anonymous", "KSM page", "zero page",
+                        "shmem (MAP_SHARED)", "page table", "free")]) == 2
+    assert legend_rows(["anonymous (5)"] * 3, width=100) == 3
+    lay = fig.layout
+    assert lay.height == lay.margin.t + lay.margin.b + \
+        (lay.yaxis.range[1] - lay.yaxis.range[0]) * CELL
+
+
 # --- who maps what --------------------------------------------------------------------
 
 def test_mappings_show_eight_virtual_pages_meeting_at_one_ksm_frame():
