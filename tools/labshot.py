@@ -207,6 +207,9 @@ class NotebookReport:
     page_errors: list[str]      # uncaught JavaScript exceptions
     console_errors: list[str]   # console.error messages (informational)
     run_all_result: str         # "ok", "failed" (a cell raised), "not run", or "error: ..."
+    # every PNG of the notebook, top to bottom: [png] when it fits Chromium's 16,000 px,
+    # else png, NAME-part2.png, ... (each overlaps the one before by PART_OVERLAP px)
+    parts: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -251,6 +254,25 @@ _JS_EXTRA_HEIGHT = """() => {
   }
   return extra;
 }"""
+
+# Scroll the element that still scrolls most (the notebook's window) to `top` px.
+_JS_SCROLL_NOTEBOOK = """(top) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  let best = null, extra = 1;
+  for (const el of [w.node, ...w.node.querySelectorAll('*')]) {
+    const s = getComputedStyle(el);
+    if (['auto', 'scroll', 'overlay'].includes(s.overflowY)
+        && el.scrollHeight - el.clientHeight > extra) {
+      best = el; extra = el.scrollHeight - el.clientHeight;
+    }
+  }
+  if (best) best.scrollTop = top;
+  return best ? best.scrollTop : -1;
+}"""
+
+#: pixels each screenshot part repeats of the one before it
+PART_OVERLAP = 200
+MAX_PARTS = 10
 
 _JS_REPORT = """(stderrMime) => {
   const w = window.jupyterapp.shell.currentWidget;
@@ -344,10 +366,32 @@ def screenshot_notebook(lab: LabServer, name: str, out_png: str | os.PathLike,
         page.evaluate("() => document.querySelectorAll('*').forEach("
                       "e => { if (e.scrollTop) e.scrollTop = 0; })")
         page.screenshot(path=str(out_png), full_page=True)
+        # Taller than Chromium's limit (max_height): the notebook still scrolls inside
+        # the window.  Scroll it by a window less an overlap and take more parts,
+        # NAME-part2.png, NAME-part3.png, ... until its end is on one of them.
+        # (the extra height is measured again after each scroll: a windowed notebook
+        # learns its cells' real heights as they draw)
+        pngs = [out_png]
+        for old in out_png.parent.glob(f"{out_png.stem}-part*{out_png.suffix}"):
+            old.unlink()                                   # parts of an earlier shot
+        step = max(1000, height - PART_OVERLAP)
+        top = 0
+        while len(pngs) < MAX_PARTS:
+            extra = page.evaluate(_JS_EXTRA_HEIGHT)
+            if top >= extra - 1:
+                break
+            top = min(extra, top + step)
+            page.evaluate(_JS_SCROLL_NOTEBOOK, top)
+            page.wait_for_timeout(max(settle_ms, 1000))   # windowed cells draw
+            part = out_png.with_name(f"{out_png.stem}-part{len(pngs) + 1}{out_png.suffix}")
+            page.screenshot(path=str(part), full_page=True)
+            pngs.append(part)
+        if len(pngs) > 1:
+            page.evaluate(_JS_SCROLL_NOTEBOOK, 0)
 
         info = page.evaluate(_JS_REPORT, STDERR_MIME)
         return NotebookReport(
-            name=name, png=out_png, title=info["title"], text=info["text"],
+            name=name, png=out_png, parts=pngs, title=info["title"], text=info["text"],
             error_outputs=info["errors"], stderr_tracebacks=info["tracebacks"],
             page_errors=page_errors, console_errors=console_errors, run_all_result=result)
 

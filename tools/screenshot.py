@@ -10,6 +10,10 @@ cells (unless --no-run), waits for the kernel to go idle and writes a
 full-height PNG (default: build/screenshots/<name>.png). The notebook file is
 not modified. Prints the title and any error outputs; exits 1 if a cell failed.
 
+A notebook taller than Chromium's 16,000 px limit is taken in parts:
+<name>.png, then <name>-part2.png, <name>-part3.png, ... (the notebook scrolled
+by a window each time, 200 px repeated at the top of each part).
+
 --width may be given several times: one screenshot per width, named
 <name>-<width>.png.  --all takes every chapter of notebooks/ (00 index included,
 the redirect pages for old names left out), one JupyterLab for all of them.
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      run_all=not args.no_run, width=width,
                                                      timeout_s=args.timeout)
                 print(f"screenshot: {report.png}")
+                for part in report.parts[1:]:
+                    print(f"   part:    {part}")
                 print(f"title:      {report.title!r}")
                 print(f"run all:    {report.run_all_result}")
                 for label, items in (("error output", report.error_outputs),
