@@ -38,8 +38,11 @@ class Page:
 
     def __init__(self, pfn: int, nid: int, data):
         self.pfn = pfn
-        # bytearray(page_size); None for page-table pages.  Written only through
-        # PhysicalMemory.write_page(), which tells KSM's shortcuts first.
+        # page_size bytes; None for page-table pages.  An immutable ``bytes`` that
+        # other frames may share (all zeroes, or a whole-page fill) until
+        # PhysicalMemory.write_page() gives the frame a bytearray of its own: 25,600
+        # pages filled alike cost one page of bytes, not 100 MiB.  Written only through
+        # write_page(), which tells KSM's shortcuts first.
         self.data = data
         self.refcount = 0           # folio_ref_count()
         self.mapcount = 0           # folio_mapcount(): PTEs that map it
@@ -146,7 +149,10 @@ class PhysicalMemory:
         self._huge_free: list[list[int]] = [[] for _ in range(numa_nodes)]
         self._huge_in_use = [0] * numa_nodes        # frames of live large folios
         self._split_frames = [0] * numa_nodes       # frames of split THPs still in use
-        self.zero_page = Page(ZERO_PFN, 0, bytes(page_size))
+        # the bytes every new frame starts with (shared, immutable: see Page.data)
+        self.zero_bytes = bytes(page_size)
+        self._last_fill = self.zero_bytes       # the last whole-page contents written
+        self.zero_page = Page(ZERO_PFN, 0, self.zero_bytes)
         self.zero_page.flags = PG_zero
         self.zero_page.refcount = 1             # reserved forever, like the kernel's
         self.fp = machine.fp                    # KSM's shortcuts: told of writes and frees
@@ -174,7 +180,7 @@ class PhysicalMemory:
                 raise enomem(f"node {nid} out of memory")
             pfn = self._next[nid]
             self._next[nid] += 1
-        data = None if purpose == "table" else bytearray(self.page_size)
+        data = None if purpose == "table" else self.zero_bytes
         page = Page(pfn, nid, data)
         page.refcount = 1
         self.pages[pfn] = page
@@ -219,7 +225,7 @@ class PhysicalMemory:
             self._huge_next[nid] += HPAGE_PMD_NR
         pages = []
         for i in range(HPAGE_PMD_NR):
-            page = Page(base + i, nid, bytearray(self.page_size))
+            page = Page(base + i, nid, self.zero_bytes)
             pages.append(page)
             self.pages[base + i] = page
         folio = LargeFolio(pages, nid, address)
@@ -279,13 +285,33 @@ class PhysicalMemory:
     def write_page(self, page: Page, offset: int, data) -> None:
         """Store ``data`` into ``page`` at ``offset``: every writer of page contents
         (a CPU store through Process.write, a KVM guest write, a COW copy) comes here,
-        and KSM's shortcuts hear of it before the bytes change (fastpath.py)."""
+        and KSM's shortcuts hear of it before the bytes change (fastpath.py).
+
+        A whole page of bytes equal to the last whole page written (or to zeroes)
+        becomes that one shared ``bytes`` object, as a fill loop writes the same page
+        over and over; any other write gives the frame its own bytearray (copied from
+        the shared bytes on a frame's first partial write)."""
         self.fp.before_page_write(page)
-        page.data[offset:offset + len(data)] = data
+        if offset == 0 and len(data) == self.page_size:
+            last = self._last_fill
+            if data == last:
+                page.data = last
+            elif data == self.zero_bytes:
+                page.data = self.zero_bytes
+            else:
+                page.data = self._last_fill = bytes(data)
+            return
+        buf = page.data
+        if type(buf) is not bytearray:
+            buf = page.data = bytearray(buf)
+        buf[offset:offset + len(data)] = data
 
     def copy_page(self, dst: Page, src: Page) -> None:
-        """copy_user_highpage(): ``dst`` gets ``src``'s bytes."""
-        self.write_page(dst, 0, src.data)
+        """copy_user_highpage(): ``dst`` gets ``src``'s bytes (shared while neither
+        is written, when they are an immutable ``bytes``)."""
+        self.fp.before_page_write(dst)
+        src_data = src.data
+        dst.data = src_data if type(src_data) is bytes else bytearray(src_data)
 
     def free_pfns(self) -> list[int]:
         """Frames handed out once and freed since (read-only, for the book's frame map)."""

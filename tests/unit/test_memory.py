@@ -79,7 +79,7 @@ def test_a_reused_frame_starts_clean():
     m = Machine(page_size=64)
     mem = m.memory
     page = mem.alloc_page()
-    page.data[:] = b"\xff" * 64
+    mem.write_page(page, 0, b"\xff" * 64)
     page.flags |= PG_anon | PG_ksm
     page.mapping = object()
     mem.put_page(page)
@@ -89,6 +89,43 @@ def test_a_reused_frame_starts_clean():
     assert again.data == bytearray(64) and again.flags == 0 and again.mapping is None
     assert page.flags == 0 and page.mapping is None, \
         "a freed page drops its KSM link (stable nodes then read as stale)"
+
+
+def test_pages_filled_alike_share_one_bytes_until_written():
+    """25,600 pages filled with one byte must not cost 100 MiB (issue 8: a chapter's
+    kernel under 200 MB): whole-page writes of equal bytes share one immutable
+    object, and a later write gives only that frame bytes of its own."""
+    m = Machine(page_size=64)
+    mem = m.memory
+    fresh = [mem.alloc_page() for _ in range(3)]
+    assert fresh[0].data is fresh[1].data, "new frames share the zero bytes"
+    pages = [mem.alloc_page() for _ in range(4)]
+    for page in pages:
+        mem.write_page(page, 0, bytes([0x2A]) * 64)      # a memset() fill, page by page
+    assert all(p.data is pages[0].data for p in pages), "one fill, one bytes object"
+    mem.write_page(pages[1], 5, b"\x01\x02")
+    assert pages[1].data == b"*" * 5 + b"\x01\x02" + b"*" * 57
+    assert all(p.data == b"*" * 64 for p in pages if p is not pages[1]), \
+        "a partial write changes only the frame written"
+    mem.write_page(fresh[0], 0, b"\x07")
+    assert fresh[0].data == b"\x07" + bytes(63) and fresh[1].data == bytes(64)
+    assert mem.zero_page.data == bytes(64)
+
+
+def test_copy_page_shares_until_either_side_is_written():
+    m = Machine(page_size=64)
+    mem = m.memory
+    src, dst = mem.alloc_page(), mem.alloc_page()
+    mem.write_page(src, 0, b"ab" * 32)
+    mem.copy_page(dst, src)
+    assert dst.data == src.data
+    mem.write_page(dst, 0, b"Z")
+    assert (src.data[:2], dst.data[:2]) == (b"ab", b"Zb"), "copy-on-write of the bytes"
+    mem.write_page(src, 1, b"Q")                 # src now has a bytearray of its own
+    other = mem.alloc_page()
+    mem.copy_page(other, src)
+    mem.write_page(src, 0, b"X")
+    assert other.data[:2] == b"aQ" and src.data[:2] == b"XQ"
 
 
 def test_put_page_frees_only_at_refcount_zero_and_reports_events():

@@ -20,12 +20,11 @@ page tables, counters, rmap_items, the exact rbtree shapes and the events.
 
 The shortcuts, what each skips, why it is equal, what invalidates it:
 
-1. **Remembered unstable pages** (``item.tree_data``: the bytes object of the
-   item's page when it entered the tree; a slot of the rmap_item, like the rb
+1. **Remembered unstable pages** (``item.tree_page``: the page the item
+   mapped when it entered the tree; a slot of the rmap_item, like the rb
    links, set only by the insertions and read only by the descents this object
    asks for).  Skips get_mergeable_page() at every level of an unstable descent.
-   Equal because the bytes object *is* the page's (a write changes both), and
-   get_mergeable_page() would find the same page while no PTE was written, no
+   Equal because get_mergeable_page() would find the same page while no PTE was written, no
    page freed, no VMA lost VM_MERGEABLE and no mm exited:
    ``unstable_valid_seq == mapping_seq``.  Invalidated by the hooks
    ``pte_changed``, ``page_freed``, ``vma_unmergeable`` and ``mm_exited``, which
@@ -96,7 +95,7 @@ The shortcuts, what each skips, why it is equal, what invalidates it:
    PTE table.  Skips some twenty helper calls per merge.
 
 7. **A page's checksum** (``page.checksum_memo``: a slot of the page, like
-   ``tree_data`` on the rmap_item).  Skips calc_checksum() - xxhash over the whole
+   ``tree_page`` on the rmap_item).  Skips calc_checksum() - xxhash over the whole
    page, most of a visit's time in Python - when the page's bytes have not changed
    since it was last computed: cmp_and_merge_page() recomputes it at every visit,
    and a page that holds still is visited once a full scan.  Equal because the
@@ -165,7 +164,7 @@ class FastPath:
         self.stable_seq = 0
         self.dup_memo: dict = {}        # shortcut 3: chain -> (folio, dup)
         # shortcut 1 and 2 (the unstable tree)
-        self.unstable_valid_seq = -1    # mapping_seq when every tree_data was last known right
+        self.unstable_valid_seq = -1    # mapping_seq when every tree_page was last known right
         self.unstable_lazy = False      # shortcut 2 on: the index answers, the rbtrees lag
         # pending insertions (an item) and erasures (None, then the item: no tuple to
         # allocate, so no extra work for the cyclic garbage collector)
@@ -259,7 +258,7 @@ class FastPath:
         if self.unstable_lazy:
             if page.mapcount:
                 self.unstable_stop_lazy()
-            elif self.check and any(i.tree_data is page.data for i in self.ksm.rmap_items()):
+            elif self.check and any(i.tree_page is page for i in self.ksm.rmap_items()):
                 raise AssertionError(f"an unmapped page {page!r} a node remembers is written")
 
     # ------------------------------------------------------------------------------
@@ -267,8 +266,8 @@ class FastPath:
     # ------------------------------------------------------------------------------
     def unstable_reset(self, seqnr: int) -> None:
         """The start of a full scan: the (empty) trees are right; shortcut 2 restarts."""
-        for item in self.unstable_erased:    # erased, never settled: drop the bytes
-            item.tree_data = None
+        for item in self.unstable_erased:    # erased, never settled: drop the page
+            item.tree_page = None
         self.unstable_erased = []
         self.unstable_log = []
         self.unstable_index = {}
@@ -278,15 +277,15 @@ class FastPath:
         self.unstable_valid_seq = self.mapping_seq
 
     def unstable_remembered_valid(self) -> bool:
-        """Shortcut 1 holds: every node's remembered bytes are its page's."""
+        """Shortcut 1 holds: every node's remembered page is get_mergeable_page()'s."""
         return self.enabled and self.unstable_valid_seq == self.mapping_seq
 
     def unstable_settle(self) -> None:
         """Replay the log into the rbtrees with the kernel's descent, in order.
 
-        Every node still holds the bytes it was inserted with (before_page_write()
+        Every node's page still has the bytes it was inserted with (before_page_write()
         stops shortcut 2 first), so each insertion goes exactly where the kernel put
-        it; erased items let go of their bytes here.
+        it; erased items let go of their pages here.
         """
         log = self.unstable_log
         if not log:
@@ -298,10 +297,10 @@ class FastPath:
             if entry is None:                # an erasure: the item follows
                 item = next(entries)
                 rb_erase(item, roots[item.nid])
-                item.tree_data = None
+                item.tree_page = None
                 continue
             root = roots[entry.nid]
-            parent, left, new = self.unstable_descend_remembered(root, entry.tree_data)
+            parent, left, new = self.unstable_descend_remembered(root, entry.tree_page)
             if new is not None or parent is False:
                 raise AssertionError(f"unstable tree replay met an equal node for {entry!r}")
             rb_link_node(entry, parent, left, root)
@@ -315,10 +314,10 @@ class FastPath:
     def unstable_lookup(self, key: int, data):
         """Shortcut 2: the node whose bytes equal ``data`` (checksum in ``key``), or None."""
         node = self.unstable_index.get(key)
-        if node is None or node.tree_data == data:
+        if node is None or node.tree_page.data == data:
             return node
         for node in self.unstable_index_more.get(key, ()):
-            if node.tree_data == data:
+            if node.tree_page.data == data:
                 return node
         return None
 
@@ -332,7 +331,7 @@ class FastPath:
         self.unstable_log.append(item)
 
     def unstable_log_erase(self, item) -> None:
-        """Shortcut 2: ``item`` leaves the index; settling erases it, drops its bytes."""
+        """Shortcut 2: ``item`` leaves the index; settling erases it, drops its page."""
         key = tree_key(item.oldchecksum, item.nid)
         index, more = self.unstable_index, self.unstable_index_more
         if index.get(key) is item:
@@ -357,25 +356,25 @@ class FastPath:
         """``item`` (UNSTABLE_FLAG stamped ``tree_seqnr``) leaves the tree by the
         kernel's rb_erase or is dropped with an old tree: settle a log it is in
         first (the tree that ended with the last full scan, still the one to draw),
-        then drop its bytes."""
+        then drop its page."""
         if self.unstable_log and tree_seqnr == self.unstable_tree_seqnr:
             self.unstable_settle()
-        item.tree_data = None
+        item.tree_page = None
 
-    def unstable_descend_remembered(self, root, data):
-        """Shortcut 1: the kernel's descent over the remembered bytes: no node can
-        have vanished, and the same page has the same bytes object.  Returns what
+    def unstable_descend_remembered(self, root, page):
+        """Shortcut 1: the kernel's descent for ``page`` over the remembered pages:
+        no node can have vanished.  Returns what
         UnstableTreeMixin._unstable_descend() returns."""
-        return self.ksm._unstable_descend(None, None, root, data, True)
+        return self.ksm._unstable_descend(None, page, root, page.data, True)
 
     def check_unstable_tree_pages(self) -> None:
-        """check: every node's remembered bytes belong to the page
+        """check: every node's remembered page is the page
         get_mergeable_page() finds."""
         ksm = self.ksm
         for root in ksm.root_unstable_tree:
             for node in root:
                 found = ksm.get_mergeable_page(node)
-                if found is None or found.data is not node.tree_data:
+                if found is None or found is not node.tree_page:
                     raise AssertionError(f"unstable node {node!r} remembers other bytes "
                                          f"than those of the page it maps, {found!r}")
 
@@ -389,12 +388,12 @@ class FastPath:
         root = ksm.root_unstable_tree[nid]                       # settles the log
         self.check_unstable_tree_pages()
         kernel = ksm._unstable_descend(item, page, root, data)
-        replay = self.unstable_descend_remembered(root, data)
+        replay = self.unstable_descend_remembered(root, page)
         if replay != kernel:
             raise AssertionError(f"remembered descent {replay} != the kernel's {kernel}")
         parent, _left, new = kernel
         if parent is False:      # gave up on the same page: the index finds that page
-            if lazy is None or lazy.tree_data is not data:
+            if lazy is None or lazy.tree_page is not page:
                 raise AssertionError(f"index found {lazy!r}, the descent met the page itself")
             return None, None
         if new is not lazy:
@@ -714,7 +713,7 @@ class FastPath:
                                 # back into the tree below
                                 if flags:
                                     item.flags = 0
-                                    item.tree_data = None
+                                    item.tree_page = None
                                 data = page.data
                                 checksum = page.checksum_memo        # shortcut 7
                                 if checksum < 0:
@@ -744,7 +743,7 @@ class FastPath:
                                         # _unstable_insert(item, page, nid, None, False, None)
                                         item.flags = bits
                                         item.nid = nid
-                                        item.tree_data = data
+                                        item.tree_page = page
                                         index[key] = item
                                         log.append(item)
                                         if not flags:

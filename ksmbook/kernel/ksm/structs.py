@@ -50,7 +50,7 @@ class KsmRmapItem:
     """
     __slots__ = ("rmap_list", "mm", "address", "flags", "oldchecksum", "age",
                  "remaining_skips", "nid", "anon_vma", "head",
-                 "rb_parent", "rb_left", "rb_right", "rb_red", "tree_data")
+                 "rb_parent", "rb_left", "rb_right", "rb_red", "tree_page")
 
     def __init__(self, mm, address: int):
         self.mm = mm
@@ -62,9 +62,9 @@ class KsmRmapItem:
         self.rmap_list = self.anon_vma = self.head = self.rb_parent = self.rb_left = \
             self.rb_right = None
         self.rb_red = False
-        # ksmbook only, kept by kernel/ksm/fastpath.py (shortcut 1): the bytes of the
-        # page this item had when it entered the unstable tree
-        self.tree_data = None
+        # ksmbook only, kept by kernel/ksm/fastpath.py (shortcut 1): the page this
+        # item mapped when it entered the unstable tree
+        self.tree_page = None
 
     @property
     def state(self) -> str:

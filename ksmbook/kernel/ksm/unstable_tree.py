@@ -55,13 +55,13 @@ class UnstableTreeMixin:
                 if new is None:
                     self._unstable_insert(item, page, nid, None, False, None)
                     return None, None
-                if new.tree_data is data:        # a forked page: don't substitute
+                if new.tree_page is page:        # a forked page: don't substitute
                     return None, None
             else:
                 root = self._unstable_roots[nid]
                 if fp.check:
                     fp.check_unstable_tree_pages()
-                parent, left, new = fp.unstable_descend_remembered(root, data)
+                parent, left, new = fp.unstable_descend_remembered(root, page)
         else:
             if fp.unstable_lazy:
                 fp.unstable_stop_lazy()
@@ -82,7 +82,7 @@ class UnstableTreeMixin:
         item.flags |= UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
         item.nid = nid
         fp = self.fp
-        item.tree_data = page.data           # fastpath.py, shortcut 1
+        item.tree_page = page                # fastpath.py, shortcut 1
         if root is None:
             fp.unstable_log_insert(item, tree_key(item.oldchecksum, nid))
         else:
@@ -101,15 +101,16 @@ class UnstableTreeMixin:
         Returns (parent, left, None) for an insertion point, (None, None, node) for a
         node with equal content, or (False, None, None) to give up.  ``remembered``
         (fastpath.py, shortcut 1): each node's bytes as remembered at insertion
-        (``tree_data``) instead of get_mergeable_page(); no node can have vanished
-        then, and the same page has the same bytes object.
+        (``tree_page``) instead of get_mergeable_page(); no node can have vanished
+        then, and a write since went to that page's bytes.
         """
         parent, left, new = None, False, root.rb_node
         while new is not None:
             if remembered:
-                tdata = new.tree_data
-                if tdata is data:            # a forked page: don't substitute
+                tree_page = new.tree_page
+                if tree_page is page:        # a forked page: don't substitute
                     return False, None, None
+                tdata = tree_page.data
             else:
                 tree_page = self.get_mergeable_page(new)
                 if tree_page is None:
