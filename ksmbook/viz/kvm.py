@@ -57,6 +57,39 @@ def state_rows(records, steps, pages: int = 2) -> tuple[list[str], list[list[tup
     return names, cols
 
 
+#: the table's width in the narrowest view the book is read in (an 800 px window)
+NARROW_VIEW_PX = 660
+#: a 13 px font's mean character width, and one wrapped line's height, in px
+CHAR_PX, LINE_PX = 7.6, 19
+#: a cell's left and right padding together, in px
+CELL_PAD_PX = 16
+
+
+def table_row_heights(rows, widths, *, view_px: int = NARROW_VIEW_PX,
+                      min_height: int = 28) -> list[int]:
+    """Each row's height in px once its cells wrap at word boundaries in columns
+    sized by ``widths`` (relative, as go.Table's columnwidth) across ``view_px``."""
+    total = sum(widths)
+    chars = [max(4, int((view_px * w / total - CELL_PAD_PX) / CHAR_PX)) for w in widths]
+    heights = []
+    for row in rows:
+        lines = max(_wrapped_lines(str(text).replace("<b>", "").replace("</b>", ""), n)
+                    for text, n in zip(row, chars))
+        heights.append(max(min_height, LINE_PX * lines + 10))
+    return heights
+
+
+def _wrapped_lines(text: str, width: int) -> int:
+    lines, used = 1, 0
+    for word in text.split():
+        if used and used + 1 + len(word) > width:
+            lines, used = lines + 1, 0
+        used += (1 if used else 0) + len(word)
+        while used > width:               # a word longer than the column breaks
+            lines, used = lines + 1, used - width
+    return lines
+
+
 def state_table_figure(records, steps, *, title: str | None = None, pages: int = 2,
                        width: int = 1080) -> go.Figure:
     """What each guest frame maps, in the host and in KVM, after each step."""
@@ -64,17 +97,20 @@ def state_table_figure(records, steps, *, title: str | None = None, pages: int =
     header = ["after step"] + [f"{i + 1} · {name}" for i, (name, _d) in enumerate(steps)]
     values = [names] + [[t for t, _f in col] for col in cols]
     fills = [[FILL["head"]] * len(names)] + [[FILL[f] for _t, f in col] for col in cols]
+    widths = [1.8] + [1.6] * len(steps)
     table = go.Table(
-        columnwidth=[1.8] + [1.6] * len(steps),
+        columnwidth=widths,
         header=dict(values=[f"<b>{h}</b>" for h in header], fill_color=FILL["head"],
                     align="left", font=dict(size=13), height=30,
                     line=dict(color="#BBBBBB", width=1)),
         cells=dict(values=values, fill_color=fills, align="left", font=dict(size=13),
                    height=28, line=dict(color="#BBBBBB", width=1)))
-    # room for row names that wrap in a view 680 px wide (an 800 px window): the
-    # table's last rows were cut off there
+    # a table's rows grow with their wrapped text, its figure does not: the height is
+    # that of the rows as they wrap in the narrowest view (an 800 px window), or
+    # the last rows are cut off
+    rows = [header] + [list(r) for r in zip(*values)]
     layout = base_layout(title or "After each step: host PTE and KVM spte of each guest frame",
-                         width, 90 + 30 + 28 * len(names) + 20 + 14 * len(names),
+                         width, 90 + 20 + sum(table_row_heights(rows, widths)),
                          margin=dict(l=10, r=10, t=50, b=10))
     layout["showlegend"] = False
     return go.Figure(data=[table], layout=layout)

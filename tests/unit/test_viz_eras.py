@@ -167,3 +167,20 @@ def test_roc_and_signal_figures():
     assert len(sc_viz.signal_text(sigs).splitlines()) == 3
     assert sc_viz.fmt_ns(1500) == "1.5 µs" and sc_viz.fmt_ns(20) == "20 ns"
     assert math.isclose(sc_viz.bin_edges()[0], sc_viz.LO_NS)
+
+
+def test_state_table_is_as_tall_as_its_rows_wrap_in_a_narrow_view():
+    """A go.Table's rows grow with wrapped text but its figure does not: at 800 px
+    the last row of a 7-step table was cut off (issue 8, ch07 exercise 5)."""
+    assert kvm_viz._wrapped_lines("none (next access exits)", 30) == 1
+    assert kvm_viz._wrapped_lines("none (next access exits)", 10) == 3
+    assert kvm_viz._wrapped_lines("abcdefghijkl", 5) == 3
+    short = EraStory("2.6.32", steps=STEPS[:2]).run_all()
+    full = EraStory("2.6.32").run_all()
+    few = kvm_viz.state_table_figure(short, STEPS[:2])
+    many = kvm_viz.state_table_figure(full, STEPS)
+    rows = [["after step"] + [""] * len(STEPS)] + [list(r) for r in zip(*many.data[0].cells.values)]
+    heights = kvm_viz.table_row_heights(rows, many.data[0].columnwidth)
+    assert len(heights) == 7 and min(heights) >= 28
+    assert max(heights) >= 2 * kvm_viz.LINE_PX, "narrow columns wrap 'none (next access exits)'"
+    assert many.layout.height >= 90 + sum(heights) > few.layout.height
